@@ -1,0 +1,276 @@
+//! Random identifiers and secrets: the QR id, the browser-binding secret, the phone's confirm
+//! token and the one-time ticket.
+//!
+//! All four are drawn from the operating system's CSPRNG and encoded as base64url without
+//! padding. None of them implements `PartialEq`: compare them with [`ct_eq`](QrCodeId::ct_eq),
+//! which runs in constant time. `Debug` never prints the value.
+
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use subtle::ConstantTimeEq;
+
+use crate::error::{Error, Result};
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub(crate) fn os_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::Internal(format!("OS random generator failed: {e}")))
+}
+
+/// `len` random bytes from the OS CSPRNG, base64url-encoded without padding.
+pub(crate) fn random_token(len: usize) -> Result<String> {
+    let mut buf = vec![0u8; len];
+    os_random(&mut buf)?;
+    Ok(URL_SAFE_NO_PAD.encode(&buf))
+}
+
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// Constant-time equality of two byte strings (the length itself is not secret).
+pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// The SHA-256 of a secret: what the stores keep instead of the secret itself.
+#[derive(Clone, Copy)]
+pub struct SecretHash(pub(crate) [u8; 32]);
+
+impl SecretHash {
+    /// The hash's bytes.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Builds a hash from 32 bytes (e.g. read back from a store).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// Constant-time equality.
+    pub fn ct_eq(&self, other: &SecretHash) -> bool {
+        ct_eq_bytes(&self.0, &other.0)
+    }
+
+    /// Hex encoding, for stores that keep text.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
+    }
+}
+
+macro_rules! secret_type {
+    ($(#[$doc:meta])* $name:ident, bytes = $bytes:expr) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name(String);
+
+        impl $name {
+            /// Number of random bytes in a freshly generated value.
+            pub const RANDOM_BYTES: usize = $bytes;
+
+            /// A fresh value from the OS CSPRNG.
+            pub fn generate() -> Result<Self> {
+                random_token(Self::RANDOM_BYTES).map(Self)
+            }
+
+            /// Parses a value received from a client.
+            ///
+            /// Accepts base64url without padding that decodes to 16..=64 bytes; anything else
+            /// is [`Error::InvalidRequest`] (callers that must not reveal why map it further).
+            pub fn parse(value: &str) -> Result<Self> {
+                if !(22..=86).contains(&value.len()) {
+                    return Err(Error::InvalidRequest(
+                        concat!("malformed ", stringify!($name)).to_owned(),
+                    ));
+                }
+                match URL_SAFE_NO_PAD.decode(value) {
+                    Ok(bytes) if bytes.len() >= 16 => Ok(Self(value.to_owned())),
+                    _ => Err(Error::InvalidRequest(
+                        concat!("malformed ", stringify!($name)).to_owned(),
+                    )),
+                }
+            }
+
+            /// The encoded value. Handle with care: this is what must never reach a log.
+            pub fn expose_secret(&self) -> &str {
+                &self.0
+            }
+
+            /// Constant-time equality.
+            pub fn ct_eq(&self, other: &Self) -> bool {
+                ct_eq_bytes(self.0.as_bytes(), other.0.as_bytes())
+            }
+
+            /// SHA-256 of the encoded value: what stores keep.
+            pub fn hash(&self) -> SecretHash {
+                SecretHash(sha256(self.0.as_bytes()))
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+    };
+}
+
+secret_type!(
+    /// The QR session's public id: it is printed in the QR code, so it identifies a session but
+    /// grants nothing on its own. 128 random bits.
+    ///
+    /// ```
+    /// let id = qrauth_core::QrCodeId::generate().unwrap();
+    /// assert_eq!(id.as_str().len(), 22);
+    /// assert!(!format!("{id:?}").contains(id.as_str()));
+    /// ```
+    QrCodeId,
+    bytes = 16
+);
+
+impl QrCodeId {
+    /// The id as text (it is public: it is in the QR code).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+secret_type!(
+    /// The secret that binds a QR session to the browser that created it. Travels only in the
+    /// `HttpOnly` binding cookie; stores keep its SHA-256. 256 random bits.
+    BindingSecret,
+    bytes = 32
+);
+
+secret_type!(
+    /// The phone's proof that it scanned a session: returned by `scan`, required by `confirm`
+    /// and `cancel`, single use. 256 random bits.
+    ConfirmToken,
+    bytes = 32
+);
+
+secret_type!(
+    /// The one-time ticket the bound browser exchanges for a token set. 256 bits.
+    ///
+    /// A ticket is `HMAC-SHA256(binding secret, "qrauth ticket" ‖ qrcodeId ‖ nonce)` where the
+    /// nonce is 128 CSPRNG bits drawn at confirmation. Deriving it from the binding secret is
+    /// what lets the store keep only hashes: only the bound browser's request can reproduce the
+    /// ticket, and the store never holds it.
+    Ticket,
+    bytes = 32
+);
+
+impl Ticket {
+    /// Derives the ticket of a confirmed session for the browser holding `binding`.
+    pub(crate) fn derive(binding: &BindingSecret, id: &QrCodeId, nonce: &[u8]) -> Self {
+        use aws_lc_rs::hmac;
+        let key = hmac::Key::new(hmac::HMAC_SHA256, binding.0.as_bytes());
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(b"qrauth ticket\0");
+        ctx.update(id.0.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(nonce);
+        Self(URL_SAFE_NO_PAD.encode(ctx.sign().as_ref()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn hundred_thousand_ids_and_secrets_are_unique_and_at_least_128_bits() {
+        let mut seen = HashSet::new();
+        for _ in 0..25_000 {
+            let values = [
+                QrCodeId::generate().unwrap().0,
+                BindingSecret::generate().unwrap().0,
+                ConfirmToken::generate().unwrap().0,
+                Ticket::derive(
+                    &BindingSecret::generate().unwrap(),
+                    &QrCodeId::generate().unwrap(),
+                    &[1; 16],
+                )
+                .0,
+            ];
+            for v in values {
+                assert!(URL_SAFE_NO_PAD.decode(&v).unwrap().len() >= 16);
+                assert!(seen.insert(v), "duplicate value");
+            }
+        }
+        assert_eq!(seen.len(), 100_000);
+    }
+
+    #[test]
+    fn secrets_are_not_prefixes_of_each_other() {
+        let id = QrCodeId::generate().unwrap();
+        let bind = BindingSecret::generate().unwrap();
+        let ticket = Ticket::derive(&bind, &id, &[7; 16]);
+        for (a, b) in [(&id.0, &bind.0), (&id.0, &ticket.0), (&bind.0, &ticket.0)] {
+            assert!(!a.starts_with(b.as_str()) && !b.starts_with(a.as_str()));
+            assert!(!a.contains(&b[..8]) && !b.contains(&a[..8]));
+        }
+    }
+
+    #[test]
+    fn debug_of_every_secret_type_hides_the_value() {
+        let id = QrCodeId::generate().unwrap();
+        let bind = BindingSecret::generate().unwrap();
+        let confirm = ConfirmToken::generate().unwrap();
+        let ticket = Ticket::derive(&bind, &id, &[0; 16]);
+        for (dbg, raw) in [
+            (format!("{id:?}"), id.as_str().to_owned()),
+            (format!("{bind:?}"), bind.expose_secret().to_owned()),
+            (format!("{confirm:?}"), confirm.expose_secret().to_owned()),
+            (format!("{ticket:?}"), ticket.expose_secret().to_owned()),
+            (format!("{:?}", bind.hash()), bind.hash().to_hex()),
+        ] {
+            assert!(!dbg.contains(&raw[..10]), "{dbg} leaks {raw}");
+        }
+    }
+
+    #[test]
+    fn constant_time_comparison_distinguishes_values() {
+        let a = BindingSecret::generate().unwrap();
+        let b = BindingSecret::parse(a.expose_secret()).unwrap();
+        let c = BindingSecret::generate().unwrap();
+        assert!(a.ct_eq(&b));
+        assert!(!a.ct_eq(&c));
+        assert!(a.hash().ct_eq(&b.hash()));
+        assert!(!a.hash().ct_eq(&c.hash()));
+        assert!(!ct_eq_bytes(b"short", b"longer"));
+    }
+
+    #[test]
+    fn parse_rejects_short_long_and_non_base64url_values() {
+        for bad in ["", "abc", "!!!!!!!!!!!!!!!!!!!!!!!!", &"a".repeat(10_000), "AAAAAAAAAAAAAAAAAAAAA"] {
+            assert!(QrCodeId::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let id = QrCodeId::generate().unwrap();
+        assert!(QrCodeId::parse(id.as_str()).is_ok());
+    }
+
+    #[test]
+    fn ticket_derivation_depends_on_binding_id_and_nonce() {
+        let id = QrCodeId::generate().unwrap();
+        let b1 = BindingSecret::generate().unwrap();
+        let b2 = BindingSecret::generate().unwrap();
+        let t = Ticket::derive(&b1, &id, &[1; 16]);
+        assert!(t.ct_eq(&Ticket::derive(&b1, &id, &[1; 16])));
+        assert!(!t.ct_eq(&Ticket::derive(&b2, &id, &[1; 16])));
+        assert!(!t.ct_eq(&Ticket::derive(&b1, &id, &[2; 16])));
+    }
+}
