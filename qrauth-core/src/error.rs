@@ -180,7 +180,9 @@ impl Error {
     /// Seconds for a `Retry-After` header, for errors that carry one.
     pub fn retry_after(&self) -> Option<u64> {
         match self {
-            Error::SlowDown { retry_after } => Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+            Error::SlowDown { retry_after } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
             Error::StoreUnavailable(_) => Some(1),
             _ => None,
         }

@@ -23,3 +23,14 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, TokenError};
 pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
 pub use types::{Audience, Claims, QrCode, QrState, QrStatus, TokenSet, UserInfo};
+pub mod handler;
+pub mod lifetimes;
+pub mod provider;
+pub mod session;
+pub mod sessions;
+pub mod store;
+
+pub use handler::{ApiRequest, ApiResponse, QrAuthService, Route};
+pub use lifetimes::Lifetimes;
+pub use provider::QrAuthProvider;
+pub use sessions::Sessions;

@@ -1,1 +1,179 @@
-//! placeholder
+//! Rendering QR content (the `qrcodeContent` of `POST /qrcode`) as an SVG image and as the
+//! `data:` URL sent in the response's `image` field.
+//!
+//! The image uses medium error correction (about 15 % of the code may be damaged or covered),
+//! the standard four-module quiet zone, black on white, and is at least
+//! [`MIN_DIMENSION`] pixels wide so that phones read it at arm's length from a desktop screen.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use qrcode::render::svg;
+use qrcode::types::QrError;
+use qrcode::{EcLevel, QrCode};
+
+use crate::error::{Error, Result};
+
+/// The prefix of every URL returned by [`svg_data_url`].
+pub const DATA_URL_PREFIX: &str = "data:image/svg+xml;base64,";
+
+/// Minimum width and height of the rendered image, in pixels (quiet zone included).
+pub const MIN_DIMENSION: u32 = 200;
+
+/// Content of up to this many bytes always fits in a QR code at the error-correction level used
+/// here (version 40, level M, byte mode). Purely numeric or upper-case alphanumeric content can
+/// be somewhat longer; anything longer fails with [`Error::Internal`].
+pub const MAX_CONTENT_LEN: usize = 2331;
+
+const DARK: &str = "#000000";
+const LIGHT: &str = "#ffffff";
+
+/// Renders `content` as a standalone SVG document (with its XML declaration).
+///
+/// # Errors
+///
+/// [`Error::Internal`] if `content` does not fit in a QR code (see [`MAX_CONTENT_LEN`]). QR
+/// content is produced by qrauth or its provider, never taken from a client, so a failure here
+/// is a server-side problem (typically a far too long callback URL in the configuration).
+///
+/// ```
+/// let svg = qrauth_core::qr::svg("https://example.com/qrauth/scan?id=abc").unwrap();
+/// assert!(svg.contains("<svg"));
+/// ```
+pub fn svg(content: &str) -> Result<String> {
+    let code =
+        QrCode::with_error_correction_level(content.as_bytes(), EcLevel::M).map_err(|e| {
+            Error::Internal(match e {
+                QrError::DataTooLong => format!(
+                    "QR content of {} bytes is too long to encode (at most about {MAX_CONTENT_LEN})",
+                    content.len()
+                ),
+                other => format!("cannot encode QR content: {other}"),
+            })
+        })?;
+    Ok(code
+        .render::<svg::Color<'_>>()
+        .quiet_zone(true)
+        .min_dimensions(MIN_DIMENSION, MIN_DIMENSION)
+        .dark_color(svg::Color(DARK))
+        .light_color(svg::Color(LIGHT))
+        .build())
+}
+
+/// Renders `content` as a QR code and returns it as a `data:image/svg+xml;base64,…` URL, ready
+/// for an `<img src>`.
+///
+/// # Errors
+///
+/// As [`svg()`].
+///
+/// ```
+/// use base64::Engine;
+/// use qrauth_core::qr::{DATA_URL_PREFIX, svg_data_url};
+///
+/// let url = svg_data_url("https://example.com/qrauth/scan?id=abc").unwrap();
+/// let svg = base64::engine::general_purpose::STANDARD
+///     .decode(url.strip_prefix(DATA_URL_PREFIX).unwrap())
+///     .unwrap();
+/// assert!(String::from_utf8(svg).unwrap().contains("<svg"));
+///
+/// // Too much content is an error, not a panic.
+/// assert!(svg_data_url(&"x".repeat(10_000)).is_err());
+/// ```
+pub fn svg_data_url(content: &str) -> Result<String> {
+    let svg = svg(content)?;
+    let mut url = String::with_capacity(DATA_URL_PREFIX.len() + svg.len().div_ceil(3) * 4);
+    url.push_str(DATA_URL_PREFIX);
+    STANDARD.encode_string(svg.as_bytes(), &mut url);
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONTENT: &str = "https://login.example.com/qrauth/scan?qrcodeId=3q2-7wAAAAAAAAAAAAAAAA";
+
+    fn decode(url: &str) -> String {
+        let b64 = url.strip_prefix(DATA_URL_PREFIX).expect("prefix");
+        String::from_utf8(STANDARD.decode(b64).expect("base64")).expect("utf-8")
+    }
+
+    /// The `width="…"` attribute of the root element.
+    fn width(svg: &str) -> u32 {
+        let start = svg.find("width=\"").expect("width") + "width=\"".len();
+        let end = start + svg[start..].find('"').expect("closing quote");
+        svg[start..end].parse().expect("number")
+    }
+
+    #[test]
+    fn data_url_has_the_prefix_and_decodes_to_an_svg() {
+        let url = svg_data_url(CONTENT).unwrap();
+        assert!(url.starts_with(DATA_URL_PREFIX));
+        let svg = decode(&url);
+        assert!(svg.contains("<svg"), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg, super::svg(CONTENT).unwrap());
+    }
+
+    #[test]
+    fn image_is_black_on_white_with_minimum_size() {
+        let svg = svg(CONTENT).unwrap();
+        assert!(svg.contains(r##"fill="#000000""##));
+        assert!(svg.contains(r##"fill="#ffffff""##));
+        let w = width(&svg);
+        assert!(w >= MIN_DIMENSION, "width {w}");
+        assert!(w < 3 * MIN_DIMENSION, "width {w}");
+        // A tiny content still gets a readable size.
+        assert!(width(&super::svg("a").unwrap()) >= MIN_DIMENSION);
+    }
+
+    #[test]
+    fn has_a_quiet_zone() {
+        // With a quiet zone, the first drawn module starts away from the edge.
+        let svg = svg(CONTENT).unwrap();
+        let path = &svg[svg.find(" d=\"M").expect("path") + 5..];
+        let x: u32 = path
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(x > 0);
+    }
+
+    #[test]
+    fn different_content_gives_a_different_image() {
+        let a = svg_data_url(CONTENT).unwrap();
+        let b = svg_data_url(&CONTENT.replace("3q2", "4q2")).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, svg_data_url(CONTENT).unwrap(), "deterministic");
+    }
+
+    #[test]
+    fn oversized_content_is_an_error_not_a_panic() {
+        for content in [
+            "x".repeat(10 * 1024),
+            "é".repeat(5 * 1024),
+            "9".repeat(10 * 1024),
+        ] {
+            let err = svg_data_url(&content).unwrap_err();
+            assert!(matches!(err, Error::Internal(_)), "{err:?}");
+            assert_eq!(err.code(), "server_error");
+            assert!(err.to_string().contains("too long"), "{err}");
+            // Internal details never reach a client.
+            assert_eq!(err.public_description(), "internal server error");
+        }
+    }
+
+    #[test]
+    fn max_content_len_is_exact_for_byte_mode() {
+        assert!(svg(&"x".repeat(MAX_CONTENT_LEN)).is_ok());
+        assert!(svg(&"x".repeat(MAX_CONTENT_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn empty_and_unicode_content_encode() {
+        assert!(svg_data_url("").is_ok());
+        assert!(svg_data_url("扫码登录 ✓").is_ok());
+    }
+}

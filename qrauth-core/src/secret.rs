@@ -256,7 +256,13 @@ mod tests {
 
     #[test]
     fn parse_rejects_short_long_and_non_base64url_values() {
-        for bad in ["", "abc", "!!!!!!!!!!!!!!!!!!!!!!!!", &"a".repeat(10_000), "AAAAAAAAAAAAAAAAAAAAA"] {
+        for bad in [
+            "",
+            "abc",
+            "!!!!!!!!!!!!!!!!!!!!!!!!",
+            &"a".repeat(10_000),
+            "AAAAAAAAAAAAAAAAAAAAA",
+        ] {
             assert!(QrCodeId::parse(bad).is_err(), "{bad:?} accepted");
         }
         let id = QrCodeId::generate().unwrap();

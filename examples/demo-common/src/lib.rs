@@ -1,0 +1,102 @@
+//! What the axum and actix demo apps share: the command line, the demo phone users and the
+//! HTML pages. **Demo only**: the phone authenticator here accepts fixed, public credentials.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod pages;
+
+pub use pages::{LOGIN_PAGE, PHONE_PAGE, me_page};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
+use qrauth_core::{Error, QrAuthService, Result};
+
+/// **Demo only.** Three fixed phone users whose "credential" is the public string
+/// `Bearer demo-<name>`. A real application checks its phone app's session token instead.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DemoPhoneAuthenticator;
+
+/// The demo users: (credential suffix, subject, nickname).
+pub const DEMO_USERS: [(&str, &str, &str); 3] = [
+    ("alice", "user-alice", "Alice"),
+    ("bob", "user-bob", "Bob"),
+    ("carol", "user-carol", "Carol"),
+];
+
+#[async_trait]
+impl PhoneAuthenticator for DemoPhoneAuthenticator {
+    async fn authenticate(&self, authorization: &str) -> Result<PhoneUser> {
+        let name = authorization
+            .strip_prefix("Bearer demo-")
+            .ok_or(Error::Unauthenticated)?;
+        let (_, subject, nickname) = DEMO_USERS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .ok_or(Error::Unauthenticated)?;
+        Ok(PhoneUser::new(*subject)
+            .nickname(*nickname)
+            .claim("name", *nickname)
+            .claim("email", format!("{name}@demo.invalid")))
+    }
+}
+
+/// The demo's settings, from flags or environment.
+#[derive(Debug, Clone)]
+pub struct DemoArgs {
+    /// Where to listen (`--listen`, `QRAUTH_DEMO_LISTEN`); loopback by default.
+    pub listen: SocketAddr,
+    /// The URL browsers and phones use (`--public-url`, `QRAUTH_DEMO_PUBLIC_URL`); default
+    /// `http://<listen>`. Set it to a LAN address to scan with a real phone.
+    pub public_url: String,
+}
+
+impl DemoArgs {
+    /// Reads `--listen ADDR` / `--public-url URL` (or the environment), defaulting to
+    /// `127.0.0.1:<default_port>`.
+    pub fn from_env(default_port: u16) -> std::result::Result<Self, String> {
+        let mut listen = std::env::var("QRAUTH_DEMO_LISTEN").ok();
+        let mut public_url = std::env::var("QRAUTH_DEMO_PUBLIC_URL").ok();
+        let mut args = std::env::args().skip(1);
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--listen" => listen = args.next(),
+                "--public-url" => public_url = args.next(),
+                "--help" | "-h" => {
+                    return Err(
+                        "usage: [--listen 127.0.0.1:PORT] [--public-url http://HOST:PORT]".into(),
+                    );
+                }
+                other => return Err(format!("unknown argument {other}; try --help")),
+            }
+        }
+        let listen: SocketAddr = listen
+            .unwrap_or_else(|| format!("127.0.0.1:{default_port}"))
+            .parse()
+            .map_err(|e| format!("--listen: {e}"))?;
+        let public_url = public_url
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        Ok(Self { listen, public_url })
+    }
+}
+
+/// The demo's qrauth service: the built-in provider with the demo phone users, mounted at the
+/// root of `public_url`. Cookies drop `Secure` only when the URL is plain HTTP.
+pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
+    let provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator))
+        .issuer(public_url)
+        .audience("qrauth-demo")
+        .app_name("qrauth demo")
+        .phone_url(format!("{public_url}/phone"))
+        .build()?;
+    let builder = QrAuthService::builder(Arc::new(provider));
+    Ok(if public_url.starts_with("http://") {
+        builder.insecure_dev_cookies().build()
+    } else {
+        builder.build()
+    })
+}

@@ -1,0 +1,104 @@
+//! The `AuthenticatedUser` extractor.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use qrauth_core::{Claims, Error, QrAuthService};
+
+use crate::convert::into_response;
+
+/// The verified user of a request: the id_token from `Authorization: Bearer …` or from the
+/// session cookie set at login, verified by the provider.
+///
+/// Needs the [`QrAuthService`] in the request extensions (`.layer(Extension(service))`), or a
+/// [`RequireAuthenticationLayer`](crate::RequireAuthenticationLayer) in front of the handler.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use qrauth_axum::AuthenticatedUser;
+///
+/// async fn me(user: AuthenticatedUser) -> String {
+///     format!("signed in as {}", user.claims.sub)
+/// }
+///
+/// async fn home(user: Option<AuthenticatedUser>) -> &'static str {
+///     if user.is_some() { "welcome back" } else { "please scan the QR code" }
+/// }
+///
+/// let app: Router = Router::new().route("/me", get(me)).route("/", get(home));
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser {
+    /// The id_token's verified claims.
+    pub claims: Claims,
+}
+
+/// Why [`AuthenticatedUser`] refused a request: a 401 with
+/// `WWW-Authenticate: Bearer …` and the JSON error body (or a 5xx if the verifier itself could
+/// not run). Public so that applications can match on it or render their own page.
+#[derive(Debug)]
+pub struct Unauthorized {
+    /// The underlying error.
+    pub error: Error,
+    response: Option<qrauth_core::ApiResponse>,
+}
+
+impl Unauthorized {
+    fn new(service: Option<&QrAuthService>, error: Error) -> Self {
+        let response = service.map(|s| s.unauthorized(&error));
+        Self { error, response }
+    }
+}
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        match self.response {
+            Some(api) => into_response(api),
+            None => into_response(qrauth_core::ApiResponse::from_error(&self.error)),
+        }
+    }
+}
+
+async fn authenticate(parts: &Parts) -> Result<AuthenticatedUser, Unauthorized> {
+    if let Some(user) = parts.extensions.get::<AuthenticatedUser>() {
+        return Ok(user.clone());
+    }
+    let Some(service) = parts.extensions.get::<QrAuthService>() else {
+        return Err(Unauthorized::new(
+            None,
+            Error::Config(
+                "QrAuthService missing from request extensions: add .layer(Extension(service))"
+                    .into(),
+            ),
+        ));
+    };
+    match service.authenticate(&parts.headers).await {
+        Ok(claims) => Ok(AuthenticatedUser { claims }),
+        Err(error) => Err(Unauthorized::new(Some(service), error)),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedUser {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        authenticate(parts).await
+    }
+}
+
+/// `Option<AuthenticatedUser>`: `None` for anonymous requests or refused tokens; a failure of
+/// the verifier itself (JWKS endpoint down) is still an error.
+impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedUser {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        match authenticate(parts).await {
+            Ok(user) => Ok(Some(user)),
+            Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => Ok(None),
+            Err(rejection) => Err(rejection),
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `GET /qrcode/events`: server-sent events, one per status change.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, StatusCode};
+use tokio::time::Instant;
+
+use super::response::{ApiBody, ApiResponse};
+use super::status_body;
+use crate::error::Error;
+use crate::provider::QrAuthProvider;
+use crate::secret::{BindingSecret, QrCodeId};
+use crate::types::{QrState, QrStatus};
+
+/// Milliseconds a browser waits before reconnecting a dropped stream.
+const RETRY_MS: u64 = 2000;
+
+enum Phase {
+    /// Send `retry:` and the first snapshot (unless the client already has it).
+    Start(QrStatus, Option<u64>),
+    /// Wait for the next change after this version.
+    Waiting(u64),
+    /// The stream is over.
+    Done,
+}
+
+struct State {
+    provider: Arc<dyn QrAuthProvider>,
+    id: QrCodeId,
+    binding: BindingSecret,
+    keep_alive: Duration,
+    phase: Phase,
+}
+
+fn event(status: &QrStatus) -> Bytes {
+    let data = status_body(status).to_string();
+    Bytes::from(format!("id: {}\ndata: {data}\n\n", status.version))
+}
+
+/// A status-shaped event for a session that ended in a way `poll` reports as an error.
+fn final_event(id: &QrCodeId, state: QrState, version: u64) -> Bytes {
+    let status = QrStatus {
+        id: id.clone(),
+        state,
+        version,
+        user: None,
+        ticket: None,
+        created_at_ms: 0,
+        expire_at_ms: 0,
+    };
+    event(&status)
+}
+
+/// Confirmed is final for the browser too: it has its ticket and goes to exchange it.
+fn ends_stream(state: QrState) -> bool {
+    state.is_terminal() || state == QrState::Confirmed
+}
+
+pub(super) fn stream(
+    provider: Arc<dyn QrAuthProvider>,
+    id: QrCodeId,
+    binding: BindingSecret,
+    first: QrStatus,
+    last_event_id: Option<u64>,
+    keep_alive: Duration,
+) -> ApiResponse {
+    let state = State {
+        provider,
+        id,
+        binding,
+        keep_alive,
+        phase: Phase::Start(first, last_event_id),
+    };
+    let body = stream::unfold(state, |mut s| async move {
+        match std::mem::replace(&mut s.phase, Phase::Done) {
+            Phase::Done => None,
+            Phase::Start(first, last_seen) => {
+                let mut chunk = format!("retry: {RETRY_MS}\n\n").into_bytes();
+                if last_seen != Some(first.version) {
+                    chunk.extend_from_slice(&event(&first));
+                }
+                s.phase = if ends_stream(first.state) {
+                    Phase::Done
+                } else {
+                    Phase::Waiting(first.version)
+                };
+                Some((Bytes::from(chunk), s))
+            }
+            Phase::Waiting(version) => {
+                let deadline = Instant::now() + s.keep_alive;
+                let next = s
+                    .provider
+                    .wait_for_change(&s.id, &s.binding, version, deadline)
+                    .await;
+                let chunk = match next {
+                    Ok(status) if status.version == version => {
+                        s.phase = Phase::Waiting(version);
+                        Bytes::from_static(b": keep-alive\n\n")
+                    }
+                    Ok(status) => {
+                        s.phase = if ends_stream(status.state) {
+                            Phase::Done
+                        } else {
+                            Phase::Waiting(status.version)
+                        };
+                        event(&status)
+                    }
+                    Err(Error::ExpiredQrCode) => final_event(&s.id, QrState::Expired, version + 1),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "event stream ended");
+                        let data = serde_json::json!({
+                            "error": e.code(), "error_description": e.public_description(),
+                        });
+                        Bytes::from(format!("event: error\ndata: {data}\n\n"))
+                    }
+                };
+                Some((chunk, s))
+            }
+        }
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    ApiResponse {
+        status: StatusCode::OK,
+        headers,
+        body: ApiBody::Stream(Box::pin(body)),
+    }
+}

@@ -1,0 +1,107 @@
+//! How long each part of a login lives.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Lifetimes of QR sessions, confirm tokens and tickets, and the advertised poll interval.
+///
+/// ```
+/// use std::time::Duration;
+/// use qrauth_core::Lifetimes;
+///
+/// let lifetimes = Lifetimes::default().qr_code(Duration::from_secs(60)).validate().unwrap();
+/// assert_eq!(lifetimes.qr_code, Duration::from_secs(60));
+/// assert!(Lifetimes::default().qr_code(Duration::from_secs(5)).validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Lifetimes {
+    /// How long a QR can be scanned: 120 s by default, 30–300 s (tests may go lower with
+    /// [`Lifetimes::allow_short_for_tests`]).
+    pub qr_code: Duration,
+    /// How long the phone's confirm token is accepted after scan: 60 s, at most 60 s.
+    pub confirm_token: Duration,
+    /// How long a ticket can be exchanged after confirmation: 60 s, at most 300 s.
+    pub ticket: Duration,
+    /// The interval plain status polls should keep: 2 s.
+    pub poll_interval: Duration,
+    /// How long a finished session stays readable (so the browser can learn it expired or was
+    /// consumed) before the store drops it: 30 s.
+    pub retention_grace: Duration,
+    short_for_tests: bool,
+}
+
+impl Default for Lifetimes {
+    fn default() -> Self {
+        Self {
+            qr_code: Duration::from_secs(120),
+            confirm_token: Duration::from_secs(60),
+            ticket: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(2),
+            retention_grace: Duration::from_secs(30),
+            short_for_tests: false,
+        }
+    }
+}
+
+impl Lifetimes {
+    /// Sets the QR lifetime.
+    pub fn qr_code(mut self, d: Duration) -> Self {
+        self.qr_code = d;
+        self
+    }
+
+    /// Sets the confirm token lifetime.
+    pub fn confirm_token(mut self, d: Duration) -> Self {
+        self.confirm_token = d;
+        self
+    }
+
+    /// Sets the ticket lifetime.
+    pub fn ticket(mut self, d: Duration) -> Self {
+        self.ticket = d;
+        self
+    }
+
+    /// Sets the advertised poll interval.
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Sets how long finished sessions stay readable.
+    pub fn retention_grace(mut self, d: Duration) -> Self {
+        self.retention_grace = d;
+        self
+    }
+
+    /// Lifts the 30 s minimum QR lifetime, so expiry tests need not wait half a minute.
+    pub fn allow_short_for_tests(mut self) -> Self {
+        self.short_for_tests = true;
+        self
+    }
+
+    /// Checks the bounds.
+    pub fn validate(self) -> Result<Self> {
+        let min_qr = if self.short_for_tests { 1 } else { 30 };
+        let secs = self.qr_code.as_secs_f64();
+        if !(min_qr as f64..=300.0).contains(&secs) {
+            return Err(Error::Config(format!(
+                "QR lifetime must be {min_qr}-300 s, got {secs} s"
+            )));
+        }
+        if self.ticket.is_zero() || self.ticket > Duration::from_secs(300) {
+            return Err(Error::Config("ticket lifetime must be 1-300 s".into()));
+        }
+        if self.confirm_token.is_zero() || self.confirm_token > Duration::from_secs(60) {
+            return Err(Error::Config(
+                "confirm token lifetime must be 1-60 s".into(),
+            ));
+        }
+        if self.poll_interval.is_zero() {
+            return Err(Error::Config("poll interval must be positive".into()));
+        }
+        Ok(self)
+    }
+}

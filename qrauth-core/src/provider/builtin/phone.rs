@@ -1,0 +1,91 @@
+use std::net::IpAddr;
+
+use async_trait::async_trait;
+use serde_json::{Map, Value};
+
+use crate::error::Result;
+
+/// Authenticates the phone app's user from the credential it sends in `Authorization`.
+///
+/// The application implements it with whatever its phone app already uses (a session token, an
+/// OAuth access token, …). qrauth takes the phone user's identity only from here, never from a
+/// request body.
+#[async_trait]
+pub trait PhoneAuthenticator: Send + Sync + 'static {
+    /// Returns the user the credential belongs to, or
+    /// [`Error::Unauthenticated`](crate::Error::Unauthenticated).
+    async fn authenticate(&self, authorization: &str) -> Result<PhoneUser>;
+}
+
+/// A phone user as the application knows them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhoneUser {
+    /// Stable user id: the id_token's `sub`.
+    pub subject: String,
+    /// Display name shown to the browser after scanning.
+    pub nickname: Option<String>,
+    /// Picture URL shown to the browser after scanning.
+    pub photo: Option<String>,
+    /// Extra id_token claims (e.g. `name`, `email`).
+    pub claims: Map<String, Value>,
+}
+
+impl PhoneUser {
+    /// A user with only a subject.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Self {
+            subject: subject.into(),
+            nickname: None,
+            photo: None,
+            claims: Map::new(),
+        }
+    }
+
+    /// Sets the display name.
+    pub fn nickname(mut self, nickname: impl Into<String>) -> Self {
+        self.nickname = Some(nickname.into());
+        self
+    }
+
+    /// Sets the picture URL.
+    pub fn photo(mut self, photo: impl Into<String>) -> Self {
+        self.photo = Some(photo.into());
+        self
+    }
+
+    /// Adds an id_token claim.
+    pub fn claim(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.claims.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// Whether the phone and the browser look like different networks: different /24 for IPv4,
+/// different /48 for IPv6, or different families. Unknown addresses are no evidence.
+pub(crate) fn network_mismatch(browser: Option<IpAddr>, phone: Option<IpAddr>) -> bool {
+    match (browser, phone) {
+        (Some(IpAddr::V4(a)), Some(IpAddr::V4(b))) => a.octets()[..3] != b.octets()[..3],
+        (Some(IpAddr::V6(a)), Some(IpAddr::V6(b))) => a.segments()[..3] != b.segments()[..3],
+        (Some(_), Some(_)) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_mismatch_compares_prefixes() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(!network_mismatch(ip("10.1.2.3"), ip("10.1.2.200")));
+        assert!(network_mismatch(ip("10.1.2.3"), ip("10.1.3.3")));
+        assert!(!network_mismatch(
+            ip("2001:db8:1::1"),
+            ip("2001:db8:1:ff::2")
+        ));
+        assert!(network_mismatch(ip("2001:db8:1::1"), ip("2001:db8:2::1")));
+        assert!(network_mismatch(ip("10.0.0.1"), ip("2001:db8::1")));
+        assert!(!network_mismatch(None, ip("10.0.0.1")));
+    }
+}

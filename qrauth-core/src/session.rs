@@ -1,0 +1,488 @@
+//! The QR login session and its state machine.
+//!
+//! A [`SessionRecord`] is what a store keeps. Transitions are pure functions from one record to
+//! the next; stores apply them with a compare-and-set on [`SessionRecord::version`], so two
+//! replicas racing on one session can never both win.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::secret::{ConfirmToken, QrCodeId, SecretHash};
+use crate::types::{QrState, UserInfo};
+
+/// Wrong confirm tokens or number-match codes a session tolerates before it is cancelled.
+pub const MAX_FAILED_ATTEMPTS: u8 = 3;
+
+/// Why a phone's confirm or cancel was refused.
+#[derive(Debug)]
+pub struct Refusal {
+    /// What to answer.
+    pub error: Error,
+    /// The attempt used a wrong confirm token and counts towards [`MAX_FAILED_ATTEMPTS`]
+    /// (see [`SessionRecord::failed_attempt`]).
+    pub counts_as_failed_attempt: bool,
+}
+
+impl From<Error> for Refusal {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            counts_as_failed_attempt: false,
+        }
+    }
+}
+
+/// Who started the login: shown on the phone's confirm screen so the user can spot a relayed QR.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Initiator {
+    /// The initiating browser's address, as seen through the trusted proxies.
+    pub ip: Option<IpAddr>,
+    /// "Chrome on Windows": derived from the initiating User-Agent.
+    pub device: String,
+}
+
+/// The phone user who scanned the session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scanner {
+    /// The user's stable id: becomes the id_token's `sub`.
+    pub subject: String,
+    /// What the browser may show once scanned.
+    pub user: UserInfo,
+    /// Extra claims for the id_token (name, email, …), as the phone authenticator gave them.
+    pub claims: Map<String, Value>,
+    /// The phone's address when it scanned.
+    pub ip: Option<IpAddr>,
+}
+
+/// One QR login session as stored.
+///
+/// Holds hashes of the binding secret and the confirm token, never the secrets themselves; the
+/// ticket is not stored at all (see [`Ticket`](crate::Ticket)), only a random nonce it is
+/// derived from.
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    /// The public id.
+    pub id: QrCodeId,
+    /// Current state (as last written; see [`SessionRecord::effective_state`] for expiry).
+    pub state: QrState,
+    /// Incremented by every transition.
+    pub version: u64,
+    /// Creation time, Unix ms.
+    pub created_at_ms: u64,
+    /// When the QR stops being scannable, Unix ms.
+    pub expire_at_ms: u64,
+    /// SHA-256 of the browser-binding secret.
+    pub binding_hash: SecretHash,
+    /// Who started the login.
+    pub initiator: Initiator,
+    /// The OIDC `nonce` the browser asked for, echoed in the id_token.
+    pub nonce: Option<String>,
+    /// Set at scan.
+    pub scanner: Option<Scanner>,
+    /// SHA-256 of the phone's confirm token; cleared when used.
+    pub confirm_token_hash: Option<SecretHash>,
+    /// When the confirm token stops being accepted, Unix ms.
+    pub confirm_expire_at_ms: u64,
+    /// Random nonce the ticket is derived from; set at confirmation.
+    pub ticket_nonce: Option<[u8; 16]>,
+    /// When the ticket stops being accepted, Unix ms.
+    pub ticket_expire_at_ms: u64,
+    /// Wrong confirm tokens or codes so far.
+    pub failed_attempts: u8,
+    /// Opaque provider data (e.g. the upstream QR id); never sent to a browser.
+    pub provider_data: Option<String>,
+}
+
+impl SessionRecord {
+    /// A new pending session.
+    pub fn new(
+        id: QrCodeId,
+        binding_hash: SecretHash,
+        now_ms: u64,
+        lifetime_ms: u64,
+        initiator: Initiator,
+    ) -> Self {
+        Self {
+            id,
+            state: QrState::Pending,
+            version: 1,
+            created_at_ms: now_ms,
+            expire_at_ms: now_ms.saturating_add(lifetime_ms),
+            binding_hash,
+            initiator,
+            nonce: None,
+            scanner: None,
+            confirm_token_hash: None,
+            confirm_expire_at_ms: 0,
+            ticket_nonce: None,
+            ticket_expire_at_ms: 0,
+            failed_attempts: 0,
+            provider_data: None,
+        }
+    }
+
+    /// When this session stops being usable in its current state, Unix ms: the ticket's expiry
+    /// once confirmed, the QR's otherwise.
+    pub fn deadline_ms(&self) -> u64 {
+        match self.state {
+            QrState::Confirmed => self.ticket_expire_at_ms,
+            _ => self.expire_at_ms,
+        }
+    }
+
+    /// The state at `now_ms`: a live session past its deadline is `Expired` even before anyone
+    /// wrote that down.
+    pub fn effective_state(&self, now_ms: u64) -> QrState {
+        if self.state.is_live() && now_ms >= self.deadline_ms() {
+            QrState::Expired
+        } else {
+            self.state
+        }
+    }
+
+    fn next(&self, state: QrState) -> Self {
+        let mut next = self.clone();
+        next.state = state;
+        next.version = self.version + 1;
+        next
+    }
+
+    fn require(&self, now_ms: u64, allowed: &[QrState], action: &str) -> Result<()> {
+        let state = self.effective_state(now_ms);
+        if state == QrState::Expired {
+            return Err(Error::ExpiredQrCode);
+        }
+        if allowed.contains(&state) {
+            Ok(())
+        } else {
+            Err(Error::Conflict(format!(
+                "cannot {action} a QR code that is {}",
+                state.as_str()
+            )))
+        }
+    }
+
+    /// `pending → scanned`: the first phone claims the session and gets a confirm token.
+    pub fn scan(
+        &self,
+        now_ms: u64,
+        scanner: Scanner,
+        confirm_token: &ConfirmToken,
+        confirm_ttl_ms: u64,
+    ) -> Result<Self> {
+        self.require(now_ms, &[QrState::Pending], "scan")?;
+        let mut next = self.next(QrState::Scanned);
+        next.scanner = Some(scanner);
+        next.confirm_token_hash = Some(confirm_token.hash());
+        next.confirm_expire_at_ms = now_ms.saturating_add(confirm_ttl_ms);
+        Ok(next)
+    }
+
+    /// Checks that `subject` is the scanning user and `token` is the live confirm token.
+    ///
+    /// A wrong token is a refusal that counts as a failed attempt; the caller records it with
+    /// [`SessionRecord::failed_attempt`].
+    fn check_phone(
+        &self,
+        now_ms: u64,
+        subject: &str,
+        token: &ConfirmToken,
+    ) -> std::result::Result<(), Refusal> {
+        self.require(now_ms, &[QrState::Scanned], "confirm or cancel")?;
+        let scanner_matches = self
+            .scanner
+            .as_ref()
+            .is_some_and(|s| crate::secret::ct_eq_bytes(s.subject.as_bytes(), subject.as_bytes()));
+        if !scanner_matches {
+            return Err(
+                Error::Forbidden("only the user who scanned may confirm or cancel".into()).into(),
+            );
+        }
+        let token_ok = self
+            .confirm_token_hash
+            .as_ref()
+            .is_some_and(|h| h.ct_eq(&token.hash()))
+            && now_ms < self.confirm_expire_at_ms;
+        if token_ok {
+            return Ok(());
+        }
+        Err(Refusal {
+            error: Error::Forbidden("invalid or expired confirm token".into()),
+            counts_as_failed_attempt: true,
+        })
+    }
+
+    /// Counts one failed confirm attempt; the third cancels the session.
+    pub fn failed_attempt(&self) -> Self {
+        let attempts = self.failed_attempts.saturating_add(1);
+        // The version moves even when the state does not: two failures racing on one version
+        // must not both be written as the first.
+        let mut next = if attempts >= MAX_FAILED_ATTEMPTS {
+            let mut cancelled = self.next(QrState::Cancelled);
+            cancelled.confirm_token_hash = None;
+            cancelled
+        } else {
+            self.next(self.state)
+        };
+        next.failed_attempts = attempts;
+        next
+    }
+
+    /// `scanned → confirmed`: mints the ticket nonce. Only the scanning user, with the live
+    /// confirm token, may do this; the token is used up.
+    pub fn confirm(
+        &self,
+        now_ms: u64,
+        subject: &str,
+        token: &ConfirmToken,
+        ticket_nonce: [u8; 16],
+        ticket_ttl_ms: u64,
+    ) -> std::result::Result<Self, Refusal> {
+        self.check_phone(now_ms, subject, token)?;
+        let mut next = self.next(QrState::Confirmed);
+        next.confirm_token_hash = None;
+        next.ticket_nonce = Some(ticket_nonce);
+        next.ticket_expire_at_ms = now_ms.saturating_add(ticket_ttl_ms);
+        Ok(next)
+    }
+
+    /// `scanned → cancelled` by the scanning user.
+    pub fn cancel(
+        &self,
+        now_ms: u64,
+        subject: &str,
+        token: &ConfirmToken,
+    ) -> std::result::Result<Self, Refusal> {
+        self.check_phone(now_ms, subject, token)?;
+        let mut next = self.next(QrState::Cancelled);
+        next.confirm_token_hash = None;
+        Ok(next)
+    }
+
+    /// `confirmed → consumed`: the ticket was exchanged.
+    pub fn consume(&self, now_ms: u64) -> Result<Self> {
+        self.require(now_ms, &[QrState::Confirmed], "exchange")?;
+        let mut next = self.next(QrState::Consumed);
+        next.ticket_nonce = None;
+        Ok(next)
+    }
+
+    /// `pending | scanned | confirmed → expired`, written down (reads already see it).
+    pub fn expire(&self, now_ms: u64) -> Result<Self> {
+        if self.state.is_live() && now_ms >= self.deadline_ms() {
+            let mut next = self.next(QrState::Expired);
+            next.confirm_token_hash = None;
+            next.ticket_nonce = None;
+            Ok(next)
+        } else {
+            Err(Error::Conflict(format!(
+                "cannot expire a QR code that is {}",
+                self.state.as_str()
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::BindingSecret;
+
+    const NOW: u64 = 1_000_000;
+
+    fn pending() -> SessionRecord {
+        let bind = BindingSecret::generate().unwrap();
+        SessionRecord::new(
+            QrCodeId::generate().unwrap(),
+            bind.hash(),
+            NOW,
+            120_000,
+            Initiator::default(),
+        )
+    }
+
+    fn alice() -> Scanner {
+        Scanner {
+            subject: "alice".into(),
+            user: UserInfo {
+                nickname: Some("Alice".into()),
+                photo: None,
+            },
+            claims: Map::new(),
+            ip: None,
+        }
+    }
+
+    fn scanned() -> (SessionRecord, ConfirmToken) {
+        let token = ConfirmToken::generate().unwrap();
+        let s = pending().scan(NOW + 1, alice(), &token, 60_000).unwrap();
+        (s, token)
+    }
+
+    #[test]
+    fn pending_to_scanned_increments_version_and_keeps_only_the_token_hash() {
+        let p = pending();
+        let (s, token) = scanned();
+        assert_eq!(s.state, QrState::Scanned);
+        assert_eq!(s.version, p.version + 1);
+        assert!(s.confirm_token_hash.unwrap().ct_eq(&token.hash()));
+    }
+
+    #[test]
+    fn scanned_to_confirmed_by_the_scanner() {
+        let (s, token) = scanned();
+        let c = s
+            .confirm(NOW + 2, "alice", &token, [9; 16], 60_000)
+            .unwrap();
+        assert_eq!(c.state, QrState::Confirmed);
+        assert_eq!(c.version, s.version + 1);
+        assert!(
+            c.confirm_token_hash.is_none(),
+            "confirm token is single use"
+        );
+        assert_eq!(c.ticket_nonce, Some([9; 16]));
+    }
+
+    #[test]
+    fn scanned_to_cancelled_by_the_scanner() {
+        let (s, token) = scanned();
+        let c = s.cancel(NOW + 2, "alice", &token).unwrap();
+        assert_eq!(c.state, QrState::Cancelled);
+        assert!(c.state.is_terminal());
+    }
+
+    #[test]
+    fn confirmed_to_consumed() {
+        let (s, token) = scanned();
+        let c = s
+            .confirm(NOW + 2, "alice", &token, [1; 16], 60_000)
+            .unwrap();
+        let x = c.consume(NOW + 3).unwrap();
+        assert_eq!(x.state, QrState::Consumed);
+        assert!(x.ticket_nonce.is_none());
+    }
+
+    #[test]
+    fn every_live_state_expires() {
+        let p = pending();
+        assert_eq!(p.effective_state(p.expire_at_ms), QrState::Expired);
+        assert_eq!(p.expire(p.expire_at_ms).unwrap().state, QrState::Expired);
+        let (s, token) = scanned();
+        assert_eq!(s.expire(s.expire_at_ms).unwrap().state, QrState::Expired);
+        let c = s
+            .confirm(NOW + 2, "alice", &token, [1; 16], 60_000)
+            .unwrap();
+        assert_eq!(
+            c.effective_state(c.ticket_expire_at_ms - 1),
+            QrState::Confirmed
+        );
+        assert_eq!(
+            c.expire(c.ticket_expire_at_ms).unwrap().state,
+            QrState::Expired
+        );
+        assert!(p.expire(NOW + 1).is_err(), "not expired yet");
+    }
+
+    #[test]
+    fn illegal_transitions_are_conflicts_and_change_nothing() {
+        let p = pending();
+        let token = ConfirmToken::generate().unwrap();
+        let before = format!("{p:?}");
+        assert!(matches!(
+            p.confirm(NOW, "alice", &token, [0; 16], 1)
+                .map_err(|e| e.error),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(p.consume(NOW), Err(Error::Conflict(_))));
+        assert!(matches!(
+            p.cancel(NOW, "alice", &token).map_err(|e| e.error),
+            Err(Error::Conflict(_))
+        ));
+        assert_eq!(before, format!("{p:?}"));
+
+        let (s, token) = scanned();
+        assert!(matches!(
+            s.scan(NOW + 2, alice(), &token, 1),
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(s.consume(NOW + 2), Err(Error::Conflict(_))));
+        let cancelled = s.cancel(NOW + 2, "alice", &token).unwrap();
+        for r in [
+            cancelled.scan(NOW + 3, alice(), &token, 1).err(),
+            cancelled.consume(NOW + 3).err(),
+            cancelled
+                .confirm(NOW + 3, "alice", &token, [0; 16], 1)
+                .err()
+                .map(|e| e.error),
+        ] {
+            assert!(matches!(r, Some(Error::Conflict(_))), "{r:?}");
+        }
+        let (s, token) = scanned();
+        let consumed = s
+            .confirm(NOW + 2, "alice", &token, [0; 16], 60_000)
+            .unwrap()
+            .consume(NOW + 3)
+            .unwrap();
+        assert!(matches!(consumed.consume(NOW + 4), Err(Error::Conflict(_))));
+        assert!(matches!(consumed.expire(u64::MAX), Err(Error::Conflict(_))));
+    }
+
+    #[test]
+    fn transitions_after_expiry_answer_expired() {
+        let (s, token) = scanned();
+        let late = s.expire_at_ms + 1;
+        assert!(matches!(
+            s.confirm(late, "alice", &token, [0; 16], 1)
+                .map_err(|e| e.error),
+            Err(Error::ExpiredQrCode)
+        ));
+        assert!(matches!(
+            pending().scan(u64::MAX, alice(), &token, 1),
+            Err(Error::ExpiredQrCode)
+        ));
+    }
+
+    #[test]
+    fn another_user_cannot_confirm_or_cancel() {
+        let (s, token) = scanned();
+        let err = s
+            .confirm(NOW + 2, "mallory", &token, [0; 16], 1)
+            .unwrap_err();
+        assert!(matches!(err.error, Error::Forbidden(_)));
+        assert!(
+            !err.counts_as_failed_attempt,
+            "a foreign user does not burn the owner's attempts"
+        );
+        assert!(matches!(
+            s.cancel(NOW + 2, "mallory", &token).unwrap_err().error,
+            Error::Forbidden(_)
+        ));
+    }
+
+    #[test]
+    fn expired_confirm_token_is_refused() {
+        let (s, token) = scanned();
+        let err = s
+            .confirm(s.confirm_expire_at_ms, "alice", &token, [0; 16], 1)
+            .unwrap_err();
+        assert!(matches!(err.error, Error::Forbidden(_)));
+    }
+
+    #[test]
+    fn three_wrong_confirm_tokens_cancel_the_session() {
+        let (mut s, token) = scanned();
+        let wrong = ConfirmToken::generate().unwrap();
+        for attempt in 1..=MAX_FAILED_ATTEMPTS {
+            let refusal = s.confirm(NOW + 2, "alice", &wrong, [0; 16], 1).unwrap_err();
+            assert!(matches!(refusal.error, Error::Forbidden(_)));
+            assert!(refusal.counts_as_failed_attempt);
+            s = s.failed_attempt();
+            assert_eq!(s.failed_attempts, attempt);
+        }
+        assert_eq!(s.state, QrState::Cancelled);
+        assert!(s.confirm(NOW + 3, "alice", &token, [0; 16], 1).is_err());
+    }
+}

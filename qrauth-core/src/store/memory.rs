@@ -1,0 +1,290 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant as StdInstant};
+
+use async_trait::async_trait;
+use moka::Expiry;
+use moka::sync::Cache;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::SessionStore;
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::{Error, Result};
+use crate::secret::{QrCodeId, SecretHash};
+use crate::session::SessionRecord;
+
+/// The embedded session store: one process, bounded memory, entries dropped after their
+/// retention time.
+///
+/// Cheap to clone; clones share the same sessions.
+///
+/// ```
+/// use qrauth_core::store::MemoryStore;
+///
+/// let store = MemoryStore::builder().max_sessions(50_000).build();
+/// # let _ = store;
+/// ```
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sessions: Cache<String, Arc<Slot>>,
+    tickets: Cache<[u8; 32], Arc<TicketSlot>>,
+    clock: SharedClock,
+    waiters: AtomicUsize,
+}
+
+struct Slot {
+    record: Mutex<SessionRecord>,
+    retain_until_ms: u64,
+    changed: watch::Sender<u64>,
+}
+
+struct TicketSlot {
+    id: QrCodeId,
+    expire_at_ms: u64,
+}
+
+/// Configures a [`MemoryStore`].
+#[derive(Default)]
+pub struct MemoryStoreBuilder {
+    max_sessions: Option<u64>,
+    clock: Option<SharedClock>,
+}
+
+impl MemoryStoreBuilder {
+    /// Upper bound on stored sessions (default 200 000); beyond it the least useful entries are
+    /// evicted, so memory stays bounded under a flood.
+    pub fn max_sessions(mut self, max: u64) -> Self {
+        self.max_sessions = Some(max);
+        self
+    }
+
+    /// The clock that decides retention (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Builds the store.
+    pub fn build(self) -> MemoryStore {
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let max = self.max_sessions.unwrap_or(200_000);
+        let sessions = Cache::builder()
+            .max_capacity(max)
+            .expire_after(RetainUntil {
+                clock: clock.clone(),
+            })
+            .build();
+        let tickets = Cache::builder()
+            .max_capacity(max)
+            .expire_after(RetainUntil {
+                clock: clock.clone(),
+            })
+            .build();
+        MemoryStore {
+            inner: Arc::new(Inner {
+                sessions,
+                tickets,
+                clock,
+                waiters: AtomicUsize::new(0),
+            }),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// A store with default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// Configures a store.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// Every stored record and ticket handle, for tests that check what the store holds.
+    #[doc(hidden)]
+    pub fn dump(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .inner
+            .sessions
+            .iter()
+            .filter_map(|(_, slot)| slot.record.lock().ok().map(|r| format!("{r:?}")))
+            .collect();
+        out.extend(
+            self.inner
+                .tickets
+                .iter()
+                .map(|(k, t)| format!("{k:?} {:?} {}", t.id.as_str(), t.expire_at_ms)),
+        );
+        out
+    }
+
+    fn slot(&self, id: &QrCodeId) -> Option<Arc<Slot>> {
+        self.inner.sessions.get(id.as_str())
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+trait Retained {
+    fn retain_until_ms(&self) -> u64;
+}
+impl Retained for Arc<Slot> {
+    fn retain_until_ms(&self) -> u64 {
+        self.retain_until_ms
+    }
+}
+impl Retained for Arc<TicketSlot> {
+    fn retain_until_ms(&self) -> u64 {
+        self.expire_at_ms
+    }
+}
+
+struct RetainUntil {
+    clock: SharedClock,
+}
+
+impl<K, V: Retained> Expiry<K, V> for RetainUntil {
+    fn expire_after_create(
+        &self,
+        _key: &K,
+        value: &V,
+        _created_at: StdInstant,
+    ) -> Option<Duration> {
+        let now = self.clock.now_millis();
+        Some(Duration::from_millis(
+            value.retain_until_ms().saturating_sub(now),
+        ))
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Internal("session lock poisoned".into())
+}
+
+/// Decrements the waiter gauge however the wait ends, including when the future is dropped
+/// because the client went away.
+struct WaiterGuard<'a>(&'a AtomicUsize);
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn insert(&self, record: &SessionRecord, retain_until_ms: u64) -> Result<()> {
+        let (changed, _) = watch::channel(record.version);
+        let slot = Arc::new(Slot {
+            record: Mutex::new(record.clone()),
+            retain_until_ms,
+            changed,
+        });
+        let entry = self
+            .inner
+            .sessions
+            .entry(record.id.as_str().to_owned())
+            .or_insert(slot);
+        if entry.is_fresh() {
+            Ok(())
+        } else {
+            Err(Error::Conflict("QR code id collision".into()))
+        }
+    }
+
+    async fn load(&self, id: &QrCodeId) -> Result<Option<SessionRecord>> {
+        match self.slot(id) {
+            Some(slot) => Ok(Some(slot.record.lock().map_err(|_| poisoned())?.clone())),
+            None => Ok(None),
+        }
+    }
+
+    async fn compare_and_swap(
+        &self,
+        expected_version: u64,
+        record: &SessionRecord,
+    ) -> Result<bool> {
+        let Some(slot) = self.slot(&record.id) else {
+            return Ok(false);
+        };
+        let mut current = slot.record.lock().map_err(|_| poisoned())?;
+        if current.version != expected_version {
+            return Ok(false);
+        }
+        *current = record.clone();
+        if record.version != expected_version {
+            slot.changed.send_replace(record.version);
+        }
+        Ok(true)
+    }
+
+    async fn put_ticket(
+        &self,
+        ticket: &SecretHash,
+        id: &QrCodeId,
+        expire_at_ms: u64,
+    ) -> Result<()> {
+        self.inner
+            .tickets
+            .entry(*ticket.as_bytes())
+            .or_insert_with(|| {
+                Arc::new(TicketSlot {
+                    id: id.clone(),
+                    expire_at_ms,
+                })
+            });
+        Ok(())
+    }
+
+    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<QrCodeId>> {
+        let now = self.inner.clock.now_millis();
+        Ok(self
+            .inner
+            .tickets
+            .remove(ticket.as_bytes())
+            .filter(|t| now < t.expire_at_ms)
+            .map(|t| t.id.clone()))
+    }
+
+    async fn wait_for_change(
+        &self,
+        id: &QrCodeId,
+        since_version: u64,
+        deadline: Instant,
+    ) -> Result<Option<SessionRecord>> {
+        let Some(slot) = self.slot(id) else {
+            return Ok(None);
+        };
+        self.inner.waiters.fetch_add(1, Ordering::Relaxed);
+        let _guard = WaiterGuard(&self.inner.waiters);
+        // Register first, then read: a change after the read still marks the receiver.
+        let mut rx = slot.changed.subscribe();
+        let current = slot.record.lock().map_err(|_| poisoned())?.clone();
+        if current.version != since_version {
+            return Ok(Some(current));
+        }
+        // The session expires without anyone writing: wake at its deadline too.
+        let now = self.inner.clock.now_millis();
+        let until_expiry = Duration::from_millis(current.deadline_ms().saturating_sub(now));
+        let wake = deadline.min(Instant::now() + until_expiry);
+        // Both outcomes (changed, or deadline) end in a re-read; a closed channel cannot happen
+        // while we hold the slot.
+        let _ = tokio::time::timeout_at(wake, rx.changed()).await;
+        let latest = slot.record.lock().map_err(|_| poisoned())?.clone();
+        Ok(Some(latest))
+    }
+
+    fn live_waiters(&self) -> usize {
+        self.inner.waiters.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,63 @@
+//! Where QR sessions live: [`MemoryStore`] in one process, a Redis store across replicas.
+//!
+//! A store knows nothing about the state machine: it inserts records, reads them, replaces
+//! them with a compare-and-set on their `version`, keeps single-use ticket handles, and wakes
+//! waiters when a record changes. [`Sessions`](crate::sessions::Sessions) builds the flow on top.
+
+mod memory;
+
+pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::error::Result;
+use crate::secret::{QrCodeId, SecretHash};
+use crate::session::SessionRecord;
+
+/// Storage for QR sessions and their tickets.
+///
+/// Implementations must make [`compare_and_swap`](SessionStore::compare_and_swap) and
+/// [`take_ticket`](SessionStore::take_ticket) atomic across every process that shares the store.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new record, kept at least until `retain_until_ms` (Unix ms).
+    ///
+    /// Fails with [`Error::Conflict`](crate::Error::Conflict) if the id exists.
+    async fn insert(&self, record: &SessionRecord, retain_until_ms: u64) -> Result<()>;
+
+    /// The record with this id, or `None` if it never existed or was dropped after its
+    /// retention.
+    async fn load(&self, id: &QrCodeId) -> Result<Option<SessionRecord>>;
+
+    /// Replaces the stored record by `record` if the stored version is still
+    /// `expected_version`; returns whether it did. Wakes the record's waiters when the version
+    /// changed.
+    async fn compare_and_swap(&self, expected_version: u64, record: &SessionRecord)
+    -> Result<bool>;
+
+    /// Registers a ticket handle (the SHA-256 of a ticket) for the session, until
+    /// `expire_at_ms`. Registering the same handle again is a no-op.
+    async fn put_ticket(&self, ticket: &SecretHash, id: &QrCodeId, expire_at_ms: u64)
+    -> Result<()>;
+
+    /// Removes and returns the session of a ticket handle: of any number of concurrent callers
+    /// with the same handle, exactly one gets `Some`.
+    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<QrCodeId>>;
+
+    /// Waits until the record's version differs from `since_version`, the record disappears,
+    /// or `deadline` passes, then returns the record as it is.
+    ///
+    /// Implementations register the waiter before reading, so a change between the read and
+    /// the wait is never lost.
+    async fn wait_for_change(
+        &self,
+        id: &QrCodeId,
+        since_version: u64,
+        deadline: Instant,
+    ) -> Result<Option<SessionRecord>>;
+
+    /// Number of callers currently inside [`wait_for_change`](SessionStore::wait_for_change):
+    /// a gauge for leak checks and metrics.
+    fn live_waiters(&self) -> usize;
+}
