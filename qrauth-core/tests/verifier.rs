@@ -931,6 +931,22 @@ async fn header_algorithm_must_match_the_key_algorithm() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_typed_at_jwt_are_not_id_tokens() {
+    let key = rsa_key(0);
+    let server = JwksServer::start(jwks(&[key])).await;
+    let clock = clock();
+    let verifier = verifier_for(&server, &clock);
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(key.kid.clone());
+    header.typ = Some("at+jwt".to_owned());
+    let token = jsonwebtoken::encode(&header, &claims_at(&clock), &key.encoding).unwrap();
+    assert_token_error(
+        verifier.verify(&token).await,
+        TokenError::InvalidClaim("typ"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_url_finds_the_jwks() {
     let key = es256_key("disc-1");
     let server = JwksServer::start(jwks(&[&key])).await;
@@ -987,19 +1003,39 @@ async fn static_jwks_verifies_without_network() {
 #[tokio::test(flavor = "current_thread")]
 #[ignore = "timing measurement; run in release"]
 async fn cached_verify_cost() {
-    let key = es256_key("bench");
+    let es = es256_key("bench-es");
+    let rsa = rsa_key(0);
     let clock = clock();
     let verifier = builder(&clock)
-        .issuer(IssuerConfig::new(ISS, AUD).static_jwks(jwks(&[&key])))
+        .issuer(IssuerConfig::new(ISS, AUD).static_jwks(jwks(&[&es, rsa])))
         .build()
         .unwrap();
-    let token = key.sign(&claims_at(&clock));
-    verifier.verify(&token).await.unwrap();
-    let rounds = 200_000u32;
-    let started = Instant::now();
-    for _ in 0..rounds {
-        std::hint::black_box(verifier.verify(std::hint::black_box(&token)).await.unwrap());
+    let typical = with(
+        with(claims_at(&clock), "name", json!("Alice Example")),
+        "picture",
+        json!("https://cdn.example/u/user-1/avatar.png"),
+    );
+    for token in [es.sign(&claims_at(&clock)), rsa.sign(&typical)] {
+        verifier.verify(&token).await.unwrap();
+        let rounds = 200_000u32;
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(verifier.verify(std::hint::black_box(&token)).await.unwrap());
+        }
+        let per = started.elapsed() / rounds;
+        println!("cached verify of a {}-byte token: {per:?}", token.len());
+        let claims = verifier.verify(&token).await.unwrap();
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(std::hint::black_box(&claims).clone());
+        }
+        println!("  claims clone: {:?}", started.elapsed() / rounds);
+        let started = Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(qrauth_core::secret::sha256(std::hint::black_box(
+                token.as_bytes(),
+            )));
+        }
+        println!("  sha256: {:?}", started.elapsed() / rounds);
     }
-    let per = started.elapsed() / rounds;
-    println!("cached verify of a {}-byte token: {per:?}", token.len());
 }

@@ -11,7 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,8 +30,9 @@ pub(crate) const MAX_KEYS: usize = 100;
 /// Most keys tried for a token that names no `kid`.
 const MAX_CANDIDATES: usize = 8;
 /// After a failed fetch, new requests reuse its error for this long (bounded by the refetch
-/// interval) instead of hammering a failing endpoint.
-const FAILURE_BACKOFF_MS: u64 = 1_000;
+/// interval) instead of hammering a failing endpoint. Measured on the monotonic clock, so that
+/// a frozen test clock cannot make a transient failure permanent.
+const FAILURE_BACKOFF: Duration = Duration::from_secs(1);
 /// The path of the OpenID Connect discovery document under an issuer.
 pub(crate) const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
 
@@ -354,8 +355,8 @@ struct RefreshState {
     discovered_jwks_uri: Option<Url>,
     /// Clock time of the last successful fetch.
     last_success_ms: Option<u64>,
-    /// Clock time and error of the last failed fetch, if the last attempt failed.
-    last_failure: Option<(u64, FetchFailure)>,
+    /// When the last attempt failed (monotonic) and why; `None` once a fetch succeeds.
+    last_failure: Option<(Instant, FetchFailure)>,
 }
 
 /// The keys of one issuer and the machinery to refresh them.
@@ -463,8 +464,8 @@ impl IssuerKeys {
         let now = ctx.clock.now_millis();
         let elapsed_since = |t: u64| now.checked_sub(t);
         if let Some((at, failure)) = &state.last_failure {
-            let backoff = FAILURE_BACKOFF_MS.min(ctx.refetch_interval_ms);
-            if elapsed_since(*at).is_some_and(|e| e < backoff) {
+            let backoff = FAILURE_BACKOFF.min(Duration::from_millis(ctx.refetch_interval_ms));
+            if at.elapsed() < backoff {
                 return Err(failure.clone().into());
             }
         }
@@ -496,7 +497,7 @@ impl IssuerKeys {
                     // Re-discover next time: the JWKS may have moved.
                     state.discovered_jwks_uri = None;
                 }
-                state.last_failure = Some((now, failure.clone()));
+                state.last_failure = Some((Instant::now(), failure.clone()));
                 Err(failure.into())
             }
         };

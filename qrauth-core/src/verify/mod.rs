@@ -16,8 +16,12 @@
 //! 6. `aud` contains the configured audience, `sub` is present, and `exp`, `nbf` and `iat` hold
 //!    against the injected [`Clock`] with at most 60 s of leeway.
 //!
-//! Verified tokens are cached (by SHA-256 of the token) until their `exp`, so verifying the same
-//! token again costs a hash and a lookup; the time checks are repeated on every hit.
+//! A header `typ` naming another kind of JWT (`at+jwt`, `logout+jwt`, …) is refused, so that an
+//! access token of the same issuer cannot pass for an id_token.
+//!
+//! Verified tokens are cached (by SHA-256 of the token) until their `exp` (at most an hour), so
+//! verifying the same token again costs a hash and a lookup; the time checks are repeated on
+//! every hit. A cached token therefore stays valid until then even if its key leaves the JWKS.
 //!
 //! Tokens are never logged.
 
@@ -728,6 +732,8 @@ struct RawHeader {
     #[serde(default)]
     kid: Option<String>,
     #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
     crit: Option<serde::de::IgnoredAny>,
 }
 
@@ -754,6 +760,14 @@ fn header_algorithm(name: &str) -> std::result::Result<Algorithm, TokenError> {
         ) => Ok(alg),
         _ => Err(TokenError::AlgorithmNotAllowed),
     }
+}
+
+/// Whether a JOSE `typ` names an explicitly typed JWT that is not an id_token (`at+jwt`,
+/// `logout+jwt`, `dpop+jwt`, …). `JWT` and no `typ` at all are what id_tokens carry.
+fn is_other_token_type(typ: &str) -> bool {
+    let typ = typ.to_ascii_lowercase();
+    let typ = typ.strip_prefix("application/").unwrap_or(&typ);
+    typ.ends_with("+jwt")
 }
 
 /// A NumericDate claim as whole seconds (fractions are truncated); `None` when absent.
@@ -934,6 +948,11 @@ impl IdTokenVerifier {
             // No JOSE extension is understood, so none may be critical (RFC 7515 §4.1.11).
             return Err(TokenError::Malformed.into());
         }
+        if header.typ.as_deref().is_some_and(is_other_token_type) {
+            // An access token (`at+jwt`), logout token, DPoP proof… of the same issuer, perhaps
+            // even with our audience, is not an id_token.
+            return Err(TokenError::InvalidClaim("typ").into());
+        }
         let mut payload: Map<String, Value> =
             serde_json::from_slice(&b64(payload_b64)?).map_err(|_| TokenError::Malformed)?;
         if signature_b64.is_empty() {
@@ -1056,6 +1075,16 @@ mod tests {
         }
         for alg in ["RS256", "PS256", "ES256", "ES384", "EdDSA", "HS256"] {
             assert!(header_algorithm(alg).is_ok(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn only_untyped_or_plain_jwt_types_pass_for_id_tokens() {
+        for typ in ["at+jwt", "application/at+JWT", "logout+jwt", "dpop+jwt"] {
+            assert!(is_other_token_type(typ), "{typ}");
+        }
+        for typ in ["JWT", "jwt", "application/jwt"] {
+            assert!(!is_other_token_type(typ), "{typ}");
         }
     }
 

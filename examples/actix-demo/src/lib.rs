@@ -1,0 +1,45 @@
+//! The actix demo app as a service configuration, so tests can serve exactly what
+//! `cargo run -p actix-demo` serves.
+
+use actix_web::http::header::{ContentType, LOCATION};
+use actix_web::{HttpResponse, web};
+use qrauth_actix::{AuthenticatedUser, QrAuthService};
+
+/// The demo: login page at `/`, phone page at `/phone`, the protected `/me` (HTML) and
+/// `/api/me` (JSON), and qrauth's routes at the root. Register `qrauth` as app data too.
+pub fn configure(qrauth: QrAuthService) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        config
+            .app_data(qrauth.clone())
+            .route(
+                "/",
+                web::get().to(|| async { html(demo_common::LOGIN_PAGE.to_owned()) }),
+            )
+            .route(
+                "/phone",
+                web::get().to(|| async { html(demo_common::PHONE_PAGE.to_owned()) }),
+            )
+            .route("/me", web::get().to(me_page))
+            .route("/api/me", web::get().to(me_json))
+            .configure(qrauth_actix::configure(qrauth));
+    }
+}
+
+fn html(body: String) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::html())
+        .body(body)
+}
+
+async fn me_page(user: Option<AuthenticatedUser>) -> HttpResponse {
+    match user {
+        Some(user) => html(demo_common::me_page(&user.claims)),
+        None => HttpResponse::SeeOther()
+            .insert_header((LOCATION, "/"))
+            .finish(),
+    }
+}
+
+async fn me_json(user: AuthenticatedUser) -> HttpResponse {
+    HttpResponse::Ok().json(user.claims)
+}

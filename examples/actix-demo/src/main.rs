@@ -1,0 +1,21 @@
+//! `cargo run -p actix-demo`: QR login on http://127.0.0.1:3001 with the built-in provider.
+
+use actix_web::{App, HttpServer};
+use demo_common::DemoArgs;
+
+#[actix_web::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = DemoArgs::from_env(3001)?;
+    let qrauth = demo_common::demo_service(&args.public_url)?;
+    println!("qrauth actix demo: open {}/ in a browser", args.public_url);
+    HttpServer::new(move || App::new().configure(actix_demo::configure(qrauth.clone())))
+        .bind(args.listen)?
+        .run()
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! actix-web ⇄ qrauth-core request and response translation.
+
+use std::convert::Infallible;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use qrauth_core::handler::{ApiBody, ApiRequest, ApiResponse};
+use qrauth_core::{Error, QrAuthService, Route};
+
+/// Copies actix's (http 0.2) headers into core's (http 1) header map; `only` limits the copy
+/// to the named headers.
+pub(crate) fn headers(
+    from: &actix_web::http::header::HeaderMap,
+    only: Option<&[&str]>,
+) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(from.len());
+    for (name, value) in from.iter() {
+        if only.is_some_and(|names| !names.contains(&name.as_str())) {
+            continue;
+        }
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(name.as_str().as_bytes()),
+            http::HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            out.append(n, v);
+        }
+    }
+    out
+}
+
+async fn api_request(
+    service: &QrAuthService,
+    request: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<ApiRequest, Error> {
+    let limit = service.max_body_bytes();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|_| Error::InvalidRequest("unreadable request body".into()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(Error::PayloadTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let method = http::Method::from_bytes(request.method().as_str().as_bytes())
+        .map_err(|_| Error::MethodNotAllowed)?;
+    let query = request.query_string();
+    Ok(ApiRequest {
+        method,
+        headers: headers(request.headers(), None),
+        query: (!query.is_empty()).then(|| query.to_owned()),
+        body: body.freeze(),
+        peer: request.peer_addr().map(|a| a.ip()),
+    })
+}
+
+/// Turns a core response into an actix one.
+pub(crate) fn into_response(api: ApiResponse) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(api.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut builder = HttpResponse::build(status);
+    for (name, value) in api.headers.iter() {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_str().as_bytes()),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            builder.append_header((n, v));
+        }
+    }
+    match api.body {
+        ApiBody::Full(bytes) => builder.body(bytes),
+        ApiBody::Stream(stream) => builder.streaming(stream.map(Ok::<_, Infallible>)),
+    }
+}
+
+/// Handles one request for `route`.
+pub(crate) async fn handle(
+    service: QrAuthService,
+    route: Route,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let api = match api_request(&service, &request, payload).await {
+        Ok(api) => service.handle(route, api).await,
+        Err(error) => service.error_response(route, &error),
+    };
+    into_response(api)
+}

@@ -1,0 +1,111 @@
+//! The `AuthenticatedUser` extractor.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use qrauth_core::{Claims, Error, QrAuthService};
+
+use crate::convert::{headers, into_response};
+
+/// The verified user of a request: the id_token from `Authorization: Bearer …` or from the
+/// session cookie set at login, verified by the provider.
+///
+/// Needs the [`QrAuthService`] as app data (`App::new().app_data(service)`), or the
+/// [`require_authentication`](crate::require_authentication) middleware in front.
+/// `Option<AuthenticatedUser>` gives `None` instead of a 401.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use qrauth_actix::AuthenticatedUser;
+///
+/// async fn me(user: AuthenticatedUser) -> String {
+///     format!("signed in as {}", user.claims.sub)
+/// }
+///
+/// let app = App::new().route("/me", web::get().to(me));
+/// ```
+#[derive(Debug, Clone)]
+pub struct AuthenticatedUser {
+    /// The id_token's verified claims.
+    pub claims: Claims,
+}
+
+/// Why [`AuthenticatedUser`] refused a request: renders as a 401 with
+/// `WWW-Authenticate: Bearer …` and the JSON error body.
+pub struct Unauthorized {
+    /// The underlying error.
+    pub error: Error,
+    pub(crate) service: Option<QrAuthService>,
+}
+
+impl fmt::Debug for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Unauthorized")
+            .field("error", &self.error)
+            .finish()
+    }
+}
+
+impl fmt::Display for Unauthorized {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl ResponseError for Unauthorized {
+    fn status_code(&self) -> actix_web::http::StatusCode {
+        actix_web::http::StatusCode::from_u16(self.error.status().as_u16())
+            .unwrap_or(actix_web::http::StatusCode::UNAUTHORIZED)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match &self.service {
+            Some(service) => into_response(service.unauthorized(&self.error)),
+            None => into_response(qrauth_core::ApiResponse::from_error(&self.error)),
+        }
+    }
+}
+
+pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie"];
+
+pub(crate) async fn authenticate(
+    service: &QrAuthService,
+    request_headers: &actix_web::http::header::HeaderMap,
+) -> Result<AuthenticatedUser, Unauthorized> {
+    let credentials = headers(request_headers, Some(CREDENTIAL_HEADERS));
+    match service.authenticate(&credentials).await {
+        Ok(claims) => Ok(AuthenticatedUser { claims }),
+        Err(error) => Err(Unauthorized {
+            error,
+            service: Some(service.clone()),
+        }),
+    }
+}
+
+impl FromRequest for AuthenticatedUser {
+    type Error = Unauthorized;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        if let Some(user) = request.extensions().get::<AuthenticatedUser>() {
+            let user = user.clone();
+            return Box::pin(async move { Ok(user) });
+        }
+        let service = request.app_data::<QrAuthService>().cloned();
+        let request_headers = request.headers().clone();
+        Box::pin(async move {
+            let Some(service) = service else {
+                return Err(Unauthorized {
+                    error: Error::Config(
+                        "QrAuthService missing from app data: add .app_data(service)".into(),
+                    ),
+                    service: None,
+                });
+            };
+            authenticate(&service, &request_headers).await
+        })
+    }
+}
