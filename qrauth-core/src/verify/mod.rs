@@ -29,6 +29,7 @@ mod jwks;
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -505,7 +506,7 @@ impl IdTokenVerifierBuilder {
             moka::sync::Cache::builder()
                 .max_capacity(self.token_cache_capacity)
                 .expire_after(CacheExpiry)
-                .build()
+                .build_with_hasher(BuildHasherDefault::<DigestHasher>::default())
         });
 
         Ok(IdTokenVerifier {
@@ -578,7 +579,7 @@ struct Inner {
     clock: SharedClock,
     leeway_ms: u64,
     max_token_bytes: usize,
-    cache: Option<moka::sync::Cache<[u8; 32], Arc<CachedToken>>>,
+    cache: Option<TokenCache>,
     fetch: FetchContext,
 }
 
@@ -710,6 +711,29 @@ impl CachedToken {
             Ok(())
         }
     }
+}
+
+/// Verified tokens by SHA-256 of the token.
+type TokenCache = moka::sync::Cache<[u8; 32], Arc<CachedToken>, BuildHasherDefault<DigestHasher>>;
+
+/// The cache keys are SHA-256 digests, already uniformly distributed (and only tokens that
+/// verified are inserted): their first eight bytes are the hash, no need to hash them again.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as a length prefix (ignored below) and then its bytes.
+        for (i, b) in bytes.iter().take(8).enumerate() {
+            self.0 ^= u64::from(*b) << (8 * i);
+        }
+    }
+
+    fn write_usize(&mut self, _length_prefix: usize) {}
 }
 
 struct CacheExpiry;
