@@ -23,6 +23,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{Error, Result, TokenError};
 pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
 pub use types::{Audience, Claims, QrCode, QrState, QrStatus, TokenSet, UserInfo};
+pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
 pub mod handler;
 pub mod lifetimes;
 pub mod provider;

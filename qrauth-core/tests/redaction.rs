@@ -144,7 +144,10 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
 
     // Phone: scan, a wrong confirm token, then confirm.
     let scan = service
-        .handle(Route::Scan, phone_request(&format!(r#"{{"qrcodeId":"{id}"}}"#)))
+        .handle(
+            Route::Scan,
+            phone_request(&format!(r#"{{"qrcodeId":"{id}"}}"#)),
+        )
         .await;
     assert_eq!(scan.status, StatusCode::OK);
     let confirm_token = body_json(&scan)["confirmToken"]

@@ -1,0 +1,346 @@
+//! `qrauth-bench`: the server and the clients of `scripts/bench-http.sh`.
+//!
+//! - `serve axum|actix ADDR`: the demo app plus `/bench/bare?size=N` (a handler returning N
+//!   bytes of JSON, the baseline for status), `/bench/unprotected` and `/bench/protected` (the
+//!   same handler without and with `AuthenticatedUser`).
+//! - `prepare URL`: creates a QR session; prints `COOKIE_HEADER<TAB>QRCODE_ID`.
+//! - `token URL`: runs one login; prints the id_token.
+//! - `latency URL MODE FLOWS CONCURRENCY`: confirm → browser-notified latency over FLOWS
+//!   logins, MODE = `longpoll`, `sse` or `interval800`; prints p50/p99 in ms.
+//!
+//! Traffic goes to the URL given, which the script keeps on loopback.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> Result<(), BoxError> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .ok_or_else(|| format!("missing argument {i}; see the module docs"))
+    };
+    match arg(0)?.as_str() {
+        "serve" => serve(&arg(1)?, arg(2)?.parse()?),
+        "prepare" => runtime()?.block_on(async {
+            let (cookie, id) = prepare(&client()?, &arg(1)?).await?;
+            println!("{cookie}\t{id}");
+            Ok(())
+        }),
+        "token" => runtime()?.block_on(async {
+            let tokens = login(&client()?, &arg(1)?).await?;
+            println!("{}", tokens["id_token"].as_str().unwrap_or_default());
+            Ok(())
+        }),
+        "latency" => runtime()?.block_on(latency(
+            arg(1)?,
+            arg(2)?,
+            arg(3)?.parse()?,
+            arg(4)?.parse()?,
+        )),
+        other => Err(format!("unknown command {other}").into()),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+fn client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(40))
+        .pool_max_idle_per_host(256)
+        .build()
+}
+
+fn bare(size: usize) -> String {
+    // A JSON string of exactly `size` bytes (min 2).
+    format!("\"{}\"", "x".repeat(size.saturating_sub(2)))
+}
+
+fn size_param(query: Option<&str>) -> usize {
+    query
+        .and_then(|q| q.split('&').find_map(|kv| kv.strip_prefix("size=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+        .min(65_536)
+}
+
+const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does nothing"}"#;
+
+fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
+    let public = format!("http://{addr}");
+    let service = demo_common::demo_service(&public)?;
+    match framework {
+        "axum" => runtime()?.block_on(async move {
+            use axum::routing::get;
+            let app = axum_demo::app(service.clone())
+                .route(
+                    "/bench/bare",
+                    get(|uri: axum::http::Uri| async move {
+                        (
+                            [("content-type", "application/json")],
+                            bare(size_param(uri.query())),
+                        )
+                    }),
+                )
+                .route("/bench/unprotected", get(|| async { PAYLOAD }))
+                .route(
+                    "/bench/protected",
+                    get(|_user: qrauth_axum::AuthenticatedUser| async { PAYLOAD }),
+                )
+                .layer(axum::Extension(service));
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await?;
+            Ok(())
+        }),
+        "actix" => actix_web::rt::System::new().block_on(async move {
+            use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+            HttpServer::new(move || {
+                App::new()
+                    .configure(actix_demo::configure(service.clone()))
+                    .route(
+                        "/bench/bare",
+                        web::get().to(|req: HttpRequest| async move {
+                            HttpResponse::Ok()
+                                .content_type("application/json")
+                                .body(bare(size_param(Some(req.query_string()))))
+                        }),
+                    )
+                    .route("/bench/unprotected", web::get().to(|| async { PAYLOAD }))
+                    .route(
+                        "/bench/protected",
+                        web::get().to(|_user: qrauth_actix::AuthenticatedUser| async { PAYLOAD }),
+                    )
+            })
+            .workers(1)
+            .bind(addr)?
+            .run()
+            .await?;
+            Ok(())
+        }),
+        other => Err(format!("unknown framework {other}").into()),
+    }
+}
+
+async fn prepare(client: &reqwest::Client, base: &str) -> Result<(String, String), BoxError> {
+    let res = client.post(format!("{base}/qrcode")).send().await?;
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("qrauth_bind="))
+        .and_then(|c| c.split(';').next())
+        .ok_or("no binding cookie")?
+        .to_owned();
+    let body: Value = res.json().await?;
+    let id = body["qrcodeId"].as_str().ok_or("no qrcodeId")?.to_owned();
+    Ok((cookie, id))
+}
+
+async fn phone(
+    client: &reqwest::Client,
+    base: &str,
+    action: &str,
+    body: Value,
+) -> Result<Value, BoxError> {
+    let res = client
+        .post(format!("{base}/qrcode/{action}"))
+        .header("authorization", "Bearer demo-alice")
+        .json(&body)
+        .send()
+        .await?;
+    if !res.status().is_success() {
+        return Err(format!("{action}: {}", res.status()).into());
+    }
+    Ok(res.json().await?)
+}
+
+async fn login(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> {
+    let (cookie, id) = prepare(client, base).await?;
+    let scan = phone(client, base, "scan", json!({ "qrcodeId": id })).await?;
+    phone(
+        client,
+        base,
+        "confirm",
+        json!({ "qrcodeId": id, "confirmToken": scan["confirmToken"] }),
+    )
+    .await?;
+    let status: Value = client
+        .get(format!("{base}/qrcode/status?qrcodeId={id}"))
+        .header("cookie", &cookie)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let tokens = client
+        .post(format!("{base}/qrcode/exchange"))
+        .header("cookie", &cookie)
+        .json(&json!({ "ticket": status["ticket"] }))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(tokens)
+}
+
+/// One flow: the browser starts following, the phone scans, then confirms at `t0`; returns
+/// the time until the browser saw `confirmed`.
+async fn one_flow(
+    client: reqwest::Client,
+    base: String,
+    mode: String,
+) -> Result<Duration, BoxError> {
+    let (cookie, id) = prepare(&client, &base).await?;
+    let scan = phone(&client, &base, "scan", json!({ "qrcodeId": id })).await?;
+    let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<Instant>();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
+    let follower = {
+        let (client, base, cookie, id) = (client.clone(), base.clone(), cookie.clone(), id.clone());
+        tokio::spawn(async move {
+            let result: Result<(), BoxError> = async {
+                match mode.as_str() {
+                    "sse" => {
+                        let mut res = client
+                            .get(format!("{base}/qrcode/events?qrcodeId={id}"))
+                            .header("cookie", &cookie)
+                            .send()
+                            .await?;
+                        let mut ready = Some(ready_tx);
+                        let mut text = String::new();
+                        while let Some(chunk) = res.chunk().await? {
+                            text.push_str(&String::from_utf8_lossy(&chunk));
+                            if let Some(tx) = ready.take() {
+                                let _ = tx.send(());
+                            }
+                            if text.contains("\"status\":\"confirmed\"") {
+                                let _ = seen_tx.send(Instant::now());
+                                break;
+                            }
+                        }
+                    }
+                    "longpoll" => {
+                        let mut version = 2u64;
+                        let mut ready = Some(ready_tx);
+                        loop {
+                            let req = client
+                                .get(format!(
+                                    "{base}/qrcode/status?qrcodeId={id}&wait=25&since={version}"
+                                ))
+                                .header("cookie", &cookie)
+                                .send();
+                            if let Some(tx) = ready.take() {
+                                // Give the request a moment to reach the server before the confirm.
+                                tokio::time::sleep(Duration::from_millis(20)).await;
+                                let _ = tx.send(());
+                            }
+                            let status: Value = req.await?.json().await?;
+                            if status["status"] == "confirmed" {
+                                let _ = seen_tx.send(Instant::now());
+                                break;
+                            }
+                            version = status["version"].as_u64().unwrap_or(version);
+                        }
+                    }
+                    _ => {
+                        let mut ready = Some(ready_tx);
+                        let mut tick = tokio::time::interval(Duration::from_millis(800));
+                        loop {
+                            tick.tick().await;
+                            let status: Value = client
+                                .get(format!("{base}/qrcode/status?qrcodeId={id}"))
+                                .header("cookie", &cookie)
+                                .send()
+                                .await?
+                                .json()
+                                .await?;
+                            if let Some(tx) = ready.take() {
+                                let _ = tx.send(());
+                            }
+                            if status["status"] == "confirmed" {
+                                let _ = seen_tx.send(Instant::now());
+                                break;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            .await;
+            result
+        })
+    };
+    ready_rx.await.map_err(|_| "follower failed to start")?;
+    // Confirm at a random phase of the poll interval, as a human would.
+    tokio::time::sleep(Duration::from_millis(
+        u64::from(std::process::id() % 7) * 37 % 800,
+    ))
+    .await;
+    let t0 = Instant::now();
+    phone(
+        &client,
+        &base,
+        "confirm",
+        json!({ "qrcodeId": id, "confirmToken": scan["confirmToken"] }),
+    )
+    .await?;
+    let seen = tokio::time::timeout(Duration::from_secs(30), seen_rx).await??;
+    follower.await??;
+    Ok(seen.saturating_duration_since(t0))
+}
+
+async fn latency(
+    base: String,
+    mode: String,
+    flows: usize,
+    concurrency: usize,
+) -> Result<(), BoxError> {
+    let client = client()?;
+    let mut latencies = Vec::with_capacity(flows);
+    let mut pending = futures_util::stream::iter((0..flows).map(|i| {
+        let (client, base, mode) = (client.clone(), base.clone(), mode.clone());
+        async move {
+            // Spread confirms over the poll phase deterministically.
+            tokio::time::sleep(Duration::from_millis((i as u64 * 131) % 800)).await;
+            one_flow(client, base, mode).await
+        }
+    }))
+    .buffer_unordered(concurrency.max(1));
+    let mut errors = 0usize;
+    while let Some(r) = pending.next().await {
+        match r {
+            Ok(d) => latencies.push(d),
+            Err(e) => {
+                errors += 1;
+                if errors <= 3 {
+                    eprintln!("flow failed: {e}");
+                }
+            }
+        }
+    }
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "{mode}: flows={} errors={errors} p50={:.1}ms p99={:.1}ms",
+        latencies.len(),
+        pct(0.50),
+        pct(0.99)
+    );
+    Ok(())
+}
