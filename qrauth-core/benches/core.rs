@@ -7,6 +7,7 @@
 //!   the bench runtime, which the two verifier figures include and the bare decode does not.
 //! - `flow/builtin_rs256`: one whole login per iteration (generate → scan → confirm → poll →
 //!   exchange) on the built-in provider with its default RS256 key; throughput is flows/s.
+//!   `flow_part/sign_one_rs256_jwt` is one of the two signatures each flow makes.
 //! - Before criterion runs, the net heap cost of a pending session in a `MemoryStore`, measured
 //!   by a counting global allocator over 100 000 `Sessions::create` calls.
 //!
@@ -184,9 +185,20 @@ fn memory_per_pending_session() {
         let after = NET_ALLOCATED.load(Ordering::SeqCst);
 
         let per_session = after.saturating_sub(before) as f64 / N as f64;
+
+        // For the breakdown: what the store's per-session change notifier costs on its own.
+        let before_watch = NET_ALLOCATED.load(Ordering::SeqCst);
+        let senders: Vec<_> = (0..1000)
+            .map(|_| tokio::sync::watch::channel(0u64).0)
+            .collect();
+        let watch_bytes = (NET_ALLOCATED.load(Ordering::SeqCst) - before_watch) as f64 / 1000.0
+            - std::mem::size_of::<tokio::sync::watch::Sender<u64>>() as f64;
+        drop(senders);
+
         println!(
             "memory per pending session: {per_session:.0} bytes ({N} sessions, {:.1} MiB net; \
-             size_of::<SessionRecord>() = {} bytes)",
+             size_of::<SessionRecord>() = {} bytes; one tokio watch channel = {watch_bytes:.0} \
+             bytes)",
             after.saturating_sub(before) as f64 / (1024.0 * 1024.0),
             std::mem::size_of::<qrauth_core::session::SessionRecord>(),
         );
@@ -269,6 +281,15 @@ fn flow(c: &mut Criterion) {
         b.to_async(&rt).iter(|| one_flow(&provider))
     });
     group.finish();
+
+    // What dominates a flow: it signs two RS256 JWTs (access token and id_token).
+    let key = provider.keys().current();
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "alice", "aud": AUDIENCE, "iat": 1, "exp": 2, "jti": "x",
+    });
+    c.bench_function("flow_part/sign_one_rs256_jwt", |b| {
+        b.iter(|| key.sign("JWT", black_box(&claims)).unwrap())
+    });
 }
 
 fn main() {

@@ -270,6 +270,21 @@ impl SessionRecord {
         Ok(next)
     }
 
+    /// `pending | scanned | confirmed → cancelled` because the session is compromised (its
+    /// ticket was presented by a browser that is not bound to it).
+    pub fn revoke(&self) -> Result<Self> {
+        if !self.state.is_live() {
+            return Err(Error::Conflict(format!(
+                "cannot revoke a QR code that is {}",
+                self.state.as_str()
+            )));
+        }
+        let mut next = self.next(QrState::Cancelled);
+        next.confirm_token_hash = None;
+        next.ticket_nonce = None;
+        Ok(next)
+    }
+
     /// `pending | scanned | confirmed → expired`, written down (reads already see it).
     pub fn expire(&self, now_ms: u64) -> Result<Self> {
         if self.state.is_live() && now_ms >= self.deadline_ms() {

@@ -300,7 +300,16 @@ impl Sessions {
         let Some(id) = self.store.take_ticket(&ticket.hash()).await? else {
             return Err(Error::InvalidTicket);
         };
-        let record = self.bound(self.store.load(&id).await?, binding)?;
+        let Some(record) = self.store.load(&id).await? else {
+            return Err(Error::NotBound);
+        };
+        if !record.binding_hash.ct_eq(&binding.hash()) {
+            // Another browser holds this session's ticket: the login is compromised. The ticket
+            // is already burnt; cancel the session so that a re-read cannot mint it again.
+            tracing::warn!("ticket presented by a browser not bound to its session; cancelled");
+            let _ = self.transition(&id, |r, _| Ok(r.revoke()?)).await;
+            return Err(Error::NotBound);
+        }
         // The handle matched, but it must also be this session's current ticket.
         let genuine = record
             .ticket_nonce

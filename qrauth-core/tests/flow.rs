@@ -367,7 +367,7 @@ async fn fifty_concurrent_exchanges_of_one_ticket_yield_exactly_one_token_set() 
 #[tokio::test]
 async fn ticket_with_another_sessions_binding_is_not_bound_and_burnt() {
     let h = Harness::new();
-    let (binding_a, _id_a, ticket_a) = h.confirmed().await;
+    let (binding_a, id_a, ticket_a) = h.confirmed().await;
     let (binding_b, _id_b, ticket_b) = h.confirmed().await;
 
     assert_not_bound(
@@ -377,6 +377,14 @@ async fn ticket_with_another_sessions_binding_is_not_bound_and_burnt() {
     assert_invalid_ticket(
         h.provider.exchange(&ticket_a, &binding_a).await,
         "burnt ticket A presented by its own browser",
+    );
+    // The leaked ticket cancelled session A: re-reading its status cannot mint it again.
+    let status = h.provider.poll(&id_a, &binding_a).await.unwrap();
+    assert_eq!(status.state, QrState::Cancelled);
+    assert!(status.ticket.is_none());
+    assert_invalid_ticket(
+        h.provider.exchange(&ticket_a, &binding_a).await,
+        "ticket A after a re-read of its cancelled session",
     );
     // The crossed attempt did not hurt flow B.
     let tokens = h.provider.exchange(&ticket_b, &binding_b).await.unwrap();

@@ -14,6 +14,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let qrauth = demo_common::demo_service(&args.public_url)?;
     println!("qrauth actix demo: open {}/ in a browser", args.public_url);
     HttpServer::new(move || App::new().configure(actix_demo::configure(qrauth.clone())))
+        .on_connect(qrauth_actix::tcp_nodelay)
         .bind(args.listen)?
         .run()
         .await?;

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 
+use axum::serve::ListenerExt;
 use demo_common::DemoArgs;
 
 #[tokio::main]
@@ -14,7 +15,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = DemoArgs::from_env(3000)?;
     let qrauth = demo_common::demo_service(&args.public_url)?;
     let app = axum_demo::app(qrauth);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // No Nagle delay: SSE events and long-poll answers are small writes that must leave at once.
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
     println!("qrauth axum demo: open {}/ in a browser", args.public_url);
     axum::serve(
         listener,

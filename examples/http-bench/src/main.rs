@@ -97,7 +97,10 @@ fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
                     get(|_user: qrauth_axum::AuthenticatedUser| async { PAYLOAD }),
                 )
                 .layer(axum::Extension(service));
-            let listener = tokio::net::TcpListener::bind(addr).await?;
+            use axum::serve::ListenerExt;
+            let listener = tokio::net::TcpListener::bind(addr).await?.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(
                 listener,
                 app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -124,7 +127,8 @@ fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
                         web::get().to(|_user: qrauth_actix::AuthenticatedUser| async { PAYLOAD }),
                     )
             })
-            .workers(1)
+            .workers(2)
+            .on_connect(qrauth_actix::tcp_nodelay)
             .bind(addr)?
             .run()
             .await?;

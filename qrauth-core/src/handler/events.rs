@@ -37,7 +37,7 @@ struct State {
 }
 
 fn event(status: &QrStatus) -> Bytes {
-    let data = status_body(status).to_string();
+    let data = serde_json::to_string(&status_body(status)).unwrap_or_default();
     Bytes::from(format!("id: {}\ndata: {data}\n\n", status.version))
 }
 

@@ -562,22 +562,39 @@ impl QrAuthService {
     }
 }
 
-/// The status JSON: an allow-list of fields, Authing's flags agreeing with `status`.
-pub(crate) fn status_body(status: &QrStatus) -> Value {
+/// The status JSON: an allow-list of fields (a struct, so nothing else can slip in), Authing's
+/// flags agreeing with `status`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct StatusBody<'a> {
+    qrcode_id: &'a str,
+    status: &'static str,
+    scanned: bool,
+    expired: bool,
+    success: bool,
+    canceled: bool,
+    user_info: Option<&'a crate::types::UserInfo>,
+    ticket: Option<&'a str>,
+    description: &'static str,
+    version: u64,
+    expire_at: u64,
+}
+
+pub(crate) fn status_body(status: &QrStatus) -> StatusBody<'_> {
     let state = status.state;
-    json!({
-        "qrcodeId": status.id.as_str(),
-        "status": state.as_str(),
-        "scanned": matches!(state, QrState::Scanned | QrState::Confirmed),
-        "expired": state == QrState::Expired,
-        "success": state == QrState::Confirmed,
-        "canceled": state == QrState::Cancelled,
-        "userInfo": status.user,
-        "ticket": status.ticket.as_ref().map(|t| t.expose_secret()),
-        "description": describe(state),
-        "version": status.version,
-        "expireAt": status.expire_at_ms,
-    })
+    StatusBody {
+        qrcode_id: status.id.as_str(),
+        status: state.as_str(),
+        scanned: matches!(state, QrState::Scanned | QrState::Confirmed),
+        expired: state == QrState::Expired,
+        success: state == QrState::Confirmed,
+        canceled: state == QrState::Cancelled,
+        user_info: status.user.as_ref(),
+        ticket: status.ticket.as_ref().map(|t| t.expose_secret()),
+        description: describe(state),
+        version: status.version,
+        expire_at: status.expire_at_ms,
+    }
 }
 
 fn describe(state: QrState) -> &'static str {

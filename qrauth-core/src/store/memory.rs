@@ -5,7 +5,7 @@ use std::time::{Duration, Instant as StdInstant};
 use async_trait::async_trait;
 use moka::Expiry;
 use moka::sync::Cache;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::SessionStore;
@@ -40,7 +40,9 @@ struct Inner {
 struct Slot {
     record: Mutex<SessionRecord>,
     retain_until_ms: u64,
-    changed: watch::Sender<u64>,
+    /// Woken on every version change. A `Notify` rather than a `watch` channel: the version
+    /// already lives in the record, and a `watch` would add ~350 bytes to every session.
+    changed: Notify,
 }
 
 struct TicketSlot {
@@ -184,11 +186,10 @@ impl Drop for WaiterGuard<'_> {
 #[async_trait]
 impl SessionStore for MemoryStore {
     async fn insert(&self, record: &SessionRecord, retain_until_ms: u64) -> Result<()> {
-        let (changed, _) = watch::channel(record.version);
         let slot = Arc::new(Slot {
             record: Mutex::new(record.clone()),
             retain_until_ms,
-            changed,
+            changed: Notify::new(),
         });
         let entry = self
             .inner
@@ -222,8 +223,9 @@ impl SessionStore for MemoryStore {
             return Ok(false);
         }
         *current = record.clone();
+        drop(current);
         if record.version != expected_version {
-            slot.changed.send_replace(record.version);
+            slot.changed.notify_waiters();
         }
         Ok(true)
     }
@@ -267,8 +269,10 @@ impl SessionStore for MemoryStore {
         };
         self.inner.waiters.fetch_add(1, Ordering::Relaxed);
         let _guard = WaiterGuard(&self.inner.waiters);
-        // Register first, then read: a change after the read still marks the receiver.
-        let mut rx = slot.changed.subscribe();
+        // Register first, then read: a change after the read still wakes this waiter.
+        let notified = slot.changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
         let current = slot.record.lock().map_err(|_| poisoned())?.clone();
         if current.version != since_version {
             return Ok(Some(current));
@@ -277,9 +281,8 @@ impl SessionStore for MemoryStore {
         let now = self.inner.clock.now_millis();
         let until_expiry = Duration::from_millis(current.deadline_ms().saturating_sub(now));
         let wake = deadline.min(Instant::now() + until_expiry);
-        // Both outcomes (changed, or deadline) end in a re-read; a closed channel cannot happen
-        // while we hold the slot.
-        let _ = tokio::time::timeout_at(wake, rx.changed()).await;
+        // Both outcomes (changed, or deadline) end in a re-read.
+        let _ = tokio::time::timeout_at(wake, notified).await;
         let latest = slot.record.lock().map_err(|_| poisoned())?.clone();
         Ok(Some(latest))
     }

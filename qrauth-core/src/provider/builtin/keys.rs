@@ -4,14 +4,16 @@ use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256, RsaKeyPair,
+};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey};
 
 use crate::error::{Error, Result};
-use crate::secret::{random_token, sha256};
+use crate::secret::random_token;
 
 /// The signature algorithms the built-in issuer can sign with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,8 +44,82 @@ impl SigningAlgorithm {
 pub struct SigningKey {
     kid: String,
     algorithm: Algorithm,
-    encoding: Arc<EncodingKey>,
+    signer: Arc<Signer>,
     public: Jwk,
+}
+
+/// The parsed private key. Parsed once: re-parsing (and re-checking) an RSA key per signature
+/// costs more than the signature itself.
+enum Signer {
+    Rsa(RsaKeyPair),
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+}
+
+impl Signer {
+    fn from_der(algorithm: SigningAlgorithm, label: &str, der: &[u8]) -> Result<Self> {
+        Ok(match algorithm {
+            SigningAlgorithm::Rs256 if label == "RSA PRIVATE KEY" => {
+                Signer::Rsa(RsaKeyPair::from_der(der).map_err(key_error)?)
+            }
+            SigningAlgorithm::Rs256 => Signer::Rsa(RsaKeyPair::from_pkcs8(der).map_err(key_error)?),
+            SigningAlgorithm::Es256 => Signer::Es256(
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(key_error)?,
+            ),
+            SigningAlgorithm::EdDsa => {
+                Signer::EdDsa(Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(key_error)?)
+            }
+        })
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let failed = |_| Error::Internal("signing failed".into());
+        match self {
+            Signer::Rsa(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(
+                    &RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    message,
+                    &mut signature,
+                )
+                .map_err(failed)?;
+                Ok(signature)
+            }
+            Signer::Es256(key) => Ok(key
+                .sign(&SystemRandom::new(), message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec()),
+            Signer::EdDsa(key) => Ok(key.sign(message).as_ref().to_vec()),
+        }
+    }
+}
+
+/// The label and DER body of the first PEM block.
+fn pem_der(pem: &[u8]) -> Result<(String, Vec<u8>)> {
+    let text = std::str::from_utf8(pem).map_err(key_error)?;
+    let begin = text
+        .find("-----BEGIN ")
+        .ok_or_else(|| key_error("no PEM block"))?;
+    let rest = &text[begin + 11..];
+    let label_end = rest
+        .find("-----")
+        .ok_or_else(|| key_error("bad PEM header"))?;
+    let label = rest[..label_end].to_owned();
+    let body_start = label_end + 5;
+    let end = rest
+        .find("-----END ")
+        .ok_or_else(|| key_error("no PEM footer"))?;
+    let body: String = rest
+        .get(body_start..end)
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = STANDARD.decode(body).map_err(key_error)?;
+    Ok((label, der))
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -107,6 +183,9 @@ impl SigningKey {
     /// the same key. Without a `kid`, one is derived from the public key (RFC 7638 thumbprint).
     pub fn from_pem(algorithm: SigningAlgorithm, pem: &[u8], kid: Option<&str>) -> Result<Self> {
         let alg = algorithm.jwt();
+        let (label, der) = pem_der(pem)?;
+        let signer = Signer::from_der(algorithm, &label, &der)?;
+        // jsonwebtoken derives the public JWK; signing uses the parsed key above.
         let encoding = match algorithm {
             SigningAlgorithm::Rs256 => EncodingKey::from_rsa_pem(pem),
             SigningAlgorithm::Es256 => EncodingKey::from_ec_pem(pem),
@@ -125,19 +204,23 @@ impl SigningKey {
         };
         public.common.key_id = Some(kid.clone());
         public.common.public_key_use = Some(PublicKeyUse::Signature);
-        // Make sure the key actually signs before anyone relies on it.
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::new(alg),
-            &serde_json::json!({}),
-            &encoding,
-        )
-        .map_err(key_error)?;
-        Ok(Self {
+        let key = Self {
             kid,
             algorithm: alg,
-            encoding: Arc::new(encoding),
+            signer: Arc::new(signer),
             public,
-        })
+        };
+        // Make sure the key signs, and that its signatures verify against the published JWK
+        // (so a PEM and a kid that do not belong together fail here, not in production).
+        let probe = key.sign("JWT", &serde_json::json!({}))?;
+        let decoding = jsonwebtoken::DecodingKey::from_jwk(&key.public).map_err(key_error)?;
+        let mut validation = jsonwebtoken::Validation::new(alg);
+        validation.required_spec_claims.clear();
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        jsonwebtoken::decode::<serde_json::Value>(&probe, &decoding, &validation)
+            .map_err(|e| key_error(format!("self-check failed: {e}")))?;
+        Ok(key)
     }
 
     /// The key id published in the JWKS and put in token headers.
@@ -150,13 +233,17 @@ impl SigningKey {
         &self.public
     }
 
-    /// Signs `claims` as a JWT with this key, `typ` in the header.
+    /// Signs `claims` as a compact JWS with this key, `typ` in the header.
     pub fn sign<T: serde::Serialize>(&self, typ: &str, claims: &T) -> Result<String> {
-        let mut header = jsonwebtoken::Header::new(self.algorithm);
-        header.kid = Some(self.kid.clone());
-        header.typ = Some(typ.to_owned());
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| Error::Internal(format!("signing failed: {e}")))
+        let json = |e: serde_json::Error| Error::Internal(format!("serialising JWT: {e}"));
+        let header = serde_json::json!({ "alg": self.algorithm, "kid": self.kid, "typ": typ });
+        let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(json)?);
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).map_err(json)?));
+        let signature = self.signer.sign(token.as_bytes())?;
+        token.push('.');
+        token.push_str(&URL_SAFE_NO_PAD.encode(signature));
+        Ok(token)
     }
 }
 
@@ -229,12 +316,6 @@ impl KeyRing {
 /// A random `jti`.
 pub(crate) fn token_id() -> Result<String> {
     random_token(16)
-}
-
-/// A short, stable fingerprint of a string (for logs that must not show the string).
-#[allow(dead_code)]
-pub(crate) fn fingerprint(s: &str) -> String {
-    URL_SAFE_NO_PAD.encode(&sha256(s.as_bytes())[..6])
 }
 
 #[cfg(test)]
