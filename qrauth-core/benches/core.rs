@@ -186,19 +186,9 @@ fn memory_per_pending_session() {
 
         let per_session = after.saturating_sub(before) as f64 / N as f64;
 
-        // For the breakdown: what the store's per-session change notifier costs on its own.
-        let before_watch = NET_ALLOCATED.load(Ordering::SeqCst);
-        let senders: Vec<_> = (0..1000)
-            .map(|_| tokio::sync::watch::channel(0u64).0)
-            .collect();
-        let watch_bytes = (NET_ALLOCATED.load(Ordering::SeqCst) - before_watch) as f64 / 1000.0
-            - std::mem::size_of::<tokio::sync::watch::Sender<u64>>() as f64;
-        drop(senders);
-
         println!(
             "memory per pending session: {per_session:.0} bytes ({N} sessions, {:.1} MiB net; \
-             size_of::<SessionRecord>() = {} bytes; one tokio watch channel = {watch_bytes:.0} \
-             bytes)",
+             size_of::<SessionRecord>() = {} bytes)",
             after.saturating_sub(before) as f64 / (1024.0 * 1024.0),
             std::mem::size_of::<qrauth_core::session::SessionRecord>(),
         );
