@@ -8,6 +8,7 @@ mod client_ip;
 mod cookies;
 mod events;
 mod response;
+mod widget;
 
 pub use cookies::CookieSettings;
 pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream};
@@ -51,6 +52,8 @@ pub enum Route {
     Confirm,
     /// `POST /qrcode/cancel` (phone)
     Cancel,
+    /// `GET /qrcode/widget.js`: the browser widget.
+    Widget,
     /// `GET /.well-known/jwks.json`
     Jwks,
     /// `GET /.well-known/openid-configuration`
@@ -61,7 +64,7 @@ pub enum Route {
 
 impl Route {
     /// Every route with its path, for adapters to mount.
-    pub const ALL: [(&'static str, Route); 9] = [
+    pub const ALL: [(&'static str, Route); 10] = [
         ("/qrcode", Route::Generate),
         ("/qrcode/status", Route::Status),
         ("/qrcode/events", Route::Events),
@@ -69,6 +72,7 @@ impl Route {
         ("/qrcode/scan", Route::Scan),
         ("/qrcode/confirm", Route::Confirm),
         ("/qrcode/cancel", Route::Cancel),
+        ("/qrcode/widget.js", Route::Widget),
         ("/.well-known/jwks.json", Route::Jwks),
         (
             "/.well-known/openid-configuration",
@@ -82,15 +86,18 @@ impl Route {
             Route::Generate | Route::Exchange | Route::Scan | Route::Confirm | Route::Cancel => {
                 Some(Method::POST)
             }
-            Route::Status | Route::Events | Route::Jwks | Route::OpenIdConfiguration => {
-                Some(Method::GET)
-            }
+            Route::Status
+            | Route::Events
+            | Route::Widget
+            | Route::Jwks
+            | Route::OpenIdConfiguration => Some(Method::GET),
             Route::NotFound => None,
         }
     }
 
-    fn is_qrcode(self) -> bool {
-        !matches!(self, Route::Jwks | Route::OpenIdConfiguration)
+    /// Documents anyone may cache: they hold no secret and nothing about a session.
+    fn is_public_document(self) -> bool {
+        matches!(self, Route::Widget | Route::Jwks | Route::OpenIdConfiguration)
     }
 }
 
@@ -289,8 +296,8 @@ impl QrAuthService {
 
     fn finish(&self, route: Route, response: &mut ApiResponse) {
         let h = &mut response.headers;
-        // The issuer documents may set their own caching; everything else is never stored.
-        if route.is_qrcode() || !h.contains_key(CACHE_CONTROL) {
+        // Public documents set their own caching; everything else is never stored.
+        if !route.is_public_document() || !h.contains_key(CACHE_CONTROL) {
             h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         }
         h.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -307,6 +314,7 @@ impl QrAuthService {
             Route::Events => self.events(request).await,
             Route::Exchange => self.exchange(request).await,
             Route::Scan | Route::Confirm | Route::Cancel => self.phone(route, request).await,
+            Route::Widget => Ok(widget::response(&request.headers)),
             Route::Jwks => self.issuer_document(|d| d.jwks()),
             Route::OpenIdConfiguration => self.issuer_document(|d| d.openid_configuration()),
             Route::NotFound => Err(Error::NotFound),
