@@ -41,6 +41,7 @@ async fn api_request(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|_| Error::InvalidRequest("unreadable request body".into()))?;
         if body.len() + chunk.len() > limit {
+            drain(&mut payload).await;
             return Err(Error::PayloadTooLarge);
         }
         body.extend_from_slice(&chunk);
@@ -55,6 +56,23 @@ async fn api_request(
         body: body.freeze(),
         peer: request.peer_addr().map(|a| a.ip()),
     })
+}
+
+/// How much of an oversized body is read and thrown away before the 413 goes out.
+const MAX_DRAIN_BYTES: usize = 8 << 20;
+
+/// Reads (and discards) the rest of an oversized body, up to [`MAX_DRAIN_BYTES`].
+///
+/// actix-web closes a connection whose request body was left unread, and a close with unread
+/// data resets it: a client still sending would get a broken pipe instead of the 413.
+async fn drain(payload: &mut web::Payload) {
+    let mut drained = 0usize;
+    while let Some(Ok(chunk)) = payload.next().await {
+        drained += chunk.len();
+        if drained > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
 }
 
 /// Turns a core response into an actix one.
@@ -83,9 +101,20 @@ pub(crate) async fn handle(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let api = match api_request(&service, &request, payload).await {
-        Ok(api) => service.handle(route, api).await,
-        Err(error) => service.error_response(route, &error),
+    let (api, close) = match api_request(&service, &request, payload).await {
+        Ok(api) => (service.handle(route, api).await, false),
+        Err(error) => (
+            service.error_response(route, &error),
+            matches!(error, Error::PayloadTooLarge),
+        ),
     };
-    into_response(api)
+    let mut response = into_response(api);
+    if close {
+        // The body may not have been read to its end: say so, so that clients do not reuse a
+        // connection that actix-web is about to close.
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
+    response
 }

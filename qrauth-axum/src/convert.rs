@@ -6,8 +6,11 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http::HeaderValue;
+use http::header::CONNECTION;
+use http_body_util::BodyExt;
 use qrauth_core::handler::{ApiBody, ApiRequest, ApiResponse};
 use qrauth_core::{Error, QrAuthService, Route};
 
@@ -16,18 +19,21 @@ pub(crate) async fn api_request(
     service: &QrAuthService,
     request: Request,
 ) -> Result<ApiRequest, Error> {
-    let (parts, body) = request.into_parts();
-    let body = Limited::new(body, service.max_body_bytes())
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                Error::PayloadTooLarge
-            } else {
-                Error::InvalidRequest("unreadable request body".into())
-            }
-        })?
-        .to_bytes();
+    let (parts, mut body) = request.into_parts();
+    let limit = service.max_body_bytes();
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| Error::InvalidRequest("unreadable request body".into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if bytes.len() + data.len() > limit {
+            drain(&mut body).await;
+            return Err(Error::PayloadTooLarge);
+        }
+        bytes.extend_from_slice(&data);
+    }
+    let body = bytes.freeze();
     let peer = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
@@ -39,6 +45,23 @@ pub(crate) async fn api_request(
         body,
         peer,
     })
+}
+
+/// How much of an oversized body is read and thrown away before the 413 goes out.
+const MAX_DRAIN_BYTES: usize = 8 << 20;
+
+/// Reads (and discards) the rest of an oversized body, up to [`MAX_DRAIN_BYTES`].
+///
+/// hyper closes a connection whose request body was left unread, and a close with unread data
+/// resets it: a client still sending would get a broken pipe instead of the 413.
+async fn drain(body: &mut Body) {
+    let mut drained = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        drained += frame.data_ref().map_or(0, |d| d.len());
+        if drained > MAX_DRAIN_BYTES {
+            break;
+        }
+    }
 }
 
 /// Turns a core response into an axum one.
@@ -55,9 +78,20 @@ pub(crate) fn into_response(api: ApiResponse) -> Response {
 
 /// Handles one request for `route`.
 pub(crate) async fn handle(service: QrAuthService, route: Route, request: Request) -> Response {
-    let api = match api_request(&service, request).await {
-        Ok(api) => service.handle(route, api).await,
-        Err(error) => service.error_response(route, &error),
+    let (api, close) = match api_request(&service, request).await {
+        Ok(api) => (service.handle(route, api).await, false),
+        Err(error) => (
+            service.error_response(route, &error),
+            matches!(error, Error::PayloadTooLarge),
+        ),
     };
-    into_response(api).into_response()
+    let mut response = into_response(api);
+    if close {
+        // The body may not have been read to its end: say so, so that clients do not reuse a
+        // connection that is about to be closed.
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response.into_response()
 }

@@ -97,7 +97,10 @@ impl Route {
 
     /// Documents anyone may cache: they hold no secret and nothing about a session.
     fn is_public_document(self) -> bool {
-        matches!(self, Route::Widget | Route::Jwks | Route::OpenIdConfiguration)
+        matches!(
+            self,
+            Route::Widget | Route::Jwks | Route::OpenIdConfiguration
+        )
     }
 }
 

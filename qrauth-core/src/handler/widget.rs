@@ -64,9 +64,23 @@ mod tests {
     fn serves_the_script_with_a_strong_etag_and_answers_304_when_current() {
         let first = response(&HeaderMap::new());
         assert_eq!(first.status, StatusCode::OK);
-        let tag = first.headers.get(ETAG).unwrap().to_str().unwrap().to_owned();
-        assert!(tag.starts_with('"') && !tag.starts_with("W/"), "strong ETag: {tag}");
-        assert!(first.body_bytes().unwrap().starts_with(b"/*! qrauth widget"));
+        let tag = first
+            .headers
+            .get(ETAG)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            tag.starts_with('"') && !tag.starts_with("W/"),
+            "strong ETag: {tag}"
+        );
+        assert!(
+            first
+                .body_bytes()
+                .unwrap()
+                .starts_with(b"/*! qrauth widget")
+        );
         let mut again = HeaderMap::new();
         again.insert(IF_NONE_MATCH, tag.parse().unwrap());
         let second = response(&again);
