@@ -35,7 +35,7 @@ pub fn me_page(claims: &Claims) -> String {
         .and_then(|v| v.as_str())
         .unwrap_or(&claims.sub);
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><link rel="icon" href="data:,">
 <title>Signed in — qrauth demo</title><style>{STYLE}</style></head><body><main>
 <h1 id="welcome">Signed in as {}</h1><p>These claims come from the verified id_token in your session cookie.</p>
 <table>{rows}</table><p><a href="/">Log in again</a></p></main></body></html>"#,
