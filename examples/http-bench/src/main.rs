@@ -206,6 +206,7 @@ async fn one_flow(
     client: reqwest::Client,
     base: String,
     mode: String,
+    confirm_after: Duration,
 ) -> Result<Duration, BoxError> {
     let (cookie, id) = prepare(&client, &base).await?;
     let scan = phone(&client, &base, "scan", json!({ "qrcodeId": id })).await?;
@@ -287,11 +288,8 @@ async fn one_flow(
         })
     };
     ready_rx.await.map_err(|_| "follower failed to start")?;
-    // Confirm at a random phase of the poll interval, as a human would.
-    tokio::time::sleep(Duration::from_millis(
-        u64::from(std::process::id() % 7) * 37 % 800,
-    ))
-    .await;
+    // Confirm at a different phase of the poll interval in each flow, as humans would.
+    tokio::time::sleep(confirm_after).await;
     let t0 = Instant::now();
     phone(
         &client,
@@ -315,11 +313,9 @@ async fn latency(
     let mut latencies = Vec::with_capacity(flows);
     let mut pending = futures_util::stream::iter((0..flows).map(|i| {
         let (client, base, mode) = (client.clone(), base.clone(), mode.clone());
-        async move {
-            // Spread confirms over the poll phase deterministically.
-            tokio::time::sleep(Duration::from_millis((i as u64 * 131) % 800)).await;
-            one_flow(client, base, mode).await
-        }
+        // Phases spread evenly over one 800 ms interval.
+        let confirm_after = Duration::from_millis((i as u64 * 797) % 800);
+        async move { one_flow(client, base, mode, confirm_after).await }
     }))
     .buffer_unordered(concurrency.max(1));
     let mut errors = 0usize;
