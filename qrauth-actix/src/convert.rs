@@ -81,6 +81,13 @@ pub(crate) fn into_response(api: ApiResponse) -> HttpResponse {
         StatusCode::from_u16(api.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
     for (name, value) in api.headers.iter() {
+        // actix-web owns the Connection header: translate it into its connection type.
+        if name == http::header::CONNECTION {
+            if value.as_bytes().eq_ignore_ascii_case(b"close") {
+                builder.force_close();
+            }
+            continue;
+        }
         if let (Ok(n), Ok(v)) = (
             HeaderName::from_bytes(name.as_str().as_bytes()),
             HeaderValue::from_bytes(value.as_bytes()),
@@ -101,20 +108,9 @@ pub(crate) async fn handle(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let (api, close) = match api_request(&service, &request, payload).await {
-        Ok(api) => (service.handle(route, api).await, false),
-        Err(error) => (
-            service.error_response(route, &error),
-            matches!(error, Error::PayloadTooLarge),
-        ),
+    let api = match api_request(&service, &request, payload).await {
+        Ok(api) => service.handle(route, api).await,
+        Err(error) => service.error_response(route, &error),
     };
-    let mut response = into_response(api);
-    if close {
-        // The body may not have been read to its end: say so, so that clients do not reuse a
-        // connection that actix-web is about to close.
-        response
-            .head_mut()
-            .set_connection_type(actix_web::http::ConnectionType::Close);
-    }
-    response
+    into_response(api)
 }

@@ -8,8 +8,6 @@ use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use http::HeaderValue;
-use http::header::CONNECTION;
 use http_body_util::BodyExt;
 use qrauth_core::handler::{ApiBody, ApiRequest, ApiResponse};
 use qrauth_core::{Error, QrAuthService, Route};
@@ -78,20 +76,9 @@ pub(crate) fn into_response(api: ApiResponse) -> Response {
 
 /// Handles one request for `route`.
 pub(crate) async fn handle(service: QrAuthService, route: Route, request: Request) -> Response {
-    let (api, close) = match api_request(&service, request).await {
-        Ok(api) => (service.handle(route, api).await, false),
-        Err(error) => (
-            service.error_response(route, &error),
-            matches!(error, Error::PayloadTooLarge),
-        ),
+    let api = match api_request(&service, request).await {
+        Ok(api) => service.handle(route, api).await,
+        Err(error) => service.error_response(route, &error),
     };
-    let mut response = into_response(api);
-    if close {
-        // The body may not have been read to its end: say so, so that clients do not reuse a
-        // connection that is about to be closed.
-        response
-            .headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    response.into_response()
+    into_response(api).into_response()
 }

@@ -106,68 +106,54 @@ impl Route {
 
 /// Configures a [`QrAuthService`].
 pub struct QrAuthServiceBuilder {
-    provider: Arc<dyn QrAuthProvider>,
-    cookies: CookieSettings,
-    trusted_proxies: Vec<IpAddr>,
-    allowed_origins: Vec<String>,
-    default_wait: Duration,
-    max_wait: Duration,
-    keep_alive: Duration,
+    inner: Inner,
 }
 
 impl QrAuthServiceBuilder {
     /// Drops `Secure` and the `__Host-` prefix from cookies so that a plain-HTTP `localhost`
     /// demo works. Never use it in production.
     pub fn insecure_dev_cookies(mut self) -> Self {
-        self.cookies.secure = false;
+        self.inner.cookies.secure = false;
         self
     }
 
     /// Cookie settings.
     pub fn cookies(mut self, cookies: CookieSettings) -> Self {
-        self.cookies = cookies;
+        self.inner.cookies = cookies;
         self
     }
 
     /// Reverse proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
-        self.trusted_proxies = proxies.into_iter().collect();
+        self.inner.trusted_proxies = proxies.into_iter().collect();
         self
     }
 
     /// Origins the phone routes accept in an `Origin` header (default: the request's own
     /// `Host`). Requests without `Origin` (native apps) are accepted.
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self.inner.allowed_origins = origins.into_iter().map(Into::into).collect();
         self
     }
 
     /// Long-poll wait when the client asks for `wait` without a value (default 25 s), and the
     /// cap on what it may ask (default 30 s).
     pub fn long_poll(mut self, default: Duration, max: Duration) -> Self {
-        self.max_wait = max;
-        self.default_wait = default.min(max);
+        self.inner.max_wait = max;
+        self.inner.default_wait = default.min(max);
         self
     }
 
     /// Interval of SSE keep-alive comments (default 15 s).
     pub fn keep_alive(mut self, interval: Duration) -> Self {
-        self.keep_alive = interval;
+        self.inner.keep_alive = interval;
         self
     }
 
     /// Builds the service.
     pub fn build(self) -> QrAuthService {
         QrAuthService {
-            inner: Arc::new(Inner {
-                provider: self.provider,
-                cookies: self.cookies,
-                trusted_proxies: self.trusted_proxies,
-                allowed_origins: self.allowed_origins,
-                default_wait: self.default_wait,
-                max_wait: self.max_wait,
-                keep_alive: self.keep_alive,
-            }),
+            inner: Arc::new(self.inner),
         }
     }
 }
@@ -245,13 +231,15 @@ impl QrAuthService {
     /// Starts configuring a service around `provider`.
     pub fn builder(provider: Arc<dyn QrAuthProvider>) -> QrAuthServiceBuilder {
         QrAuthServiceBuilder {
-            provider,
-            cookies: CookieSettings::default(),
-            trusted_proxies: Vec::new(),
-            allowed_origins: Vec::new(),
-            default_wait: Duration::from_secs(25),
-            max_wait: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(15),
+            inner: Inner {
+                provider,
+                cookies: CookieSettings::default(),
+                trusted_proxies: Vec::new(),
+                allowed_origins: Vec::new(),
+                default_wait: Duration::from_secs(25),
+                max_wait: Duration::from_secs(30),
+                keep_alive: Duration::from_secs(15),
+            },
         }
     }
 
@@ -291,8 +279,16 @@ impl QrAuthService {
 
     /// The error response adapters send when they cannot even build an [`ApiRequest`] (body
     /// too large, unreadable body), with the same headers as every other response of `route`.
+    ///
+    /// After [`Error::PayloadTooLarge`] the body may not have been read to its end, so the
+    /// response says `Connection: close`: clients must not reuse the connection.
     pub fn error_response(&self, route: Route, error: &Error) -> ApiResponse {
         let mut response = ApiResponse::from_error(error);
+        if matches!(error, Error::PayloadTooLarge) {
+            response
+                .headers
+                .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         self.finish(route, &mut response);
         response
     }
