@@ -26,6 +26,7 @@ pub use types::{Audience, Claims, QrCode, QrState, QrStatus, TokenSet, UserInfo}
 pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
 pub mod handler;
 pub mod lifetimes;
+pub mod limits;
 pub mod provider;
 pub mod session;
 pub mod sessions;

@@ -60,12 +60,20 @@ pub struct ServerOptions {
     pub signing_key: Option<SigningKey>,
     /// The issuer (default: the server's own base URL).
     pub issuer: Option<String>,
+    /// Abuse limits (default: none, so that tests may poll as fast as they like).
+    pub limits: Option<qrauth_core::limits::Limits>,
 }
 
 impl ServerOptions {
     /// Options with this QR lifetime.
     pub fn qr_lifetime(mut self, lifetime: Duration) -> Self {
         self.qr_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Options with these abuse limits.
+    pub fn limits(mut self, limits: qrauth_core::limits::Limits) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -123,7 +131,11 @@ pub fn build_service(base: &str, options: &ServerOptions) -> QrAuthService {
         .phone_url(format!("{base}/phone"))
         .build()
         .expect("built-in provider");
-    let builder = QrAuthService::builder(Arc::new(provider));
+    let builder = QrAuthService::builder(Arc::new(provider)).limits(
+        options
+            .limits
+            .unwrap_or_else(qrauth_core::limits::Limits::unlimited),
+    );
     if options.secure_cookies {
         builder.build()
     } else {

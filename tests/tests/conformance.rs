@@ -48,6 +48,10 @@ macro_rules! conformance_suite {
             expiry,
             bad_input,
             protected_route_rejections,
+            limit_generate_per_ip,
+            limit_sessions_per_binding,
+            limit_poll_interval,
+            limit_same_answer_for_unknown_foreign_and_expired_ids,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -364,6 +368,90 @@ mod cases {
             assert!(bindings.insert(binding), "duplicate binding");
         }
         assert!(ids.is_disjoint(&bindings));
+    }
+
+    /// 24: the 21st `POST /qrcode` in a minute from one IP is 429 `slow_down` with Retry-After.
+    pub async fn limit_generate_per_ip(kind: ServerKind) {
+        let limits = qrauth_core::limits::Limits::default();
+        let server = spawn(kind, ServerOptions::default().limits(limits)).await;
+        for _ in 0..20 {
+            server.browser().generate().await;
+        }
+        let refused = Resp::send(server.browser().request(Method::POST, "/qrcode")).await;
+        refused.assert_error(429, "slow_down");
+        let retry: u64 = refused
+            .header("retry-after")
+            .expect("Retry-After")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&retry), "Retry-After {retry}");
+        assert!(refused.set_cookie(&server.binding_cookie_name()).is_none());
+    }
+
+    /// 24: one browser binding holds at most 5 live sessions.
+    pub async fn limit_sessions_per_binding(kind: ServerKind) {
+        let limits = qrauth_core::limits::Limits::unlimited().sessions_per_binding(5);
+        let server = spawn(kind, ServerOptions::default().limits(limits)).await;
+        let mut browser = server.browser();
+        for _ in 0..5 {
+            browser.generate().await;
+        }
+        Resp::send(browser.request(Method::POST, "/qrcode"))
+            .await
+            .assert_error(429, "slow_down");
+        // Another browser is not affected.
+        server.browser().generate().await;
+    }
+
+    /// 25: two plain polls 100 ms apart: the second is 429 `slow_down` with Retry-After;
+    /// long-polls are not limited.
+    pub async fn limit_poll_interval(kind: ServerKind) {
+        let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
+        let server = spawn(kind, ServerOptions::default().limits(limits)).await;
+        let mut browser = server.browser();
+        let qr = browser.generate().await;
+        browser.status(&qr.id).await.assert_json(200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refused = browser.status(&qr.id).await;
+        refused.assert_error(429, "slow_down");
+        assert!(refused.header("retry-after").is_some(), "Retry-After");
+        let long_poll = browser
+            .status_query(&format!("qrcodeId={}&wait=1&since=999", qr.id))
+            .await;
+        long_poll.assert_json(200);
+    }
+
+    /// 26: with limits on, unknown, foreign and expired ids get identical status, headers and
+    /// bodies, and each costs one poll.
+    pub async fn limit_same_answer_for_unknown_foreign_and_expired_ids(kind: ServerKind) {
+        let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
+        let options = ServerOptions::default()
+            .limits(limits)
+            .qr_lifetime(Duration::from_secs(1));
+        let server = spawn(kind, options).await;
+        let mut victim = server.browser();
+        let foreign = victim.generate().await.id;
+        let expired = victim.generate().await.id;
+        tokio::time::sleep(Duration::from_millis(1_300)).await;
+        let mut attacker = server.browser();
+        attacker.generate().await;
+        let mut answers = Vec::new();
+        for id in [unknown_id(), foreign, expired] {
+            let r = attacker.status(&id).await;
+            let mut headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k.as_str() != "date")
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+                .collect();
+            headers.sort();
+            answers.push((r.status, headers, r.body.clone()));
+            // Each id costs the same: the second poll right away is refused for all three.
+            attacker.status(&id).await.assert_error(429, "slow_down");
+        }
+        assert_eq!(answers[0].0, 403);
+        assert_eq!(answers[0], answers[1], "unknown vs foreign");
+        assert_eq!(answers[0], answers[2], "unknown vs expired");
     }
 
     /// F4 (2): the client cannot choose the id or the ticket, and the QR carries only the id.

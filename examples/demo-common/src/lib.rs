@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use qrauth_core::handler::QrAuthServiceBuilder;
 use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
 use qrauth_core::{Error, QrAuthService, Result};
 
@@ -87,6 +88,11 @@ impl DemoArgs {
 /// The demo's qrauth service: the built-in provider with the demo phone users, mounted at the
 /// root of `public_url`. Cookies drop `Secure` only when the URL is plain HTTP.
 pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
+    Ok(demo_service_builder(public_url)?.build())
+}
+
+/// [`demo_service`], before `build()`, for callers that change more settings.
+pub fn demo_service_builder(public_url: &str) -> Result<QrAuthServiceBuilder> {
     let provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator))
         .issuer(public_url)
         .audience("qrauth-demo")
@@ -95,8 +101,8 @@ pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
         .build()?;
     let builder = QrAuthService::builder(Arc::new(provider));
     Ok(if public_url.starts_with("http://") {
-        builder.insecure_dev_cookies().build()
+        builder.insecure_dev_cookies()
     } else {
-        builder.build()
+        builder
     })
 }

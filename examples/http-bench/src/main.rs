@@ -77,7 +77,10 @@ const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does no
 
 fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
     let public = format!("http://{addr}");
-    let service = demo_common::demo_service(&public)?;
+    // No abuse limits: the load generator polls far faster than any browser may.
+    let service = demo_common::demo_service_builder(&public)?
+        .limits(qrauth_core::limits::Limits::unlimited())
+        .build();
     match framework {
         "axum" => runtime()?.block_on(async move {
             use axum::routing::get;

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::limits::{Limits, MemoryRateLimiter, RateLimiter};
 use crate::provider::{GenerateRequest, PhoneRequest, QrAuthProvider};
 use crate::secret::{BindingSecret, ConfirmToken, QrCodeId, Ticket};
 use crate::session::Initiator;
@@ -144,6 +145,19 @@ impl QrAuthServiceBuilder {
         self
     }
 
+    /// Abuse limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.inner.limits = limits;
+        self
+    }
+
+    /// Where limit counters live (default: this process's memory). Give every replica the
+    /// same shared limiter so that limits hold across replicas.
+    pub fn rate_limiter(mut self, limiter: Arc<dyn RateLimiter>) -> Self {
+        self.inner.limiter = limiter;
+        self
+    }
+
     /// Interval of SSE keep-alive comments (default 15 s).
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.inner.keep_alive = interval;
@@ -187,6 +201,8 @@ pub struct QrAuthService {
 
 struct Inner {
     provider: Arc<dyn QrAuthProvider>,
+    limits: Limits,
+    limiter: Arc<dyn RateLimiter>,
     cookies: CookieSettings,
     trusted_proxies: Vec<IpAddr>,
     allowed_origins: Vec<String>,
@@ -233,6 +249,8 @@ impl QrAuthService {
         QrAuthServiceBuilder {
             inner: Inner {
                 provider,
+                limits: Limits::default(),
+                limiter: Arc::new(MemoryRateLimiter::default()),
                 cookies: CookieSettings::default(),
                 trusted_proxies: Vec::new(),
                 allowed_origins: Vec::new(),
@@ -333,7 +351,40 @@ impl QrAuthService {
         self.binding(headers).ok_or(Error::NotBound)
     }
 
+    /// Counts a hit; over the limit is `429 slow_down` with `Retry-After`.
+    async fn limit(&self, key: String, limit: u32, window: Duration) -> Result<()> {
+        if limit == u32::MAX {
+            return Ok(());
+        }
+        match self.inner.limiter.hit(&key, limit, window).await? {
+            None => Ok(()),
+            Some(retry_after) => Err(Error::SlowDown { retry_after }),
+        }
+    }
+
+    /// Plain polls may come once per advertised interval, with some slack for network jitter.
+    fn poll_window(&self) -> Duration {
+        let interval = self.inner.provider.lifetimes().poll_interval;
+        interval
+            .saturating_sub(Duration::from_millis(250))
+            .max(Duration::from_millis(100))
+    }
+
+    fn caller_key(&self, request: &ApiRequest) -> String {
+        match self.client_ip(request) {
+            Some(ip) => ip.to_string(),
+            None => "unknown".to_owned(),
+        }
+    }
+
     async fn generate(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let limits = self.inner.limits;
+        self.limit(
+            format!("gen:{}", self.caller_key(request)),
+            limits.generate_per_minute,
+            Duration::from_secs(60),
+        )
+        .await?;
         let body: GenerateBody = if request.body.iter().all(u8::is_ascii_whitespace) {
             GenerateBody {
                 scene: None,
@@ -348,6 +399,12 @@ impl QrAuthService {
             Some(b) => b,
             None => BindingSecret::generate()?,
         };
+        self.limit(
+            format!("bind:{}", binding.hash().to_hex()),
+            limits.sessions_per_binding,
+            self.inner.provider.lifetimes().qr_code,
+        )
+        .await?;
         let user_agent = header_str(&request.headers, USER_AGENT).unwrap_or("");
         let initiator = Initiator {
             ip: self.client_ip(request),
@@ -407,6 +464,21 @@ impl QrAuthService {
                     .map_err(|_| Error::InvalidRequest("since must be a version number".into()))?,
             ),
         };
+        if wait.is_none_or(|w| w.is_zero()) && self.inner.limits.enforce_poll_interval {
+            // Before any lookup, keyed by what the caller presents: unknown, foreign and expired
+            // ids cost the same budget.
+            let caller = match self.binding(&request.headers) {
+                Some(b) => b.hash().to_hex(),
+                None => self.caller_key(request),
+            };
+            let presented = query_param(request, "qrcodeId").unwrap_or_default();
+            self.limit(
+                format!("poll:{caller}:{}", hex_sha256(&presented)),
+                1,
+                self.poll_window(),
+            )
+            .await?;
+        }
         let binding = self.require_binding(&request.headers)?;
         let id = id.ok_or(Error::NotBound)?;
         let provider = &self.inner.provider;
@@ -493,6 +565,12 @@ impl QrAuthService {
         let authorization = header_str(&request.headers, AUTHORIZATION)
             .filter(|v| !v.trim().is_empty())
             .ok_or(Error::Unauthenticated)?;
+        self.limit(
+            format!("phone:{}", hex_sha256(authorization)),
+            self.inner.limits.phone_per_minute,
+            Duration::from_secs(60),
+        )
+        .await?;
         let phone = PhoneRequest {
             authorization,
             ip: self.client_ip(request),
@@ -613,6 +691,10 @@ fn describe(state: QrState) -> &'static str {
         QrState::Expired => "the QR code expired",
         QrState::Consumed => "this QR code was already used to log in",
     }
+}
+
+fn hex_sha256(value: &str) -> String {
+    crate::secret::SecretHash::from_bytes(crate::secret::sha256(value.as_bytes())).to_hex()
 }
 
 fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {

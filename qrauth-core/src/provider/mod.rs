@@ -15,6 +15,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::error::Result;
+use crate::lifetimes::Lifetimes;
 use crate::secret::{BindingSecret, ConfirmToken, QrCodeId, Ticket};
 use crate::session::Initiator;
 use crate::types::{Claims, QrCode, QrState, QrStatus, TokenSet};
@@ -79,6 +80,12 @@ pub trait QrAuthProvider: Send + Sync + 'static {
 
     /// Verifies an id_token this provider issued (signature, `iss`, `aud`, `exp`, `nbf`).
     async fn verify(&self, id_token: &str) -> Result<Claims>;
+
+    /// The lifetimes and poll interval this provider's sessions follow (used for abuse
+    /// limits); the default is [`Lifetimes::default`].
+    fn lifetimes(&self) -> Lifetimes {
+        Lifetimes::default()
+    }
 
     /// The phone-side API, for providers whose phone app talks to qrauth itself.
     fn phone(&self) -> Option<&dyn PhoneApi> {

@@ -364,6 +364,10 @@ impl QrAuthProvider for BuiltinProvider {
         verifier.verify(id_token).await
     }
 
+    fn lifetimes(&self) -> crate::Lifetimes {
+        *self.sessions.lifetimes()
+    }
+
     fn phone(&self) -> Option<&dyn PhoneApi> {
         Some(self)
     }
