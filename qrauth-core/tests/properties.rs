@@ -1,0 +1,178 @@
+//! Property tests: everything that parses untrusted input answers with a typed error or a
+//! documented HTTP status, never a panic and never a 5xx for the client's fault.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderValue, Method};
+use proptest::prelude::*;
+use qrauth_core::handler::{ApiRequest, QrAuthService, Route};
+use qrauth_core::limits::Limits;
+use qrauth_core::provider::builtin::{
+    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
+};
+use qrauth_core::{BindingSecret, ConfirmToken, Error, QrCodeId, Ticket};
+
+struct AnyBearer;
+
+#[async_trait::async_trait]
+impl PhoneAuthenticator for AnyBearer {
+    async fn authenticate(&self, authorization: &str) -> qrauth_core::Result<PhoneUser> {
+        match authorization.strip_prefix("Bearer ") {
+            Some(user) if !user.is_empty() && user.len() < 64 => Ok(PhoneUser::new(user)),
+            _ => Err(Error::Unauthenticated),
+        }
+    }
+}
+
+fn service() -> QrAuthService {
+    let provider = BuiltinProvider::builder(Arc::new(AnyBearer))
+        .algorithm(SigningAlgorithm::Es256)
+        .build()
+        .expect("provider");
+    QrAuthService::builder(Arc::new(provider))
+        .insecure_dev_cookies()
+        .limits(Limits::unlimited())
+        .build()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+const ROUTES: [Route; 11] = [
+    Route::Generate,
+    Route::Status,
+    Route::Events,
+    Route::Exchange,
+    Route::Scan,
+    Route::Confirm,
+    Route::Cancel,
+    Route::Widget,
+    Route::Jwks,
+    Route::OpenIdConfiguration,
+    Route::NotFound,
+];
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        // 256 in CI; set PROPTEST_CASES for a longer fuzzing run.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(256),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Arbitrary bytes, biased towards almost-JSON.
+fn body() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..600),
+        "\\{\"[a-zA-Z]{0,12}\": ?(\"[^\"]{0,40}\"|[0-9]{1,5}|null|\\[\\]|\\{\\})\\}"
+            .prop_map(String::into_bytes),
+        "\\{\"(ticket|qrcodeId|confirmToken|scene|nonce)\": ?\"[A-Za-z0-9_-]{0,60}\"\\}"
+            .prop_map(String::into_bytes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn secret_parsing_never_panics_and_accepts_only_base64url_of_16_bytes_or_more(s in ".{0,120}") {
+        let parsed = QrCodeId::parse(&s).is_ok();
+        let decoded = base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD, s.as_bytes());
+        prop_assert_eq!(parsed, matches!(decoded, Ok(b) if b.len() >= 16 && s.len() <= 86));
+        prop_assert_eq!(BindingSecret::parse(&s).is_ok(), parsed);
+        prop_assert_eq!(ConfirmToken::parse(&s).is_ok(), parsed);
+        prop_assert_eq!(Ticket::parse(&s).is_ok(), parsed);
+    }
+
+    #[test]
+    fn user_agent_labels_never_panic_and_stay_short(ua in ".{0,2000}") {
+        let label = qrauth_core::user_agent::describe(&ua).to_string();
+        prop_assert!(label.len() < 64, "{label}");
+    }
+
+    #[test]
+    fn every_route_answers_garbage_with_a_4xx_json_error_or_success(
+        route in proptest::sample::select(ROUTES.to_vec()),
+        post in any::<bool>(),
+        body in body(),
+        query in proptest::option::of("[ -~]{0,80}"),
+        content_type in proptest::option::of(prop_oneof![
+            Just("application/json".to_owned()),
+            Just("application/json; charset=utf-8".to_owned()),
+            "[ -~]{0,40}",
+        ]),
+        cookie in proptest::option::of("[ -~]{0,120}"),
+        authorization in proptest::option::of(prop_oneof![
+            Just("Bearer alice".to_owned()),
+            "[ -~]{0,80}",
+        ]),
+        origin in proptest::option::of("[ -~]{0,40}"),
+    ) {
+        let service = service();
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &'static str, value: &Option<String>| {
+            if let Some(v) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                headers.insert(name, v);
+            }
+        };
+        put("content-type", &content_type);
+        put("cookie", &cookie);
+        put("authorization", &authorization);
+        put("origin", &origin);
+        let mut request = ApiRequest::new(if post { Method::POST } else { Method::GET });
+        request.headers = headers;
+        request.query = query;
+        request.body = body.into();
+        let response = runtime().block_on(service.handle(route, request));
+        prop_assert!(
+            !response.status.is_server_error(),
+            "{route:?} answered {}", response.status
+        );
+        if response.status.is_client_error() {
+            let body = response.body_bytes().expect("error bodies are complete");
+            let json: serde_json::Value = serde_json::from_slice(body).expect("JSON error body");
+            prop_assert!(json["error"].is_string() && json["error_description"].is_string());
+            prop_assert_eq!(
+                response.headers.get("content-type").and_then(|v| v.to_str().ok()),
+                Some("application/json; charset=utf-8")
+            );
+        }
+        prop_assert!(response.headers.contains_key("cache-control"));
+    }
+
+    #[test]
+    fn arbitrary_tokens_are_refused_with_a_typed_error(
+        token in prop_oneof![
+            ".{0,300}",
+            "[A-Za-z0-9_-]{0,60}\\.[A-Za-z0-9_-]{0,200}\\.[A-Za-z0-9_-]{0,90}",
+            "eyJ[A-Za-z0-9_-]{0,40}\\.eyJ[A-Za-z0-9_-]{0,120}\\.[A-Za-z0-9_-]{0,40}",
+        ],
+    ) {
+        let service = service();
+        let result = runtime().block_on(service.provider().verify(&token));
+        prop_assert!(matches!(result, Err(Error::InvalidToken(_))), "{result:?}");
+    }
+
+    #[test]
+    fn arbitrary_jwks_documents_never_panic(doc in "\\{\"keys\": ?\\[(\\{\"kty\": ?\"(RSA|EC|OKP|oct|x)\"(, ?\"(n|e|x|y|crv|alg|kid|use)\": ?\"[A-Za-z0-9_-]{0,50}\"){0,5}\\},? ?){0,3}\\]\\}") {
+        if let Ok(jwks) = serde_json::from_str::<jsonwebtoken::jwk::JwkSet>(&doc) {
+            let verifier = qrauth_core::verify::IdTokenVerifier::builder()
+                .issuer(qrauth_core::verify::IssuerConfig::new("https://iss", "aud").static_jwks(jwks))
+                .build();
+            if let Ok(verifier) = verifier {
+                let token = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEifQ.eyJpc3MiOiJodHRwczovL2lzcyJ9.c2ln";
+                let result = runtime().block_on(verifier.verify(token));
+                prop_assert!(result.is_err());
+            }
+        }
+    }
+}
