@@ -123,7 +123,7 @@ impl std::fmt::Debug for PhoneRequest<'_> {
 pub struct ConfirmContext {
     /// The application's name.
     pub app_name: String,
-    /// The application's origin (scheme://host[:port]).
+    /// The application's origin (`scheme://host[:port]`).
     pub origin: Option<String>,
     /// The initiating browser and OS, e.g. "Chrome on Windows".
     pub browser: String,
