@@ -942,3 +942,69 @@ async fn qr_content_holds_the_id_but_not_the_binding_secret() {
         "the binding secret travels only in the cookie"
     );
 }
+
+/// 23: the sign-in hook fires exactly once per successful exchange, with the signed-in
+/// browser's description — not for a replayed exchange.
+#[tokio::test]
+async fn sign_in_hook_fires_once_per_successful_exchange() {
+    let h = Harness::new();
+    let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let service = QrAuthService::builder(h.provider.clone())
+        .on_sign_in(move |sign_in| {
+            seen.lock()
+                .unwrap()
+                .push((sign_in.claims.sub.clone(), sign_in.browser.clone()));
+        })
+        .build();
+    let (id, binding) = http_generate(&service).await;
+    let scan = service
+        .handle(
+            Route::Scan,
+            phone_request("alice", &format!(r#"{{"qrcodeId":"{id}"}}"#)),
+        )
+        .await;
+    let token = body_json(&scan)["confirmToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let confirm = service
+        .handle(
+            Route::Confirm,
+            phone_request(
+                "alice",
+                &format!(r#"{{"qrcodeId":"{id}","confirmToken":"{token}"}}"#),
+            ),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    let status = service
+        .handle(
+            Route::Status,
+            with_cookie(&service, status_request(&id), &binding),
+        )
+        .await;
+    let ticket = body_json(&status)["ticket"].as_str().unwrap().to_owned();
+    let exchange = || {
+        let mut request = json_request(Method::POST, &format!(r#"{{"ticket":"{ticket}"}}"#));
+        request.headers.insert(
+            http::header::USER_AGENT,
+            HeaderValue::from_static(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+            ),
+        );
+        with_cookie(&service, request, &binding)
+    };
+    assert_eq!(
+        service.handle(Route::Exchange, exchange()).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        service.handle(Route::Exchange, exchange()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let events = events.lock().unwrap().clone();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "alice");
+    assert_eq!(events[0].1, "Chrome on Windows");
+}

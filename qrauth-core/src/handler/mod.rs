@@ -105,6 +105,21 @@ impl Route {
     }
 }
 
+/// A completed QR login, for notifications ("you just signed in on Chrome on Windows").
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SignIn {
+    /// The verified claims of the issued id_token.
+    pub claims: Claims,
+    /// The signed-in browser and OS, e.g. "Chrome on Windows".
+    pub browser: String,
+    /// The signed-in browser's address.
+    pub ip: Option<IpAddr>,
+}
+
+/// Called once per successful ticket exchange.
+pub type SignInHook = Arc<dyn Fn(&SignIn) + Send + Sync>;
+
 /// Configures a [`QrAuthService`].
 pub struct QrAuthServiceBuilder {
     inner: Inner,
@@ -158,6 +173,21 @@ impl QrAuthServiceBuilder {
         self
     }
 
+    /// Calls `hook` once for every completed login (after the ticket exchange), with the
+    /// signed-in device's description: send the user a "new sign-in" notification from here.
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::handler::QrAuthServiceBuilder) {
+    /// let service = builder
+    ///     .on_sign_in(|sign_in| println!("{} signed in on {}", sign_in.claims.sub, sign_in.browser))
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn on_sign_in(mut self, hook: impl Fn(&SignIn) + Send + Sync + 'static) -> Self {
+        self.inner.on_sign_in = Some(Arc::new(hook));
+        self
+    }
+
     /// Interval of SSE keep-alive comments (default 15 s).
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.inner.keep_alive = interval;
@@ -201,6 +231,7 @@ pub struct QrAuthService {
 
 struct Inner {
     provider: Arc<dyn QrAuthProvider>,
+    on_sign_in: Option<SignInHook>,
     limits: Limits,
     limiter: Arc<dyn RateLimiter>,
     cookies: CookieSettings,
@@ -249,6 +280,7 @@ impl QrAuthService {
         QrAuthServiceBuilder {
             inner: Inner {
                 provider,
+                on_sign_in: None,
                 limits: Limits::default(),
                 limiter: Arc::new(MemoryRateLimiter::default()),
                 cookies: CookieSettings::default(),
@@ -520,6 +552,21 @@ impl QrAuthService {
         let binding = self.require_binding(&request.headers)?;
         let ticket = Ticket::parse(&body.ticket).map_err(|_| Error::InvalidTicket)?;
         let tokens = self.inner.provider.exchange(&ticket, &binding).await?;
+        if let Some(hook) = &self.inner.on_sign_in {
+            match self.inner.provider.verify(&tokens.id_token).await {
+                Ok(claims) => hook(&SignIn {
+                    claims,
+                    browser: crate::user_agent::describe(
+                        header_str(&request.headers, USER_AGENT).unwrap_or(""),
+                    )
+                    .to_string(),
+                    ip: self.client_ip(request),
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "sign-in hook skipped: issued token did not verify")
+                }
+            }
+        }
         let max_age = self
             .inner
             .cookies
