@@ -90,6 +90,7 @@ const AUDIENCE: &str = "example-web";
 const PHONE: PhoneRequest<'static> = PhoneRequest {
     authorization: "Bearer alice",
     ip: None,
+    match_code: None,
 };
 
 struct BenchPhones;

@@ -92,6 +92,9 @@ pub struct SessionRecord {
     pub ticket_expire_at_ms: u64,
     /// Wrong confirm tokens or codes so far.
     pub failed_attempts: u8,
+    /// The number-match code the browser shows after scan and the phone must echo, when
+    /// number matching is on.
+    pub match_code: Option<String>,
     /// Opaque provider data (e.g. the upstream QR id); never sent to a browser.
     pub provider_data: Option<String>,
 }
@@ -120,6 +123,7 @@ impl SessionRecord {
             ticket_nonce: None,
             ticket_expire_at_ms: 0,
             failed_attempts: 0,
+            match_code: None,
             provider_data: None,
         }
     }
@@ -247,6 +251,22 @@ impl SessionRecord {
         next.ticket_nonce = Some(ticket_nonce);
         next.ticket_expire_at_ms = now_ms.saturating_add(ticket_ttl_ms);
         Ok(next)
+    }
+
+    /// Checks the number-match code the phone sent (when the session has one), in constant
+    /// time. A wrong or missing code counts as a failed attempt.
+    pub fn check_match_code(&self, code: Option<&str>) -> std::result::Result<(), Refusal> {
+        let Some(expected) = &self.match_code else {
+            return Ok(());
+        };
+        if code.is_some_and(|c| crate::secret::ct_eq_bytes(c.as_bytes(), expected.as_bytes())) {
+            Ok(())
+        } else {
+            Err(Refusal {
+                error: Error::Forbidden("wrong number-match code".into()),
+                counts_as_failed_attempt: true,
+            })
+        }
     }
 
     /// `scanned → cancelled` by the scanning user.

@@ -41,6 +41,7 @@ pub struct Sessions {
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     lifetimes: Lifetimes,
+    number_matching: bool,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -58,6 +59,7 @@ impl Sessions {
             store,
             clock: Arc::new(SystemClock),
             lifetimes: lifetimes.validate()?,
+            number_matching: false,
         })
     }
 
@@ -67,12 +69,20 @@ impl Sessions {
             store: Arc::new(MemoryStore::new()),
             clock: Arc::new(SystemClock),
             lifetimes: Lifetimes::default(),
+            number_matching: false,
         }
     }
 
     /// Uses another clock (the store should use the same one).
     pub fn with_clock(mut self, clock: SharedClock) -> Self {
         self.clock = clock;
+        self
+    }
+
+    /// Turns number matching on: after scan the bound browser shows a two-digit code that the
+    /// phone must send with confirm (a defence against relayed QR codes).
+    pub fn with_number_matching(mut self, on: bool) -> Self {
+        self.number_matching = on;
         self
     }
 
@@ -193,6 +203,10 @@ impl Sessions {
             }
             _ => None,
         };
+        let match_code = match state {
+            QrState::Scanned => record.match_code.clone(),
+            _ => None,
+        };
         let expire_at_ms = record.deadline_ms();
         Ok(QrStatus {
             id: record.id,
@@ -200,6 +214,7 @@ impl Sessions {
             version: record.version,
             user,
             ticket,
+            match_code,
             created_at_ms: record.created_at_ms,
             expire_at_ms,
         })
@@ -252,26 +267,39 @@ impl Sessions {
     ) -> Result<(SessionRecord, ConfirmToken)> {
         let token = ConfirmToken::generate()?;
         let ttl = millis(self.lifetimes.confirm_token);
+        let code = if self.number_matching {
+            Some(match_code()?)
+        } else {
+            None
+        };
         let record = self
             .transition(id, |r, now| {
-                Ok(r.scan(now, scanner.clone(), &token, ttl)?)
+                let mut next = r.scan(now, scanner.clone(), &token, ttl)?;
+                next.match_code = code.clone();
+                Ok(next)
             })
             .await?;
         Ok((record, token))
     }
 
-    /// `scanned → confirmed` by the scanning user `subject` holding `token`.
+    /// `scanned → confirmed` by the scanning user `subject` holding `token` (and, with number
+    /// matching, the code the browser shows).
     pub async fn confirm(
         &self,
         id: &QrCodeId,
         subject: &str,
         token: &ConfirmToken,
+        match_code: Option<&str>,
     ) -> Result<SessionRecord> {
         let mut nonce = [0u8; 16];
         os_random(&mut nonce)?;
         let ttl = millis(self.lifetimes.ticket);
-        self.transition(id, |r, now| r.confirm(now, subject, token, nonce, ttl))
-            .await
+        self.transition(id, |r, now| {
+            let next = r.confirm(now, subject, token, nonce, ttl)?;
+            r.check_match_code(match_code)?;
+            Ok(next)
+        })
+        .await
     }
 
     /// `scanned → cancelled` by the scanning user.
@@ -328,6 +356,18 @@ impl Sessions {
     /// How long a plain poll should wait before the next.
     pub fn poll_interval(&self) -> Duration {
         self.lifetimes.poll_interval
+    }
+}
+
+/// A uniformly random two-digit code from the OS CSPRNG.
+fn match_code() -> Result<String> {
+    loop {
+        let mut byte = [0u8; 1];
+        os_random(&mut byte)?;
+        // 200 = the largest multiple of 100 below 256: no modulo bias.
+        if byte[0] < 200 {
+            return Ok(format!("{:02}", byte[0] % 100));
+        }
     }
 }
 

@@ -110,6 +110,8 @@ pub struct QrStatus {
     pub user: Option<UserInfo>,
     /// The one-time ticket, only when confirmed and only for the bound browser.
     pub ticket: Option<Ticket>,
+    /// With number matching, the code the phone must send, while scanned.
+    pub match_code: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: u64,
     /// Absolute expiry, Unix milliseconds.

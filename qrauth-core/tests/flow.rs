@@ -161,6 +161,7 @@ fn phone(authorization: &str) -> PhoneRequest<'_> {
     PhoneRequest {
         authorization,
         ip: None,
+        match_code: None,
     }
 }
 
@@ -1007,4 +1008,94 @@ async fn sign_in_hook_fires_once_per_successful_exchange() {
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].0, "alice");
     assert_eq!(events[0].1, "Chrome on Windows");
+}
+
+fn with_code(code: Option<&str>) -> PhoneRequest<'_> {
+    PhoneRequest {
+        authorization: "Bearer alice",
+        ip: None,
+        match_code: code,
+    }
+}
+
+/// 21 + 15: with number matching, the bound browser sees a two-digit code after scan; confirm
+/// needs it; three wrong (or missing) codes cancel the session.
+#[tokio::test]
+async fn number_matching_requires_the_code_the_browser_shows() {
+    let provider = BuiltinProvider::builder(Arc::new(TestPhones))
+        .algorithm(SigningAlgorithm::Es256)
+        .number_matching(true)
+        .build()
+        .unwrap();
+    let phone_api = provider.phone().unwrap();
+
+    // The right code confirms.
+    let binding = BindingSecret::generate().unwrap();
+    let qr = provider
+        .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
+        .await
+        .unwrap();
+    assert!(
+        provider
+            .poll(&qr.id, &binding)
+            .await
+            .unwrap()
+            .match_code
+            .is_none()
+    );
+    let scan = phone_api.scan(&qr.id, with_code(None)).await.unwrap();
+    let code = provider
+        .poll(&qr.id, &binding)
+        .await
+        .unwrap()
+        .match_code
+        .expect("the bound browser sees the code");
+    assert!(
+        code.len() == 2 && code.bytes().all(|b| b.is_ascii_digit()),
+        "{code}"
+    );
+    let state = phone_api
+        .confirm(&qr.id, &scan.confirm_token, with_code(Some(&code)))
+        .await
+        .unwrap();
+    assert_eq!(state, QrState::Confirmed);
+    assert!(
+        provider
+            .poll(&qr.id, &binding)
+            .await
+            .unwrap()
+            .match_code
+            .is_none()
+    );
+
+    // Missing and wrong codes count; the third cancels; the right code then fails.
+    let binding = BindingSecret::generate().unwrap();
+    let qr = provider
+        .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
+        .await
+        .unwrap();
+    let scan = phone_api.scan(&qr.id, with_code(None)).await.unwrap();
+    let right = provider
+        .poll(&qr.id, &binding)
+        .await
+        .unwrap()
+        .match_code
+        .unwrap();
+    let wrong = if right == "00" { "01" } else { "00" };
+    for code in [None, Some(wrong), Some("999")] {
+        let refused = phone_api
+            .confirm(&qr.id, &scan.confirm_token, with_code(code))
+            .await;
+        assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+    }
+    assert_eq!(
+        provider.poll(&qr.id, &binding).await.unwrap().state,
+        QrState::Cancelled
+    );
+    assert!(
+        phone_api
+            .confirm(&qr.id, &scan.confirm_token, with_code(Some(&right)))
+            .await
+            .is_err()
+    );
 }

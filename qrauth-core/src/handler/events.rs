@@ -49,6 +49,7 @@ fn final_event(id: &QrCodeId, state: QrState, version: u64) -> Bytes {
         version,
         user: None,
         ticket: None,
+        match_code: None,
         created_at_ms: 0,
         expire_at_ms: 0,
     };

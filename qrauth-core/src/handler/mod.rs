@@ -272,6 +272,7 @@ struct ExchangeBody {
 struct PhoneBody {
     qrcode_id: String,
     confirm_token: Option<String>,
+    match_code: Option<String>,
 }
 
 impl QrAuthService {
@@ -621,6 +622,7 @@ impl QrAuthService {
         let phone = PhoneRequest {
             authorization,
             ip: self.client_ip(request),
+            match_code: body.match_code.as_deref(),
         };
         let id = QrCodeId::parse(&body.qrcode_id).map_err(|_| Error::UnknownQrCode)?;
         if route == Route::Scan {
@@ -707,6 +709,8 @@ pub(crate) struct StatusBody<'a> {
     canceled: bool,
     user_info: Option<&'a crate::types::UserInfo>,
     ticket: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    match_code: Option<&'a str>,
     description: &'static str,
     version: u64,
     expire_at: u64,
@@ -723,6 +727,7 @@ pub(crate) fn status_body(status: &QrStatus) -> StatusBody<'_> {
         canceled: state == QrState::Cancelled,
         user_info: status.user.as_ref(),
         ticket: status.ticket.as_ref().map(|t| t.expose_secret()),
+        match_code: status.match_code.as_deref(),
         description: describe(state),
         version: status.version,
         expire_at: status.expire_at_ms,

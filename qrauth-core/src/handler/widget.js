@@ -13,6 +13,7 @@
     en: {
       loading: 'Loading QR code…', scan: 'Scan the QR code with the phone app',
       scanned: 'Scanned by {name}. Confirm on your phone.', someone: 'someone',
+      match: 'Scanned by {name}. Enter {code} on your phone to confirm.',
       confirmed: 'Confirmed. Signing you in…', success: 'Signed in.',
       cancelled: 'Login cancelled on the phone.', expired: 'QR code expired — refresh',
       failed: 'Could not load the QR code — retry', error: 'Connection problem, retrying…',
@@ -22,6 +23,7 @@
     zh: {
       loading: '正在加载二维码…', scan: '请使用手机 App 扫描二维码',
       scanned: '{name} 已扫码，请在手机上确认', someone: '用户',
+      match: '{name} 已扫码，请在手机上输入 {code} 以确认',
       confirmed: '已确认，正在登录…', success: '登录成功',
       cancelled: '已在手机上取消登录', expired: '二维码已过期，点击刷新',
       failed: '二维码加载失败，点击重试', error: '网络异常，正在重试…',
@@ -286,7 +288,9 @@
           say(t.scan); break;
         case 'scanned':
           showUser(s.userInfo);
-          say(fmt(t.scanned, { name: (s.userInfo && s.userInfo.nickname) || t.someone }));
+          say(fmt(s.matchCode ? t.match : t.scanned, {
+            name: (s.userInfo && s.userInfo.nickname) || t.someone, code: s.matchCode
+          }));
           call(opts.onScanned, s.userInfo || {});
           break;
         case 'confirmed':

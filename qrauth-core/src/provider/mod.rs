@@ -105,6 +105,8 @@ pub struct PhoneRequest<'a> {
     pub authorization: &'a str,
     /// The phone's address.
     pub ip: Option<IpAddr>,
+    /// The number-match code the user typed on the phone (confirm only).
+    pub match_code: Option<&'a str>,
 }
 
 impl std::fmt::Debug for PhoneRequest<'_> {
@@ -112,6 +114,7 @@ impl std::fmt::Debug for PhoneRequest<'_> {
         f.debug_struct("PhoneRequest")
             .field("authorization", &"<redacted>")
             .field("ip", &self.ip)
+            .field("match_code", &self.match_code.map(|_| "<redacted>"))
             .finish()
     }
 }

@@ -84,6 +84,7 @@ pub struct BuiltinProviderBuilder {
     phone_url: Option<String>,
     app_name: String,
     token_lifetime: Duration,
+    number_matching: bool,
 }
 
 impl BuiltinProvider {
@@ -99,6 +100,7 @@ impl BuiltinProvider {
             phone_url: None,
             app_name: "qrauth".to_owned(),
             token_lifetime: Duration::from_secs(3600),
+            number_matching: false,
         }
     }
 
@@ -276,6 +278,13 @@ impl BuiltinProviderBuilder {
         self
     }
 
+    /// Number matching: after scan the browser shows a two-digit code that the phone user must
+    /// type in before confirming (default off).
+    pub fn number_matching(mut self, on: bool) -> Self {
+        self.number_matching = on;
+        self
+    }
+
     /// Builds the provider.
     pub fn build(self) -> Result<BuiltinProvider> {
         if url::Url::parse(&self.issuer).is_err() {
@@ -292,7 +301,10 @@ impl BuiltinProviderBuilder {
             None => SigningKey::generate(self.algorithm)?,
         };
         let keys = KeyRing::new(key);
-        let sessions = self.sessions.unwrap_or_else(Sessions::in_memory);
+        let sessions = self
+            .sessions
+            .unwrap_or_else(Sessions::in_memory)
+            .with_number_matching(self.number_matching);
         let verifier = build_verifier(&self.issuer, &self.audience, &keys, &sessions)?;
         Ok(BuiltinProvider {
             sessions,
@@ -412,7 +424,11 @@ impl PhoneApi for BuiltinProvider {
         phone: PhoneRequest<'_>,
     ) -> Result<QrState> {
         let user = self.phone_user(phone).await?;
-        Ok(self.sessions.confirm(id, &user.subject, token).await?.state)
+        Ok(self
+            .sessions
+            .confirm(id, &user.subject, token, phone.match_code)
+            .await?
+            .state)
     }
 
     async fn cancel(
