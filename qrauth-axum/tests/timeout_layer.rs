@@ -31,10 +31,12 @@ async fn a_25_second_long_poll_passes_a_30_second_timeout_layer() {
     let qrauth = QrAuthService::builder(Arc::new(provider))
         .insecure_dev_cookies()
         .build();
-    #[allow(deprecated)] // `new` answers 408, which is what the requirement is about.
     let app: Router = Router::new()
         .nest("/auth", qrauth_axum::routes(qrauth))
-        .layer(TimeoutLayer::new(Duration::from_secs(30)));
+        .layer(TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(30),
+        ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
