@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use qrauth_core::handler::QrAuthServiceBuilder;
-use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
+use qrauth_core::provider::builtin::{
+    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
+};
 use qrauth_core::{Error, QrAuthService, Result};
 
 /// **Demo only.** Three fixed phone users whose "credential" is the public string
@@ -52,6 +54,10 @@ pub struct DemoArgs {
     /// The URL browsers and phones use (`--public-url`, `QRAUTH_DEMO_PUBLIC_URL`); default
     /// `http://<listen>`. Set it to a LAN address to scan with a real phone.
     pub public_url: String,
+    /// A PKCS#8 PEM private key to sign id_tokens with (`--signing-key FILE`,
+    /// `QRAUTH_SIGNING_KEY`), so that several replicas issue tokens every replica accepts.
+    /// Without it a fresh RS256 key is generated at start.
+    pub signing_key: Option<std::path::PathBuf>,
 }
 
 impl DemoArgs {
@@ -60,14 +66,18 @@ impl DemoArgs {
     pub fn from_env(default_port: u16) -> std::result::Result<Self, String> {
         let mut listen = std::env::var("QRAUTH_DEMO_LISTEN").ok();
         let mut public_url = std::env::var("QRAUTH_DEMO_PUBLIC_URL").ok();
+        let mut signing_key = std::env::var("QRAUTH_SIGNING_KEY").ok();
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--listen" => listen = args.next(),
                 "--public-url" => public_url = args.next(),
+                "--signing-key" => signing_key = args.next(),
                 "--help" | "-h" => {
                     return Err(
-                        "usage: [--listen 127.0.0.1:PORT] [--public-url http://HOST:PORT]".into(),
+                        "usage: [--listen 127.0.0.1:PORT] [--public-url http://HOST:PORT] \
+                         [--signing-key PKCS8.pem]"
+                            .into(),
                     );
                 }
                 other => return Err(format!("unknown argument {other}; try --help")),
@@ -81,19 +91,57 @@ impl DemoArgs {
             .unwrap_or_else(|| format!("http://{listen}"))
             .trim_end_matches('/')
             .to_owned();
-        Ok(Self { listen, public_url })
+        Ok(Self {
+            listen,
+            public_url,
+            signing_key: signing_key.map(Into::into),
+        })
     }
 }
 
 /// The demo's qrauth service: the built-in provider with the demo phone users, mounted at the
 /// root of `public_url`. Cookies drop `Secure` only when the URL is plain HTTP.
 pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
-    Ok(demo_service_builder(public_url)?.build())
+    Ok(demo_service_builder(public_url, None)?.build())
+}
+
+/// The service for `args`: [`demo_service`], signing with the configured key if there is one.
+pub fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
+    let key = match &args.signing_key {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+            // PKCS#8 PEM: try the algorithms the built-in issuer signs with.
+            let key = [
+                SigningAlgorithm::Rs256,
+                SigningAlgorithm::Es256,
+                SigningAlgorithm::EdDsa,
+            ]
+            .into_iter()
+            .find_map(|alg| SigningKey::from_pem(alg, &pem, None).ok())
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{}: not an RSA-2048+, P-256 or Ed25519 PKCS#8 PEM private key",
+                    path.display()
+                ))
+            })?;
+            Some(key)
+        }
+        None => None,
+    };
+    Ok(demo_service_builder(&args.public_url, key)?.build())
 }
 
 /// [`demo_service`], before `build()`, for callers that change more settings.
-pub fn demo_service_builder(public_url: &str) -> Result<QrAuthServiceBuilder> {
-    let provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator))
+pub fn demo_service_builder(
+    public_url: &str,
+    signing_key: Option<SigningKey>,
+) -> Result<QrAuthServiceBuilder> {
+    let mut provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator));
+    if let Some(key) = signing_key {
+        provider = provider.signing_key(key);
+    }
+    let provider = provider
         .issuer(public_url)
         .audience("qrauth-demo")
         .app_name("qrauth demo")

@@ -78,7 +78,7 @@ const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does no
 fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
     let public = format!("http://{addr}");
     // No abuse limits: the load generator polls far faster than any browser may.
-    let service = demo_common::demo_service_builder(&public)?
+    let service = demo_common::demo_service_builder(&public, None)?
         .limits(qrauth_core::limits::Limits::unlimited())
         .build();
     match framework {
