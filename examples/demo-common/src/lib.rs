@@ -102,7 +102,7 @@ impl DemoArgs {
 /// The demo's qrauth service: the built-in provider with the demo phone users, mounted at the
 /// root of `public_url`. Cookies drop `Secure` only when the URL is plain HTTP.
 pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
-    Ok(demo_service_builder(public_url, None)?.build())
+    Ok(demo_service_builder(public_url, None, None)?.build())
 }
 
 /// The service for `args`: [`demo_service`], signing with the configured key if there is one.
@@ -129,17 +129,22 @@ pub fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         }
         None => None,
     };
-    Ok(demo_service_builder(&args.public_url, key)?.build())
+    Ok(demo_service_builder(&args.public_url, key, None)?.build())
 }
 
-/// [`demo_service`], before `build()`, for callers that change more settings.
+/// [`demo_service`], before `build()`, for callers that change more settings: the signing
+/// key (default: generated) and the session flow (default: in memory).
 pub fn demo_service_builder(
     public_url: &str,
     signing_key: Option<SigningKey>,
+    sessions: Option<qrauth_core::Sessions>,
 ) -> Result<QrAuthServiceBuilder> {
     let mut provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator));
     if let Some(key) = signing_key {
         provider = provider.signing_key(key);
+    }
+    if let Some(sessions) = sessions {
+        provider = provider.sessions(sessions);
     }
     let provider = provider
         .issuer(public_url)

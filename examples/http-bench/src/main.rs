@@ -7,6 +7,10 @@
 //! - `token URL`: runs one login; prints the id_token.
 //! - `latency URL MODE FLOWS CONCURRENCY`: confirm → browser-notified latency over FLOWS
 //!   logins, MODE = `longpoll`, `sse` or `interval800`; prints p50/p99 in ms.
+//! - `soak URL HELD SECONDS RATE`: holds HELD pending sessions each with a long-poll, measures
+//!   status latency meanwhile, runs RATE full logins per second for SECONDS, disconnects
+//!   clients mid-wait in a loop, then checks the server's waiters and memory return to
+//!   baseline (`/bench/stats`).
 //!
 //! Traffic goes to the URL given, which the script keeps on loopback.
 
@@ -43,6 +47,12 @@ fn main() -> Result<(), BoxError> {
             arg(3)?.parse()?,
             arg(4)?.parse()?,
         )),
+        "soak" => runtime()?.block_on(soak(
+            arg(1)?,
+            arg(2)?.parse()?,
+            arg(3)?.parse()?,
+            arg(4)?.parse()?,
+        )),
         other => Err(format!("unknown command {other}").into()),
     }
 }
@@ -73,14 +83,37 @@ fn size_param(query: Option<&str>) -> usize {
         .min(65_536)
 }
 
+/// The server's resident memory, open descriptors and parked waiters.
+fn server_stats(live_waiters: usize) -> Value {
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
+    json!({ "rssKb": rss_kb, "fds": fds, "liveWaiters": live_waiters })
+}
+
 const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does nothing"}"#;
 
 fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
     let public = format!("http://{addr}");
     // No abuse limits: the load generator polls far faster than any browser may.
-    let service = demo_common::demo_service_builder(&public, None)?
+    let store = qrauth_core::store::MemoryStore::new();
+    let sessions = qrauth_core::Sessions::new(
+        std::sync::Arc::new(store.clone()),
+        qrauth_core::Lifetimes::default(),
+    )?;
+    let service = demo_common::demo_service_builder(&public, None, Some(sessions))?
         .limits(qrauth_core::limits::Limits::unlimited())
         .build();
+    let stats = move || {
+        use qrauth_core::store::SessionStore;
+        server_stats(store.live_waiters())
+    };
     match framework {
         "axum" => runtime()?.block_on(async move {
             use axum::routing::get;
@@ -98,6 +131,10 @@ fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
                 .route(
                     "/bench/protected",
                     get(|_user: qrauth_axum::AuthenticatedUser| async { PAYLOAD }),
+                )
+                .route(
+                    "/bench/stats",
+                    get(move || async move { axum::Json(stats()) }),
                 )
                 .layer(axum::Extension(service));
             use axum::serve::ListenerExt;
@@ -125,6 +162,13 @@ fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
                         }),
                     )
                     .route("/bench/unprotected", web::get().to(|| async { PAYLOAD }))
+                    .route("/bench/stats", {
+                        let stats = stats.clone();
+                        web::get().to(move || {
+                            let stats = stats.clone();
+                            async move { HttpResponse::Ok().json(stats()) }
+                        })
+                    })
                     .route(
                         "/bench/protected",
                         web::get().to(|_user: qrauth_actix::AuthenticatedUser| async { PAYLOAD }),
@@ -345,5 +389,154 @@ async fn latency(
         pct(0.50),
         pct(0.99)
     );
+    Ok(())
+}
+
+async fn stats(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> {
+    Ok(client
+        .get(format!("{base}/bench/stats"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p).ceil() as usize).saturating_sub(1))
+        .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+}
+
+async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), BoxError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(held + 64)
+        .build()?;
+    let kb = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0) as f64;
+    let baseline = stats(&client, &base).await?;
+    println!("baseline: {baseline}");
+
+    // 1. HELD pending sessions, each held by a long-poll.
+    let mut sessions = Vec::with_capacity(held);
+    let mut creating =
+        futures_util::stream::iter((0..held).map(|_| prepare(&client, &base))).buffer_unordered(64);
+    while let Some(s) = creating.next().await {
+        sessions.push(s?);
+    }
+    drop(creating);
+    let after_create = stats(&client, &base).await?;
+    let mut holders = Vec::with_capacity(held);
+    for (cookie, id) in &sessions {
+        let (client, base, cookie, id) = (client.clone(), base.clone(), cookie.clone(), id.clone());
+        holders.push(tokio::spawn(async move {
+            let _ = client
+                .get(format!(
+                    "{base}/qrcode/status?qrcodeId={id}&wait=30&since=1"
+                ))
+                .header("cookie", cookie)
+                .send()
+                .await;
+        }));
+    }
+    let started = Instant::now();
+    let mut held_stats = stats(&client, &base).await?;
+    while held_stats["liveWaiters"].as_u64().unwrap_or(0) < held as u64
+        && started.elapsed() < Duration::from_secs(20)
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        held_stats = stats(&client, &base).await?;
+    }
+    println!("holding {held} long-polls: {held_stats}");
+    let per_session = (kb(&after_create, "rssKb") - kb(&baseline, "rssKb")) * 1024.0 / held as f64;
+    let per_waiter = (kb(&held_stats, "rssKb") - kb(&after_create, "rssKb")) * 1024.0 / held as f64;
+    println!(
+        "server RSS per pending session {per_session:.0} B; per held long-poll connection \
+         {per_waiter:.0} B (socket buffers included)"
+    );
+
+    // 2. Status latency while they are held: 1000 plain polls.
+    let mut polls = Vec::with_capacity(1000);
+    for (cookie, id) in sessions.iter().cycle().take(1000) {
+        let t = Instant::now();
+        client
+            .get(format!("{base}/qrcode/status?qrcodeId={id}"))
+            .header("cookie", cookie)
+            .send()
+            .await?
+            .error_for_status()?;
+        polls.push(t.elapsed());
+    }
+    polls.sort();
+    println!(
+        "status with {held} held connections: p50 {:.2} ms, p99 {:.2} ms",
+        percentile(&polls, 0.5),
+        percentile(&polls, 0.99)
+    );
+    for holder in &holders {
+        holder.abort();
+    }
+
+    // 3. RATE full logins per second for SECONDS.
+    let total = (rate * seconds) as usize;
+    let mut flow_times = Vec::with_capacity(total);
+    let mut errors = 0usize;
+    let start = Instant::now();
+    let mut flows = futures_util::stream::iter((0..total).map(|i| {
+        let (client, base) = (client.clone(), base.clone());
+        async move {
+            let due = start + Duration::from_micros(i as u64 * 1_000_000 / rate.max(1));
+            tokio::time::sleep_until(due.into()).await;
+            let t = Instant::now();
+            login(&client, &base).await.map(|_| t.elapsed())
+        }
+    }))
+    .buffer_unordered(512);
+    while let Some(result) = flows.next().await {
+        match result {
+            Ok(d) => flow_times.push(d),
+            Err(_) => errors += 1,
+        }
+    }
+    drop(flows);
+    let elapsed = start.elapsed().as_secs_f64();
+    flow_times.sort();
+    println!(
+        "{} logins in {elapsed:.1} s ({:.0}/s), {errors} errors, p50 {:.1} ms, p99 {:.1} ms",
+        flow_times.len(),
+        flow_times.len() as f64 / elapsed,
+        percentile(&flow_times, 0.5),
+        percentile(&flow_times, 0.99)
+    );
+
+    // 4. Clients that go away mid-wait, in a loop.
+    let (cookie, id) = prepare(&client, &base).await?;
+    for _ in 0..2000 {
+        let request = client
+            .get(format!(
+                "{base}/qrcode/status?qrcodeId={id}&wait=30&since=1"
+            ))
+            .header("cookie", &cookie)
+            .send();
+        let _ = tokio::time::timeout(Duration::from_millis(5), request).await;
+    }
+
+    // 5. Back to baseline once everyone left.
+    drop(client);
+    let checker = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = stats(&checker, &base).await?;
+    let waiters = end["liveWaiters"].as_u64().unwrap_or(u64::MAX);
+    println!(
+        "after the clients left: {end}; live waiters back to 0: {}; RSS {:.1} MiB (baseline \
+         {:.1} MiB; sessions stay stored until their retention ends)",
+        if waiters == 0 { "yes" } else { "NO" },
+        kb(&end, "rssKb") / 1024.0,
+        kb(&baseline, "rssKb") / 1024.0
+    );
+    if waiters != 0 {
+        return Err(format!("{waiters} waiters leaked").into());
+    }
     Ok(())
 }

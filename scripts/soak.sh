@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Load and soak test of the axum demo over loopback, with bounded request counts.
+#
+#   scripts/soak.sh                          # 10 000 held long-polls, 1 000 logins/s for 300 s
+#   HELD=2000 SECONDS_=30 RATE=200 scripts/soak.sh
+#
+# Reports server RSS per pending session and per held long-poll connection, status latency
+# while the connections are held, login throughput and p99, and checks that live waiters go
+# back to zero after clients disconnect (the script fails otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+HELD=${HELD:-10000}
+SECONDS_=${SECONDS_:-300}
+RATE=${RATE:-1000}
+FRAMEWORK=${FRAMEWORK:-axum}
+PORT=${PORT:-3990}
+
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+cargo build --release -q -p http-bench
+BIN=target/release/qrauth-bench
+"$BIN" serve "$FRAMEWORK" "127.0.0.1:$PORT" >/dev/null 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.1; done
+"$BIN" soak "http://127.0.0.1:$PORT" "$HELD" "$SECONDS_" "$RATE"
