@@ -1,11 +1,16 @@
-//! Where QR sessions live: [`MemoryStore`] in one process, a Redis store across replicas.
+//! Where QR sessions live: [`MemoryStore`] in one process, `RedisStore` (feature `redis`)
+//! across replicas.
 //!
 //! A store knows nothing about the state machine: it inserts records, reads them, replaces
 //! them with a compare-and-set on their `version`, keeps single-use ticket handles, and wakes
 //! waiters when a record changes. [`Sessions`](crate::sessions::Sessions) builds the flow on top.
 
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisStore, RedisStoreBuilder};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 
 use async_trait::async_trait;

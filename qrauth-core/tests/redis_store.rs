@@ -1,0 +1,1223 @@
+//! `RedisStore` against a real `redis-server` (requirements 34–37 of
+//! `reference/qr-login-security.md` §7).
+//!
+//! Every test starts its own server on a free loopback port (see `support/redis_server.rs`);
+//! a missing `redis-server` binary fails the test with the install command.
+//!
+//! Run with `cargo test -p qrauth-core --features redis --test redis_store`.
+#![cfg(feature = "redis")]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use qrauth_core::provider::builtin::{
+    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
+};
+use qrauth_core::provider::{GenerateRequest, PhoneApi, PhoneRequest, QrAuthProvider};
+use qrauth_core::session::{Initiator, Scanner, SessionRecord};
+use qrauth_core::store::{RedisStore, SessionStore};
+use qrauth_core::{
+    BindingSecret, ConfirmToken, Error, Lifetimes, QrCodeId, QrState, SecretHash, Sessions, Ticket,
+    TokenSet, UserInfo,
+};
+use redis::aio::MultiplexedConnection;
+use redis_server::RedisServer;
+use tokio::sync::Barrier;
+use tokio::time::Instant;
+
+const ISSUER: &str = "https://login.example.com/auth";
+const AUDIENCE: &str = "example-web";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+/// `Bearer alice` and `Bearer bob` are logged-in phone users.
+struct TestPhones;
+
+#[async_trait]
+impl PhoneAuthenticator for TestPhones {
+    async fn authenticate(&self, authorization: &str) -> qrauth_core::Result<PhoneUser> {
+        match authorization.strip_prefix("Bearer ") {
+            Some("alice") => Ok(PhoneUser::new("alice")
+                .nickname("Alice")
+                .photo("https://img.example.com/alice.png")
+                .claim("email", "alice@example.com")),
+            Some("bob") => Ok(PhoneUser::new("bob").nickname("Bob")),
+            _ => Err(Error::Unauthenticated),
+        }
+    }
+}
+
+fn phone(authorization: &str) -> PhoneRequest<'_> {
+    PhoneRequest {
+        authorization,
+        ip: None,
+        match_code: None,
+    }
+}
+
+/// One application replica: its own `RedisStore` (own connections, own subscriber) and a
+/// built-in provider on top.
+struct Replica {
+    store: RedisStore,
+    provider: Arc<BuiltinProvider>,
+}
+
+impl Replica {
+    async fn new(
+        server: &RedisServer,
+        prefix: &str,
+        lifetimes: Lifetimes,
+        key: &SigningKey,
+    ) -> Self {
+        Self::with_timeout(server, prefix, lifetimes, key, Duration::from_secs(2)).await
+    }
+
+    async fn with_timeout(
+        server: &RedisServer,
+        prefix: &str,
+        lifetimes: Lifetimes,
+        key: &SigningKey,
+        timeout: Duration,
+    ) -> Self {
+        let store = RedisStore::builder(server.url())
+            .key_prefix(prefix)
+            .command_timeout(timeout)
+            .connect()
+            .await
+            .expect("connect to redis-server");
+        let sessions = Sessions::new(Arc::new(store.clone()), lifetimes).expect("lifetimes");
+        let provider = BuiltinProvider::builder(Arc::new(TestPhones))
+            .signing_key(key.clone())
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .phone_url("https://login.example.com/m/confirm")
+            .app_name("Example")
+            .sessions(sessions)
+            .build()
+            .expect("provider");
+        Self {
+            store,
+            provider: Arc::new(provider),
+        }
+    }
+
+    fn phone(&self) -> &dyn PhoneApi {
+        self.provider
+            .phone()
+            .expect("built-in provider has a phone API")
+    }
+
+    fn sessions(&self) -> &Sessions {
+        self.provider.sessions()
+    }
+
+    async fn pending(&self) -> (BindingSecret, QrCodeId) {
+        let binding = BindingSecret::generate().unwrap();
+        let initiator = Initiator {
+            ip: Some("203.0.113.9".parse().unwrap()),
+            device: "Chrome on Windows".into(),
+        };
+        let qr = self
+            .provider
+            .generate(GenerateRequest::new(binding.clone(), initiator))
+            .await
+            .expect("generate");
+        (binding, qr.id)
+    }
+
+    async fn scanned(&self) -> (BindingSecret, QrCodeId, ConfirmToken) {
+        let (binding, id) = self.pending().await;
+        let outcome = self
+            .phone()
+            .scan(&id, phone("Bearer alice"))
+            .await
+            .expect("scan");
+        (binding, id, outcome.confirm_token)
+    }
+
+    async fn confirmed(&self) -> (BindingSecret, QrCodeId, ConfirmToken, Ticket) {
+        let (binding, id, token) = self.scanned().await;
+        let state = self
+            .phone()
+            .confirm(&id, &token, phone("Bearer alice"))
+            .await
+            .expect("confirm");
+        assert_eq!(state, QrState::Confirmed);
+        let status = self.provider.poll(&id, &binding).await.expect("poll");
+        assert_eq!(status.state, QrState::Confirmed);
+        let ticket = status.ticket.expect("the bound browser sees the ticket");
+        (binding, id, token, ticket)
+    }
+}
+
+fn es256() -> SigningKey {
+    SigningKey::generate(SigningAlgorithm::Es256).expect("ES256 key")
+}
+
+async fn admin(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("admin connection")
+}
+
+/// Every key of the server, by `SCAN`.
+async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(conn)
+            .await
+            .expect("SCAN");
+        keys.extend(batch);
+        if next == 0 {
+            return keys;
+        }
+        cursor = next;
+    }
+}
+
+/// Every key with its value (hash fields and values, or the string).
+async fn dump(conn: &mut MultiplexedConnection) -> Vec<u8> {
+    let mut out = Vec::new();
+    for key in all_keys(conn).await {
+        out.extend_from_slice(key.as_bytes());
+        out.push(b'\n');
+        let kind: String = redis::cmd("TYPE")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .unwrap();
+        match kind.as_str() {
+            "hash" => {
+                let fields: Vec<(Vec<u8>, Vec<u8>)> = redis::cmd("HGETALL")
+                    .arg(&key)
+                    .query_async(conn)
+                    .await
+                    .unwrap();
+                for (k, v) in fields {
+                    out.extend_from_slice(&k);
+                    out.push(b'=');
+                    out.extend_from_slice(&v);
+                    out.push(b'\n');
+                }
+            }
+            "string" => {
+                let v: Option<Vec<u8>> =
+                    redis::cmd("GET").arg(&key).query_async(conn).await.unwrap();
+                out.extend_from_slice(&v.unwrap_or_default());
+                out.push(b'\n');
+            }
+            "none" => {} // expired between SCAN and TYPE
+            other => panic!("unexpected key type {other} for {key}"),
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn assert_unavailable<T>(result: qrauth_core::Result<T>, what: &str) {
+    match result {
+        Err(Error::StoreUnavailable(_)) => {}
+        Err(other) => panic!("{what}: expected StoreUnavailable, got {other:?}"),
+        Ok(_) => panic!("{what}: expected StoreUnavailable, got a success"),
+    }
+}
+
+fn record(version: u64) -> SessionRecord {
+    let mut r = SessionRecord::new(
+        QrCodeId::generate().unwrap(),
+        BindingSecret::generate().unwrap().hash(),
+        now_ms(),
+        60_000,
+        Initiator {
+            ip: Some(IpAddr::from([192, 0, 2, 1])),
+            device: "Firefox on Linux".into(),
+        },
+    );
+    r.version = version;
+    r
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// Debug text plus the hashes (which `Debug` redacts): equal iff the records are.
+fn fingerprint(r: &SessionRecord) -> String {
+    format!(
+        "{r:?} {} {:?} {}",
+        r.binding_hash.to_hex(),
+        r.confirm_token_hash.map(|h| h.to_hex()),
+        r.id.as_str()
+    )
+}
+
+async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::builder(server.url())
+        .key_prefix(prefix)
+        .connect()
+        .await
+        .expect("connect")
+}
+
+/// Polls `check` every 10 ms until it holds or `within` passes.
+async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The store contract (the same as MemoryStore's)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_contract_insert_load_compare_and_swap_and_collision() {
+    let server = RedisServer::start();
+    let store = store(&server, "qrtest:").await;
+    let mut admin = admin(&server).await;
+
+    let unknown = QrCodeId::generate().unwrap();
+    assert!(store.load(&unknown).await.unwrap().is_none());
+
+    let r1 = record(1);
+    let retain = now_ms() + 90_000;
+    store.insert(&r1, retain).await.expect("insert");
+    let loaded = store.load(&r1.id).await.unwrap().expect("stored");
+    assert_eq!(fingerprint(&loaded), fingerprint(&r1));
+    let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
+        .arg(store.session_key(&r1.id))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(pexpiretime, retain as i64, "PEXPIREAT = retain_until_ms");
+
+    // Collision: Conflict, nothing overwritten.
+    let mut clash = record(1);
+    clash.id = r1.id.clone();
+    match store.insert(&clash, retain).await {
+        Err(Error::Conflict(_)) => {}
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(
+        fingerprint(&store.load(&r1.id).await.unwrap().unwrap()),
+        fingerprint(&r1)
+    );
+
+    // Every field changes (and optional ones appear).
+    let mut r2 = r1.clone();
+    r2.version = 2;
+    r2.state = QrState::Scanned;
+    r2.scanner = Some(Scanner {
+        subject: "alice".into(),
+        user: UserInfo {
+            nickname: Some("Alice".into()),
+            photo: None,
+        },
+        claims: serde_json::Map::new(),
+        ip: Some(IpAddr::from([198, 51, 100, 4])),
+    });
+    r2.confirm_token_hash = Some(ConfirmToken::generate().unwrap().hash());
+    r2.confirm_expire_at_ms = now_ms() + 60_000;
+    r2.failed_attempts = 1;
+    r2.match_code = Some("42".into());
+    r2.nonce = Some("nonce-1".into());
+    r2.provider_data = Some("upstream".into());
+
+    // Wrong expected version: false, nothing written.
+    assert!(!store.compare_and_swap(7, &r2).await.unwrap());
+    assert_eq!(
+        fingerprint(&store.load(&r1.id).await.unwrap().unwrap()),
+        fingerprint(&r1)
+    );
+    assert!(store.compare_and_swap(1, &r2).await.unwrap());
+    assert_eq!(
+        fingerprint(&store.load(&r1.id).await.unwrap().unwrap()),
+        fingerprint(&r2)
+    );
+    // Stale version now: false, nothing written.
+    let mut stale = r2.clone();
+    stale.version = 3;
+    stale.state = QrState::Cancelled;
+    assert!(!store.compare_and_swap(1, &stale).await.unwrap());
+    assert_eq!(
+        fingerprint(&store.load(&r1.id).await.unwrap().unwrap()),
+        fingerprint(&r2)
+    );
+
+    // Optional fields that become empty disappear; the expiry stays.
+    let mut r3 = r2.clone();
+    r3.version = 3;
+    r3.state = QrState::Confirmed;
+    r3.confirm_token_hash = None;
+    r3.match_code = None;
+    r3.ticket_nonce = Some([5; 16]);
+    r3.ticket_expire_at_ms = now_ms() + 30_000;
+    assert!(store.compare_and_swap(2, &r3).await.unwrap());
+    assert_eq!(
+        fingerprint(&store.load(&r1.id).await.unwrap().unwrap()),
+        fingerprint(&r3)
+    );
+    let after: i64 = redis::cmd("PEXPIRETIME")
+        .arg(store.session_key(&r1.id))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(after, retain as i64, "compare_and_swap keeps the expiry");
+
+    // A missing session: false, and the key is not created.
+    let ghost = record(1);
+    let mut ghost2 = ghost.clone();
+    ghost2.version = 2;
+    assert!(!store.compare_and_swap(1, &ghost2).await.unwrap());
+    let exists: i64 = redis::cmd("EXISTS")
+        .arg(store.session_key(&ghost.id))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0);
+
+    // wait_for_change: unknown → None; a version that already differs → at once; the same
+    // version → at the deadline, unchanged.
+    let soon = Instant::now() + Duration::from_millis(300);
+    assert!(
+        store
+            .wait_for_change(&unknown, 1, soon)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let started = Instant::now();
+    let now = store
+        .wait_for_change(&r1.id, 1, soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.version, 3);
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let now = store
+        .wait_for_change(&r1.id, 3, soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.version, 3);
+    assert!(Instant::now() >= soon);
+    assert_eq!(store.live_waiters(), 0);
+    assert_eq!(store.watched_sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once() {
+    let server = RedisServer::start();
+    let store = store(&server, "qrtest:").await;
+
+    let handle = SecretHash::from_bytes([7; 32]);
+    let first = QrCodeId::generate().unwrap();
+    let second = QrCodeId::generate().unwrap();
+    let exp = now_ms() + 60_000;
+    store.put_ticket(&handle, &first, exp).await.unwrap();
+    store.put_ticket(&handle, &first, exp).await.unwrap();
+    // Registering the same handle again is a no-op, even with another id.
+    store.put_ticket(&handle, &second, exp).await.unwrap();
+    let taken = store.take_ticket(&handle).await.unwrap().expect("ticket");
+    assert_eq!(taken.as_str(), first.as_str());
+    assert!(store.take_ticket(&handle).await.unwrap().is_none());
+
+    // An expired handle is gone.
+    let short = SecretHash::from_bytes([8; 32]);
+    store
+        .put_ticket(&short, &first, now_ms() + 100)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(store.take_ticket(&short).await.unwrap().is_none());
+
+    // 50 concurrent takers, several rounds: exactly one winner each time.
+    for round in 0..5u8 {
+        let handle = SecretHash::from_bytes([round + 10; 32]);
+        let id = QrCodeId::generate().unwrap();
+        store
+            .put_ticket(&handle, &id, now_ms() + 60_000)
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(50));
+        let takers: Vec<_> = (0..50)
+            .map(|_| {
+                let store = store.clone();
+                let barrier = barrier.clone();
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.take_ticket(&handle).await
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for t in takers {
+            if let Some(id) = t.await.unwrap().expect("take_ticket") {
+                winners.push(id);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: exactly one taker wins");
+        assert_eq!(winners[0].as_str(), id.as_str());
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole flow on Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
+    let server = RedisServer::start();
+    let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
+
+    let (binding, id) = replica.pending().await;
+    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    assert_eq!(status.state, QrState::Pending);
+    assert!(status.ticket.is_none());
+
+    let outcome = replica
+        .phone()
+        .scan(&id, phone("Bearer alice"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.context.browser, "Chrome on Windows");
+    assert_eq!(outcome.context.ip.as_deref(), Some("203.0.113.9"));
+    assert!(matches!(
+        replica.phone().scan(&id, phone("Bearer bob")).await,
+        Err(Error::Conflict(_))
+    ));
+    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    assert_eq!(status.state, QrState::Scanned);
+    assert_eq!(
+        status.user.and_then(|u| u.nickname).as_deref(),
+        Some("Alice")
+    );
+    // Someone else's binding learns nothing.
+    let stranger = BindingSecret::generate().unwrap();
+    assert!(matches!(
+        replica.provider.poll(&id, &stranger).await,
+        Err(Error::NotBound)
+    ));
+
+    let state = replica
+        .phone()
+        .confirm(&id, &outcome.confirm_token, phone("Bearer alice"))
+        .await
+        .unwrap();
+    assert_eq!(state, QrState::Confirmed);
+    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    assert_eq!(status.state, QrState::Confirmed);
+    let ticket = status.ticket.expect("ticket for the bound browser");
+
+    // 50 concurrent exchanges of the one ticket: exactly one token set.
+    let barrier = Arc::new(Barrier::new(50));
+    let exchanges: Vec<_> = (0..50)
+        .map(|_| {
+            let provider = replica.provider.clone();
+            let (ticket, binding, barrier) = (ticket.clone(), binding.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                provider.exchange(&ticket, &binding).await
+            })
+        })
+        .collect();
+    let mut tokens: Vec<TokenSet> = Vec::new();
+    for e in exchanges {
+        match e.await.unwrap() {
+            Ok(t) => tokens.push(t),
+            Err(Error::InvalidTicket) => {}
+            Err(other) => panic!("a losing exchange must be invalid_ticket, got {other:?}"),
+        }
+    }
+    assert_eq!(tokens.len(), 1, "exactly one exchange wins");
+    let claims = replica.provider.verify(&tokens[0].id_token).await.unwrap();
+    assert_eq!(claims.sub, "alice");
+
+    // Consumed: no second login from the same QR.
+    let after = replica.sessions().load(&id).await.unwrap();
+    assert_eq!(after.state, QrState::Consumed);
+    assert!(matches!(
+        replica.provider.exchange(&ticket, &binding).await,
+        Err(Error::InvalidTicket)
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two replicas on one Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner() {
+    let server = RedisServer::start();
+    let key = es256();
+    let a = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
+    let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
+
+    for round in 0..5 {
+        let (binding, id, token) = a.scanned().await;
+        let barrier = Arc::new(Barrier::new(100));
+        let racers: Vec<_> = (0..100)
+            .map(|i| {
+                let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+                let (id, token, barrier) = (id.clone(), token.clone(), barrier.clone());
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    let phone_api = replica.phone();
+                    let result = if i % 4 < 2 {
+                        phone_api.confirm(&id, &token, phone("Bearer alice")).await
+                    } else {
+                        phone_api.cancel(&id, &token, phone("Bearer alice")).await
+                    };
+                    result.ok()
+                })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for r in racers {
+            if let Some(state) = r.await.unwrap() {
+                winners.push(state);
+            }
+        }
+        assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
+        let stored = b.sessions().load(&id).await.unwrap();
+        assert_eq!(stored.state, winners[0], "the store agrees with the winner");
+        assert_eq!(stored.version, 3, "exactly one transition after scan");
+        let status = b.provider.poll(&id, &binding).await.unwrap();
+        assert_eq!(status.state, winners[0]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_waiter_on_b_wakes_when_a_confirms() {
+    let server = RedisServer::start();
+    let key = es256();
+    let a = Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await;
+    let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
+
+    let mut latencies = Vec::new();
+    for _ in 0..20 {
+        let (binding, id, token) = a.scanned().await;
+        let since = b.provider.poll(&id, &binding).await.unwrap().version;
+        let waiter = {
+            let b = b.clone();
+            let (id, binding) = (id.clone(), binding.clone());
+            tokio::spawn(async move {
+                let deadline = Instant::now() + Duration::from_secs(5);
+                let status = b
+                    .provider
+                    .wait_for_change(&id, &binding, since, deadline)
+                    .await;
+                (status, Instant::now())
+            })
+        };
+        assert!(
+            eventually(Duration::from_secs(2), || b.store.live_waiters() == 1).await,
+            "the waiter registers on B"
+        );
+        let confirm_started = Instant::now();
+        a.phone()
+            .confirm(&id, &token, phone("Bearer alice"))
+            .await
+            .unwrap();
+        let (status, woke_at) = waiter.await.unwrap();
+        let status = status.expect("status");
+        let latency = woke_at.duration_since(confirm_started);
+        assert_eq!(status.state, QrState::Confirmed);
+        assert!(
+            status.ticket.is_some(),
+            "B hands the ticket to the bound browser"
+        );
+        assert!(
+            latency < Duration::from_secs(1),
+            "lost wake-up: B answered after {latency:?}"
+        );
+        latencies.push(latency);
+        assert!(eventually(Duration::from_secs(1), || b.store.live_waiters() == 0).await);
+    }
+    latencies.sort();
+    let pct = |p: usize| latencies[(latencies.len() * p / 100).min(latencies.len() - 1)];
+    println!(
+        "confirm on A -> waiter on B answers: p50 {:?}, p99 {:?}, max {:?} ({} runs)",
+        pct(50),
+        pct(99),
+        latencies[latencies.len() - 1],
+        latencies.len()
+    );
+    assert_eq!(b.store.watched_sessions(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_fifty_exchanges_spread_over_both_give_one_token_set() {
+    let server = RedisServer::start();
+    let key = es256();
+    let a = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
+    let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
+
+    // The phone confirms on A; the browser polls B and exchanges on both.
+    let (binding, id, token) = a.scanned().await;
+    a.phone()
+        .confirm(&id, &token, phone("Bearer alice"))
+        .await
+        .unwrap();
+    let ticket = b
+        .provider
+        .poll(&id, &binding)
+        .await
+        .unwrap()
+        .ticket
+        .expect("ticket");
+    let barrier = Arc::new(Barrier::new(50));
+    let exchanges: Vec<_> = (0..50)
+        .map(|i| {
+            let replica = if i % 2 == 0 { a.clone() } else { b.clone() };
+            let (ticket, binding, barrier) = (ticket.clone(), binding.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                replica.provider.exchange(&ticket, &binding).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for e in exchanges {
+        match e.await.unwrap() {
+            Ok(tokens) => {
+                won += 1;
+                // Both replicas share the signing key: either verifies.
+                a.provider.verify(&tokens.id_token).await.unwrap();
+                b.provider.verify(&tokens.id_token).await.unwrap();
+            }
+            Err(Error::InvalidTicket) => {}
+            Err(other) => panic!("expected invalid_ticket, got {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losing the subscriber, losing Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_subscriber_still_gives_the_final_state_and_reconnects() {
+    let server = RedisServer::start();
+    let store = store(&server, "qrauth:").await;
+    let mut admin = admin(&server).await;
+    assert!(store.subscriber_connected());
+
+    let r1 = record(1);
+    store.insert(&r1, now_ms() + 60_000).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let waiter = {
+        let (store, id) = (store.clone(), r1.id.clone());
+        tokio::spawn(async move { store.wait_for_change(&id, 1, deadline).await })
+    };
+    assert!(eventually(Duration::from_secs(2), || store.live_waiters() == 1).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    // Kill the subscriber and change the session in one atomic step: the change is never
+    // published to this store's subscriber.
+    let started = Instant::now();
+    let _: redis::Value = redis::pipe()
+        .atomic()
+        .cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .cmd("HSET")
+        .arg(store.session_key(&r1.id))
+        .arg("version")
+        .arg("2")
+        .arg("state")
+        .arg("scanned")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL + HSET");
+    let seen = waiter.await.unwrap().expect("wait").expect("record");
+    let took = started.elapsed();
+    assert_eq!(seen.version, 2);
+    assert_eq!(seen.state, QrState::Scanned);
+    assert!(Instant::now() <= deadline + Duration::from_millis(200));
+    assert!(
+        took < Duration::from_secs(2),
+        "the lost subscriber must make waiters re-read, took {took:?}"
+    );
+    println!("waiter saw the unpublished change {took:?} after the subscriber was killed");
+
+    // The subscriber comes back by itself, and later changes wake waiters again.
+    let mut resubscribed = false;
+    for _ in 0..300 {
+        let numpat: i64 = redis::cmd("PUBSUB")
+            .arg("NUMPAT")
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        if numpat == 1 && store.subscriber_connected() {
+            resubscribed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(resubscribed, "the subscriber reconnects");
+    let waiter = {
+        let (store, id) = (store.clone(), r1.id.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let r = store.wait_for_change(&id, 2, deadline).await;
+            (r, Instant::now())
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || store.live_waiters() == 1).await);
+    let mut r3 = store.load(&r1.id).await.unwrap().unwrap();
+    r3.version = 3;
+    r3.state = QrState::Cancelled;
+    let changed_at = Instant::now();
+    assert!(store.compare_and_swap(2, &r3).await.unwrap());
+    let (seen, woke_at) = waiter.await.unwrap();
+    let seen = seen.unwrap().unwrap();
+    assert_eq!(seen.version, 3);
+    assert_eq!(seen.state, QrState::Cancelled);
+    let latency = woke_at.duration_since(changed_at);
+    assert!(latency < Duration::from_secs(1), "woke after {latency:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn waiters_poll_while_the_subscriber_cannot_resubscribe() {
+    let server = RedisServer::start();
+    let store = store(&server, "qrauth:").await;
+    let mut admin = admin(&server).await;
+    let r1 = record(1);
+    store.insert(&r1, now_ms() + 60_000).await.unwrap();
+    let waiter = {
+        let (store, id) = (store.clone(), r1.id.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let r = store.wait_for_change(&id, 1, deadline).await;
+            (r, Instant::now())
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || store.live_waiters() == 1).await);
+
+    // Revoking channel access drops the subscriber and keeps it from coming back.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("resetchannels")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(2), || !store.subscriber_connected()).await,
+        "the subscriber notices it is gone"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A change nobody can publish: the waiter finds it by polling.
+    let changed_at = Instant::now();
+    let _: () = redis::cmd("HSET")
+        .arg(store.session_key(&r1.id))
+        .arg("version")
+        .arg("2")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let (seen, woke_at) = waiter.await.unwrap();
+    assert_eq!(seen.unwrap().unwrap().version, 2);
+    let latency = woke_at.duration_since(changed_at);
+    assert!(
+        latency < Duration::from_millis(1500),
+        "polling took {latency:?}"
+    );
+    println!("without a subscriber, a waiter saw the change after {latency:?}");
+
+    // Access back: the subscriber resubscribes by itself and pushes again.
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("allchannels")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || store.subscriber_connected()).await,
+        "the subscriber comes back"
+    );
+    let waiter = {
+        let (store, id) = (store.clone(), r1.id.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let r = store.wait_for_change(&id, 2, deadline).await;
+            (r, Instant::now())
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || store.live_waiters() == 1).await);
+    let mut next = store.load(&r1.id).await.unwrap().unwrap();
+    next.version = 3;
+    let changed_at = Instant::now();
+    assert!(store.compare_and_swap(2, &next).await.unwrap());
+    let (seen, woke_at) = waiter.await.unwrap();
+    assert_eq!(seen.unwrap().unwrap().version, 3);
+    assert!(woke_at.duration_since(changed_at) < Duration::from_millis(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_down_is_store_unavailable_and_restart_recovers() {
+    let mut server = RedisServer::start();
+    let timeout = Duration::from_millis(500);
+    let replica =
+        Replica::with_timeout(&server, "qrauth:", Lifetimes::default(), &es256(), timeout).await;
+    let (binding, id, token) = replica.scanned().await;
+    let handle = SecretHash::from_bytes([1; 32]);
+
+    server.stop();
+
+    let bound = timeout + Duration::from_millis(300);
+    for attempt in 0..2 {
+        macro_rules! check {
+            ($what:expr, $call:expr) => {{
+                let started = Instant::now();
+                let result = $call.await;
+                let took = started.elapsed();
+                assert_unavailable(result, $what);
+                assert!(took <= bound, "{} (attempt {attempt}) took {took:?}", $what);
+            }};
+        }
+        check!(
+            "generate",
+            replica
+                .provider
+                .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
+        );
+        check!("poll", replica.provider.poll(&id, &binding));
+        check!(
+            "confirm",
+            replica.phone().confirm(&id, &token, phone("Bearer alice"))
+        );
+        check!(
+            "wait_for_change",
+            replica.provider.wait_for_change(
+                &id,
+                &binding,
+                2,
+                Instant::now() + Duration::from_secs(3)
+            )
+        );
+        check!(
+            "put_ticket",
+            replica.store.put_ticket(&handle, &id, now_ms() + 1000)
+        );
+        check!("take_ticket", replica.store.take_ticket(&handle));
+        check!("load", replica.store.load(&id));
+        let e = Error::StoreUnavailable(String::new());
+        assert_eq!(e.status().as_u16(), 503);
+        assert_eq!(e.code(), "store_unavailable");
+        assert_eq!(e.retry_after(), Some(1));
+    }
+
+    server.restart();
+
+    // The same store instance recovers by itself: new flows work.
+    let started = Instant::now();
+    let mut recovered = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        let binding = BindingSecret::generate().unwrap();
+        if replica
+            .provider
+            .generate(GenerateRequest::new(binding, Initiator::default()))
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(recovered, "no recovery 10 s after Redis came back");
+    println!("recovered {:?} after restart", started.elapsed());
+    let (binding, id, _token, ticket) = replica.confirmed().await;
+    let tokens = replica.provider.exchange(&ticket, &binding).await.unwrap();
+    assert!(!tokens.id_token.is_empty());
+    assert!(matches!(
+        replica.provider.exchange(&ticket, &binding).await,
+        Err(Error::InvalidTicket)
+    ));
+    let _ = id;
+
+    // And the subscriber is back: a waiter wakes on a change.
+    assert!(
+        eventually(Duration::from_secs(5), || replica
+            .store
+            .subscriber_connected())
+        .await,
+        "subscriber reconnects after the restart"
+    );
+    let (binding, id, token) = replica.scanned().await;
+    let since = replica.provider.poll(&id, &binding).await.unwrap().version;
+    let waiter = {
+        let provider = replica.provider.clone();
+        let (id, binding) = (id.clone(), binding.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let s = provider
+                .wait_for_change(&id, &binding, since, deadline)
+                .await;
+            (s, Instant::now())
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || replica.store.live_waiters() == 1).await);
+    let confirmed_at = Instant::now();
+    replica
+        .phone()
+        .confirm(&id, &token, phone("Bearer alice"))
+        .await
+        .unwrap();
+    let (status, woke_at) = waiter.await.unwrap();
+    assert_eq!(status.unwrap().state, QrState::Confirmed);
+    assert!(woke_at.duration_since(confirmed_at) < Duration::from_secs(1));
+}
+
+// ---------------------------------------------------------------------------------------------
+// What Redis holds
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_expire_five_seconds_after_the_qr_lifetime() {
+    let server = RedisServer::start();
+    let prefix = "qrexp:";
+    let lifetimes = Lifetimes::default()
+        .allow_short_for_tests()
+        .qr_code(Duration::from_secs(2))
+        .confirm_token(Duration::from_secs(1))
+        .ticket(Duration::from_secs(1))
+        .retention_grace(Duration::from_secs(1));
+    let replica = Replica::new(&server, prefix, lifetimes, &es256()).await;
+    let mut admin = admin(&server).await;
+    let first_created = Instant::now();
+
+    // Left pending, left scanned, left confirmed with a ticket handle, completed.
+    let _pending = replica.pending().await;
+    let _scanned = replica.scanned().await;
+    let _confirmed = replica.confirmed().await;
+    let (binding, _, _, ticket) = replica.confirmed().await;
+    replica.provider.exchange(&ticket, &binding).await.unwrap();
+
+    let keys = all_keys(&mut admin).await;
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("qrexp:s:")).count(),
+        4,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.starts_with("qrexp:t:")).count(),
+        1,
+        "{keys:?}"
+    );
+    for key in &keys {
+        let pttl: i64 = redis::cmd("PTTL")
+            .arg(key)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        assert!(pttl > 0, "{key} has no expiry ({pttl})");
+    }
+
+    tokio::time::sleep_until(first_created + Duration::from_secs(2 + 5)).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "keys left behind: {left:?}");
+    assert!(all_keys(&mut admin).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_dump_holds_no_binding_secret_ticket_or_confirm_token() {
+    let server = RedisServer::start();
+    let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
+    let mut admin = admin(&server).await;
+
+    // A completed login, a confirmed one whose ticket the browser fetched, a scanned one.
+    let (b1, _, c1, t1) = replica.confirmed().await;
+    let tokens = replica.provider.exchange(&t1, &b1).await.unwrap();
+    let (b2, id2, c2, t2) = replica.confirmed().await;
+    let (b3, id3, c3) = replica.scanned().await;
+
+    let dump = dump(&mut admin).await;
+    // The dump is real: it holds the sessions, their binding hashes and a ticket handle.
+    for (id, binding) in [(&id2, &b2), (&id3, &b3)] {
+        assert!(contains(&dump, id.as_str().as_bytes()));
+        assert!(contains(&dump, binding.hash().to_hex().as_bytes()));
+    }
+    assert!(contains(&dump, t2.hash().to_hex().as_bytes()));
+
+    let secrets: Vec<(&str, &str)> = vec![
+        ("binding secret", b1.expose_secret()),
+        ("binding secret", b2.expose_secret()),
+        ("binding secret", b3.expose_secret()),
+        ("confirm token", c1.expose_secret()),
+        ("confirm token", c2.expose_secret()),
+        ("confirm token", c3.expose_secret()),
+        ("ticket", t1.expose_secret()),
+        ("ticket", t2.expose_secret()),
+        ("id_token", &tokens.id_token),
+        ("access_token", &tokens.access_token),
+    ];
+    for (what, secret) in secrets {
+        assert!(
+            !contains(&dump, secret.as_bytes()),
+            "the Redis dump contains a raw {what}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dropped_waiters_leave_no_trace() {
+    let server = RedisServer::start();
+    let store = store(&server, "qrauth:").await;
+    let mut records = Vec::new();
+    for _ in 0..20 {
+        let r = record(1);
+        store.insert(&r, now_ms() + 60_000).await.unwrap();
+        records.push(r);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let store = store.clone();
+            let id = records[i % records.len()].id.clone();
+            tokio::spawn(async move { store.wait_for_change(&id, 1, deadline).await })
+        })
+        .collect();
+    assert!(
+        eventually(Duration::from_secs(5), || store.live_waiters() == 200).await,
+        "200 waiters register (got {})",
+        store.live_waiters()
+    );
+    assert_eq!(store.watched_sessions(), 20);
+
+    let dropped_at = Instant::now();
+    for t in &tasks {
+        t.abort();
+    }
+    assert!(
+        eventually(Duration::from_secs(1), || store.live_waiters() == 0
+            && store.watched_sessions() == 0)
+        .await,
+        "waiters left: {}, sessions watched: {}",
+        store.live_waiters(),
+        store.watched_sessions()
+    );
+    println!("200 aborted waiters gone in {:?}", dropped_at.elapsed());
+    for t in tasks {
+        assert!(t.await.unwrap_err().is_cancelled());
+    }
+
+    // A change to a session nobody waits for any more is harmless.
+    let mut next = records[0].clone();
+    next.version = 2;
+    assert!(store.compare_and_swap(1, &next).await.unwrap());
+    assert_eq!(store.live_waiters(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn memory_usage_of_a_pending_session() {
+    let server = RedisServer::start();
+    let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
+    let mut admin = admin(&server).await;
+
+    let (_, pending) = replica.pending().await;
+    let (_, scanned, _) = replica.scanned().await;
+    let mut usage = Vec::new();
+    for (what, id) in [("pending", &pending), ("scanned", &scanned)] {
+        let key = replica.store.session_key(id);
+        let bytes: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&key)
+            .arg("SAMPLES")
+            .arg(0)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        let encoding: String = redis::cmd("OBJECT")
+            .arg("ENCODING")
+            .arg(&key)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+        println!("MEMORY USAGE of a {what} session hash: {bytes} bytes ({encoding})");
+        usage.push(bytes);
+    }
+    assert!(
+        usage[0] < 2048,
+        "a pending session takes {} bytes",
+        usage[0]
+    );
+    assert!(
+        usage[1] < 4096,
+        "a scanned session takes {} bytes",
+        usage[1]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_rejects_bad_configuration_and_unreachable_servers() {
+    assert!(matches!(
+        RedisStore::connect("no-such-scheme://x").await,
+        Err(Error::Config(_))
+    ));
+    assert!(matches!(
+        RedisStore::builder("redis://127.0.0.1:1/")
+            .key_prefix("qr*:")
+            .connect()
+            .await,
+        Err(Error::Config(_))
+    ));
+    // Nothing listens there: unavailable, quickly.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let started = Instant::now();
+    let result = RedisStore::builder(format!("redis://127.0.0.1:{port}/"))
+        .command_timeout(Duration::from_millis(300))
+        .connect()
+        .await;
+    assert_unavailable(result, "connect to a closed port");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connect_fails_clearly_without_getdel() {
+    let server = RedisServer::start_with_args(&["--rename-command", "GETDEL", ""]);
+    match RedisStore::connect(&server.url()).await {
+        Err(Error::Config(message)) => {
+            assert!(message.contains("GETDEL"), "{message}");
+            assert!(message.contains("6.2"), "{message}");
+        }
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
