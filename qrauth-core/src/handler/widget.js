@@ -62,11 +62,14 @@
     var autoExchange = opts.autoExchange !== false;
     var minInterval = Math.max(500, opts.interval || 0);
 
-    // Fixed-size layout: nothing moves when the state changes.
+    // Fixed-size layout: nothing moves when the state changes. The box has a width of its own
+    // (not its text's), so a longer status text wraps instead of widening the box.
     var box = document.createElement('div');
     box.className = 'qrauth';
-    box.style.cssText = 'position:relative;display:inline-block;text-align:center;font:14px/1.4 system-ui,sans-serif;' +
-      (opts.containerSize ? 'width:' + opts.containerSize.width + 'px;height:' + opts.containerSize.height + 'px;' : '');
+    var boxWidth = opts.containerSize ? opts.containerSize.width : size.width + 40;
+    box.style.cssText = 'position:relative;display:inline-block;vertical-align:top;text-align:center;' +
+      'font:14px/1.4 system-ui,sans-serif;width:' + boxWidth + 'px;' +
+      (opts.containerSize ? 'height:' + opts.containerSize.height + 'px;' : '');
     var frame = document.createElement('div');
     frame.style.cssText = 'position:relative;margin:0 auto;width:' + size.width + 'px;height:' + size.height + 'px;';
     var img = document.createElement('img');
@@ -113,12 +116,24 @@
     var generation = 0;      // bumps on refresh/stop: stale loops see it and quit
     var source = null;
     var timers = [];
+    var requests = null;     // aborts the requests of the current generation
     var lastStatus = null;
 
     function say(text) { status.textContent = text; }
     function later(fn, ms) { var id = setTimeout(fn, ms); timers.push(id); return id; }
     function clearTimers() { timers.forEach(clearTimeout); timers = []; }
     function closeSource() { if (source) { source.close(); source = null; } }
+    // A refresh or stop ends what is still in flight: a long-poll would hold a connection for
+    // up to 25 s (browsers allow 6 per host over HTTP/1.1).
+    function abortRequests() {
+      if (requests) requests.abort();
+      requests = global.AbortController ? new AbortController() : null;
+    }
+    function request(url, init) {
+      init.credentials = 'same-origin';
+      if (requests) init.signal = requests.signal;
+      return fetch(url, init);
+    }
 
     function showUser(info) {
       if (info && info.nickname) nick.textContent = info.nickname; else nick.textContent = '';
@@ -148,6 +163,7 @@
       var gen = ++generation;
       closeSource();
       clearTimers();
+      abortRequests();
       lastStatus = null;
       overlay.hidden = true;
       img.style.opacity = '1';
@@ -157,8 +173,8 @@
       var body = {};
       if (opts.scene) body.scene = opts.scene;
       if (opts.userDefinedData) body.userDefinedData = opts.userDefinedData;
-      fetch(base + '/qrcode', {
-        method: 'POST', credentials: 'same-origin',
+      request(base + '/qrcode', {
+        method: 'POST',
         headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body)
       }).then(function (res) {
         return res.json().then(function (json) {
@@ -227,7 +243,7 @@
 
     function longPoll(gen, id, version, failures) {
       if (gen !== generation) return;
-      fetch(statusUrl(id, '&wait=25&since=' + version), { credentials: 'same-origin' })
+      request(statusUrl(id, '&wait=25&since=' + version), {})
         .then(function (res) {
           if (gen !== generation) return;
           if (res.status === 410) { handle(gen, { status: 'expired' }); return; }
@@ -254,7 +270,7 @@
         later(function () { poll(gen, id, failures); }, every);
         return;
       }
-      fetch(statusUrl(id), { credentials: 'same-origin' })
+      request(statusUrl(id), {})
         .then(function (res) {
           if (gen !== generation) return;
           if (res.status === 410) { handle(gen, { status: 'expired' }); return; }
@@ -320,8 +336,8 @@
     }
 
     function exchange(gen, s) {
-      fetch(base + '/qrcode/exchange', {
-        method: 'POST', credentials: 'same-origin',
+      request(base + '/qrcode/exchange', {
+        method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify({ ticket: s.ticket })
       }).then(function (res) {
@@ -345,7 +361,7 @@
     load();
 
     return {
-      stop: function () { generation++; closeSource(); clearTimers(); },
+      stop: function () { generation++; closeSource(); clearTimers(); abortRequests(); },
       refresh: load
     };
   }

@@ -1,0 +1,156 @@
+// Shared by run.mjs (the scenarios tests/tests/browser.rs runs) and latency.mjs (run by hand):
+// launching the system Chromium, watching a page, and playing the phone over HTTP.
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+
+/** The texts the widget shows in English (qrauth-core/src/handler/widget.js). */
+export const TEXT = {
+  scan: 'Scan the QR code with the phone app',
+  scanned: (name) => `Scanned by ${name}. Confirm on your phone.`,
+  cancelled: 'Login cancelled on the phone.',
+  expired: 'QR code expired — refresh',
+};
+
+/** Chromium's flags: no sandbox (root in CI), and no traffic to anything but the page's host. */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+];
+
+/** `QRAUTH_CHROMIUM`, else /usr/bin/chromium, else `chromium` on PATH. */
+export function chromiumPath() {
+  if (process.env.QRAUTH_CHROMIUM) return process.env.QRAUTH_CHROMIUM;
+  if (existsSync('/usr/bin/chromium')) return '/usr/bin/chromium';
+  try {
+    return execFileSync('sh', ['-c', 'command -v chromium'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('chromium not found: apt-get install -y chromium');
+  }
+}
+
+export function launch() {
+  return chromium.launch({ executablePath: chromiumPath(), args: CHROMIUM_ARGS, timeout: 20000 });
+}
+
+/**
+ * An init script that makes the demo page's `QrAuth.startScanning` call pass `extra` options,
+ * and keeps the handle it returns in `window.__qrauthHandle`.
+ */
+export function injectOptionsScript(extra = {}) {
+  return `(() => {
+    const extra = ${JSON.stringify(extra)};
+    let real;
+    Object.defineProperty(window, 'QrAuth', {
+      configurable: true,
+      get() { return real; },
+      set(value) {
+        const start = value.startScanning;
+        real = Object.assign({}, value, {
+          startScanning: (mount, options) => {
+            window.__qrauthHandle = start(mount, Object.assign({}, options, extra));
+            return window.__qrauthHandle;
+          },
+        });
+      },
+    });
+  })();`;
+}
+
+/** An init script that takes EventSource away, as a proxy that blocks streams would. */
+export const NO_EVENT_SOURCE = 'delete window.EventSource;';
+
+/**
+ * A new context and page for `base`, recording console errors, page errors, every request and
+ * every response, and any request to a host other than the base's.
+ */
+export async function openPage(browser, base, { initScripts = [] } = {}) {
+  const context = await browser.newContext({
+    locale: 'en-US',
+    viewport: { width: 720, height: 640 },
+    deviceScaleFactor: 1,
+    serviceWorkers: 'block',
+  });
+  for (const script of initScripts) await context.addInitScript(script);
+  const page = await context.newPage();
+  const host = new URL(base).host;
+  const log = { consoleErrors: [], requests: [], responses: [], failed: [], foreign: [] };
+  page.on('console', (m) => { if (m.type() === 'error') log.consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => log.consoleErrors.push(`pageerror: ${e.message}`));
+  page.on('request', (r) => {
+    const url = r.url();
+    log.requests.push({ url, method: r.method(), at: Date.now() });
+    if (!url.startsWith('data:') && new URL(url).host !== host) log.foreign.push(url);
+  });
+  page.on('requestfailed', (r) => log.failed.push({
+    url: r.url(), error: r.failure()?.errorText, at: Date.now(),
+  }));
+  page.on('response', (r) => log.responses.push({
+    url: r.url(), status: r.status(), at: Date.now(), retryAfter: r.headers()['retry-after'],
+  }));
+  return { context, page, log };
+}
+
+/** The widget's QR: its phone URL (`data-qrcode-content`) and the qrcodeId in it. */
+export async function readQr(page, { other } = {}) {
+  const selector = '#qrauth img[data-qrcode-content]';
+  await page.waitForFunction(({ selector, other }) => {
+    const img = document.querySelector(selector);
+    return img && img.getAttribute('data-qrcode-content') !== other && img.complete;
+  }, { selector, other: other ?? null }, { timeout: 10000 });
+  const content = await page.locator(selector).getAttribute('data-qrcode-content');
+  const id = new URL(content).searchParams.get('qrcodeId');
+  if (!id) throw new Error(`no qrcodeId in ${content}`);
+  return { content, id };
+}
+
+/** Waits until the widget's live region says something that contains `text`. */
+export async function waitForStatus(page, text, timeout = 10000) {
+  await page.waitForFunction(
+    (text) => (document.querySelector('.qrauth-status')?.textContent || '').includes(text),
+    text, { timeout },
+  );
+}
+
+export async function statusText(page) {
+  return page.locator('.qrauth-status').textContent();
+}
+
+/** The demo phone app: `Bearer demo-<user>` and JSON, over plain HTTP from Node. */
+export class Phone {
+  constructor(base, user = 'alice') {
+    this.base = base;
+    this.user = user;
+  }
+
+  async post(path, body) {
+    const res = await fetch(this.base + path, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer demo-${this.user}` },
+      body: JSON.stringify(body),
+    });
+    const json = await res.json().catch(() => ({}));
+    return { status: res.status, json, retryAfter: res.headers.get('retry-after') };
+  }
+
+  async expectOk(path, body) {
+    const r = await this.post(path, body);
+    if (r.status !== 200) throw new Error(`${path}: HTTP ${r.status} ${JSON.stringify(r.json)}`);
+    return r.json;
+  }
+
+  /** Scans `id`; returns the confirm token. */
+  async scan(id) {
+    const json = await this.expectOk('/qrcode/scan', { qrcodeId: id });
+    if (!json.confirmToken) throw new Error('scan: no confirmToken');
+    this.confirmToken = json.confirmToken;
+    return json;
+  }
+
+  confirm(id) { return this.expectOk('/qrcode/confirm', { qrcodeId: id, confirmToken: this.confirmToken }); }
+
+  cancel(id) { return this.expectOk('/qrcode/cancel', { qrcodeId: id, confirmToken: this.confirmToken }); }
+}
+
+export function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }

@@ -1,0 +1,264 @@
+//! The browser widget end to end, in the system Chromium: every scenario of
+//! `tests/browser/run.mjs` runs once against the axum demo (`axum::…`) and once against the
+//! actix-web demo (`actix::…`), each on a server of its own started by the harness.
+//!
+//! Needs Debian's Chromium (`apt-get install -y chromium`), Node.js ≥ 18 and the Node side's
+//! packages (`npm ci --prefix tests/browser`); without them the tests fail, saying what to
+//! install. The axum run takes screenshots of the pending, scanned and expired states; with
+//! `QRAUTH_UPDATE_SCREENSHOTS=1` they replace the README's images in `docs/screenshots/`,
+//! otherwise they go to a temporary folder (so a test run leaves the tree unchanged).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use qrauth_core::limits::Limits;
+use qrauth_tests::{ServerKind, ServerOptions, spawn};
+use serde_json::Value;
+
+/// The scenario runner's own deadline (it prints a failure and exits when it passes).
+const RUNNER_TIMEOUT: Duration = Duration::from_secs(45);
+/// Ours, in case the runner hangs anyway: then the Node process is killed.
+const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+/// The QR lifetime of the expiry scenario.
+const SHORT_QR_LIFETIME: Duration = Duration::from_secs(3);
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Where the screenshots go: the README's folder only when asked to update it.
+fn screenshot_dir() -> PathBuf {
+    if std::env::var_os("QRAUTH_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
+        repo_root().join("docs").join("screenshots")
+    } else {
+        std::env::temp_dir().join(format!("qrauth-screenshots-{}", std::process::id()))
+    }
+}
+
+fn browser_dir() -> PathBuf {
+    repo_root().join("tests").join("browser")
+}
+
+/// `path` if it is a file, else the first `name` on `PATH`.
+fn find_program(path: &str, name: &str) -> Option<PathBuf> {
+    let fixed = Path::new(path);
+    if fixed.is_file() {
+        return Some(fixed.to_path_buf());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// Everything the Node side needs, or a failure that says how to get it (never a skip).
+fn prerequisites() -> (PathBuf, PathBuf) {
+    let chromium = find_program("/usr/bin/chromium", "chromium")
+        .unwrap_or_else(|| panic!("chromium not found: apt-get install -y chromium"));
+    let node = find_program("/usr/bin/node", "node")
+        .unwrap_or_else(|| panic!("node not found: apt-get install -y nodejs npm"));
+    let modules = browser_dir().join("node_modules");
+    assert!(
+        modules.join("playwright-core").is_dir() && modules.join("axe-core").is_dir(),
+        "{} is missing or incomplete; run: npm ci --prefix tests/browser",
+        modules.display()
+    );
+    (chromium, node)
+}
+
+/// Runs `run.mjs BASE SCENARIO` and returns its JSON result line, with stderr for context.
+fn run_node(base: &str, scenario: &str, screenshots: Option<&Path>) -> (Value, String) {
+    let (chromium, node) = prerequisites();
+    let mut command = Command::new(node);
+    command
+        .current_dir(browser_dir())
+        .arg("run.mjs")
+        .arg(base)
+        .arg(scenario)
+        .arg("--timeout")
+        .arg(RUNNER_TIMEOUT.as_millis().to_string())
+        .env("QRAUTH_CHROMIUM", chromium)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(dir) = screenshots {
+        command.arg("--screenshots").arg(dir);
+    }
+    let mut child = command.spawn().expect("starting node");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().expect("waiting for node") {
+            break Some(status);
+        }
+        if started.elapsed() > PROCESS_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out.join().unwrap_or_default();
+    let stderr = err.join().unwrap_or_default();
+    let Some(exit) = exit else {
+        panic!("{scenario}: node did not finish within {PROCESS_TIMEOUT:?}\n{stdout}\n{stderr}");
+    };
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("{scenario}: no result line ({exit})\n{stdout}\n{stderr}"));
+    let result: Value = serde_json::from_str(line)
+        .unwrap_or_else(|e| panic!("{scenario}: bad result line {line:?}: {e}"));
+    println!("{line}");
+    assert!(
+        exit.success() && result["ok"] == Value::Bool(true),
+        "{scenario} failed ({exit}): {}\n{}\nstderr: {stderr}",
+        result["error"],
+        serde_json::to_string_pretty(&result).unwrap_or_default()
+    );
+    (result, stderr)
+}
+
+/// Starts the demo of `kind` with `options`, runs `scenario` against it and checks the result.
+async fn scenario(kind: ServerKind, name: &'static str, options: ServerOptions) -> Value {
+    prerequisites();
+    let server = spawn(kind, options).await;
+    let base = server.base.clone();
+    // The README's screenshots come from the axum run.
+    let screenshots =
+        (kind == ServerKind::Axum && matches!(name, "login" | "expiry")).then(screenshot_dir);
+    let dir = screenshots.clone();
+    let (result, _) = tokio::task::spawn_blocking(move || run_node(&base, name, dir.as_deref()))
+        .await
+        .expect("runner thread");
+    if let Some(dir) = screenshots {
+        for shot in result["screenshots"].as_array().into_iter().flatten() {
+            let file = dir.join(shot.as_str().unwrap_or_default());
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            assert!(
+                size > 1000,
+                "{name}: screenshot {} is missing or empty",
+                file.display()
+            );
+        }
+    }
+    drop(server);
+    assert_eq!(
+        result["consoleErrors"],
+        serde_json::json!([]),
+        "{name}: console errors"
+    );
+    result
+}
+
+fn welcome(result: &Value) -> &str {
+    result["welcome"].as_str().unwrap_or_default()
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn login(kind: ServerKind) {
+        let r = scenario(kind, "login", ServerOptions::default()).await;
+        assert!(welcome(&r).contains("Alice"), "{r}");
+        assert!(
+            r["scannedStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Alice"),
+            "the scanned state shows the nickname: {r}"
+        );
+        assert!(r["sse"].as_u64() >= Some(1), "followed by SSE: {r}");
+    }
+
+    pub async fn cancel(kind: ServerKind) {
+        let r = scenario(kind, "cancel", ServerOptions::default()).await;
+        assert!(
+            r["cancelledStatus"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("Login cancelled on the phone."),
+            "{r}"
+        );
+        assert_eq!(r["newQr"], true, "{r}");
+        assert!(welcome(&r).contains("Bob"), "the new QR logs in: {r}");
+    }
+
+    pub async fn expiry(kind: ServerKind) {
+        let options = ServerOptions::default().qr_lifetime(SHORT_QR_LIFETIME);
+        let r = scenario(kind, "expiry", options).await;
+        assert_eq!(r["newQr"], true, "{r}");
+    }
+
+    pub async fn sse_blocked(kind: ServerKind) {
+        let r = scenario(kind, "sse_blocked", ServerOptions::default()).await;
+        assert!(welcome(&r).contains("Alice"), "{r}");
+        assert!(r["longPolls"].as_u64() >= Some(1), "long-polled: {r}");
+        assert_eq!(r["sse"], 0, "no /qrcode/events: {r}");
+        assert!(
+            r["staleLongPoll"].is_string(),
+            "refresh() aborted the old long-poll: {r}"
+        );
+    }
+
+    pub async fn slow_down(kind: ServerKind) {
+        let limits = Limits::unlimited().enforce_poll_interval(true);
+        let r = scenario(kind, "slow_down", ServerOptions::default().limits(limits)).await;
+        let retry_after = r["retryAfter"].as_u64().expect("retryAfter");
+        assert!(retry_after >= 1, "{r}");
+        assert!(
+            r["waitedMs"].as_u64().expect("waitedMs") >= retry_after * 1000,
+            "the widget waited Retry-After: {r}"
+        );
+        assert!(welcome(&r).contains("Alice"), "{r}");
+    }
+
+    pub async fn a11y(kind: ServerKind) {
+        let r = scenario(kind, "a11y", ServerOptions::default()).await;
+        let serious: Vec<&Value> = r["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+            .collect();
+        assert!(serious.is_empty(), "axe: {serious:?}");
+    }
+}
+
+/// Expands every browser scenario for one demo.
+macro_rules! browser_suite {
+    ($kind:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::cases::$name($kind).await;
+            }
+        )+
+    };
+}
+
+mod axum {
+    browser_suite!(qrauth_tests::ServerKind::Axum;
+        login, cancel, expiry, sse_blocked, slow_down, a11y);
+}
+
+mod actix {
+    browser_suite!(qrauth_tests::ServerKind::Actix;
+        login, cancel, expiry, sse_blocked, slow_down, a11y);
+}
