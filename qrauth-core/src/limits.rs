@@ -1,7 +1,8 @@
 //! Abuse limits: how often a client may create QR codes, poll, and act from the phone.
 //!
 //! Counting goes through a [`RateLimiter`], so that several replicas can share their counters
-//! (the in-memory [`MemoryRateLimiter`] counts for one process).
+//! (the in-memory [`MemoryRateLimiter`] counts for one process; `RedisRateLimiter`, with the
+//! `redis` feature, counts for every replica).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -11,6 +12,8 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 
 use crate::error::Result;
+#[cfg(feature = "redis")]
+pub use crate::store::RedisRateLimiter;
 
 /// The limits [`QrAuthService`](crate::QrAuthService) enforces.
 ///

@@ -6,8 +6,12 @@
 //! issuer). [`Browser`] and [`Phone`] are HTTP clients that play the two sides of a login; the
 //! browser keeps its binding cookie by hand so that tests can inspect, replay or omit it.
 //!
+//! Every server keeps its sessions in a [`MemoryStore`] or, with [`StoreKind::Redis`], in a
+//! `RedisStore` on a real `redis-server` (its own, started on a free loopback port and killed
+//! with the server, or one shared by several replicas through [`ServerOptions::redis`]).
+//!
 //! The tests themselves live in `tests/conformance.rs`, where one macro expands them once per
-//! adapter.
+//! adapter and store.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -16,8 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use demo_common::DemoPhoneAuthenticator;
+use qrauth_core::limits::RateLimiter;
 use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm, SigningKey};
-use qrauth_core::store::MemoryStore;
+use qrauth_core::store::{MemoryStore, RedisStore, SessionStore};
 use qrauth_core::{Lifetimes, QrAuthService, Sessions};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, USER_AGENT};
 use reqwest::{Method, RequestBuilder};
@@ -49,6 +54,49 @@ pub enum ServerKind {
     Actix,
 }
 
+/// A throwaway `redis-server` on a loopback port (shared with qrauth-core's own Redis tests).
+#[path = "../../qrauth-core/tests/support/redis_server.rs"]
+pub mod redis_server;
+
+pub use redis_server::RedisServer;
+
+/// Where a test server keeps its sessions and its abuse-limit counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    /// `MemoryStore` and `MemoryRateLimiter`.
+    Memory,
+    /// `RedisStore` and `RedisRateLimiter`.
+    Redis,
+}
+
+/// What a test server runs on: a web framework and a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Target {
+    /// The web framework.
+    pub server: ServerKind,
+    /// The store.
+    pub store: StoreKind,
+}
+
+impl Target {
+    /// `server` on a `RedisStore`.
+    pub const fn redis(server: ServerKind) -> Self {
+        Self {
+            server,
+            store: StoreKind::Redis,
+        }
+    }
+}
+
+impl From<ServerKind> for Target {
+    fn from(server: ServerKind) -> Self {
+        Self {
+            server,
+            store: StoreKind::Memory,
+        }
+    }
+}
+
 /// How to build a test server's qrauth service.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -62,6 +110,16 @@ pub struct ServerOptions {
     pub issuer: Option<String>,
     /// Abuse limits (default: none, so that tests may poll as fast as they like).
     pub limits: Option<qrauth_core::limits::Limits>,
+    /// The Redis to keep sessions in (implies [`StoreKind::Redis`]); default: with
+    /// `StoreKind::Redis`, a `redis-server` of the server's own.
+    pub redis_url: Option<String>,
+    /// Bound on every Redis call (default 2 s).
+    pub redis_timeout: Option<Duration>,
+    /// How long finished sessions stay readable (default: the library's 30 s).
+    pub retention_grace: Option<Duration>,
+    /// Ticket lifetime (default: the library's 60 s); sessions are kept until their last
+    /// possible ticket expired, plus the retention grace.
+    pub ticket_lifetime: Option<Duration>,
 }
 
 impl ServerOptions {
@@ -94,7 +152,34 @@ impl ServerOptions {
         self.issuer = Some(issuer.into());
         self
     }
+
+    /// Options that keep sessions in the Redis at `url` (e.g. one shared by two replicas).
+    pub fn redis(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Options with this retention of finished sessions.
+    pub fn retention_grace(mut self, grace: Duration) -> Self {
+        self.retention_grace = Some(grace);
+        self
+    }
+
+    /// Options with this ticket lifetime.
+    pub fn ticket_lifetime(mut self, lifetime: Duration) -> Self {
+        self.ticket_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Options with this bound on every Redis call.
+    pub fn redis_timeout(mut self, timeout: Duration) -> Self {
+        self.redis_timeout = Some(timeout);
+        self
+    }
 }
+
+/// The key prefix of the test servers' Redis keys.
+pub const REDIS_PREFIX: &str = "qrauth-test:";
 
 /// The RS256 key (the demo's algorithm) that servers sign with unless told otherwise; generated
 /// once because RSA key generation is slow.
@@ -109,14 +194,35 @@ pub fn fresh_signing_key() -> SigningKey {
     SigningKey::generate(SigningAlgorithm::Es256).expect("ES256 key")
 }
 
-/// Builds the qrauth service of a server reachable at `base`, like `demo_common::demo_service`.
-pub fn build_service(base: &str, options: &ServerOptions) -> QrAuthService {
+/// Builds the qrauth service of a server reachable at `base`, like `demo_common::demo_service`:
+/// on a `RedisStore` (with a `RedisRateLimiter`) when `options.redis_url` is set, else in
+/// memory.
+pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService {
     let mut lifetimes = Lifetimes::default();
     if let Some(lifetime) = options.qr_lifetime {
         lifetimes = lifetimes.allow_short_for_tests().qr_code(lifetime);
     }
-    let sessions =
-        Sessions::new(Arc::new(MemoryStore::new()), lifetimes).expect("valid test lifetimes");
+    if let Some(grace) = options.retention_grace {
+        lifetimes = lifetimes.retention_grace(grace);
+    }
+    if let Some(ticket) = options.ticket_lifetime {
+        lifetimes = lifetimes.ticket(ticket);
+    }
+    let (store, limiter): (Arc<dyn SessionStore>, Option<Arc<dyn RateLimiter>>) =
+        match &options.redis_url {
+            Some(url) => {
+                let store = RedisStore::builder(url.as_str())
+                    .key_prefix(REDIS_PREFIX)
+                    .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)))
+                    .connect()
+                    .await
+                    .expect("connect to the test redis-server");
+                let limiter = Arc::new(store.rate_limiter());
+                (Arc::new(store), Some(limiter))
+            }
+            None => (Arc::new(MemoryStore::new()), None),
+        };
+    let sessions = Sessions::new(store, lifetimes).expect("valid test lifetimes");
     let key = options
         .signing_key
         .clone()
@@ -131,11 +237,14 @@ pub fn build_service(base: &str, options: &ServerOptions) -> QrAuthService {
         .phone_url(format!("{base}/phone"))
         .build()
         .expect("built-in provider");
-    let builder = QrAuthService::builder(Arc::new(provider)).limits(
+    let mut builder = QrAuthService::builder(Arc::new(provider)).limits(
         options
             .limits
             .unwrap_or_else(qrauth_core::limits::Limits::unlimited),
     );
+    if let Some(limiter) = limiter {
+        builder = builder.rate_limiter(limiter);
+    }
     if options.secure_cookies {
         builder.build()
     } else {
@@ -156,6 +265,9 @@ pub struct TestServer {
     pub kind: ServerKind,
     /// The qrauth service it serves.
     pub service: QrAuthService,
+    /// The server's own `redis-server` (for `StoreKind::Redis` without a shared URL); killed
+    /// after the app stops.
+    pub redis: Option<RedisServer>,
     stopper: Stopper,
 }
 
@@ -215,23 +327,34 @@ impl TestServer {
     }
 }
 
-/// Starts the demo app of `kind` on `127.0.0.1:0`.
+/// Starts the demo app of `target` on `127.0.0.1:0` (`target`: a [`ServerKind`] for a
+/// `MemoryStore`, or a [`Target`]).
 ///
 /// The port is bound first so that the issuer and phone URLs can name it. Axum runs on the
 /// calling tokio runtime; actix-web on a thread of its own with its own `System`.
-pub async fn spawn(kind: ServerKind, options: ServerOptions) -> TestServer {
+pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> TestServer {
+    let target = target.into();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let addr = listener.local_addr().expect("local addr");
     let base = format!("http://{addr}");
-    let service = build_service(&base, &options);
-    let stopper = match kind {
+    let mut redis = None;
+    if target.store == StoreKind::Redis && options.redis_url.is_none() {
+        let server = tokio::task::spawn_blocking(RedisServer::start)
+            .await
+            .expect("redis-server start");
+        options.redis_url = Some(server.url());
+        redis = Some(server);
+    }
+    let service = build_service(&base, &options).await;
+    let stopper = match target.server {
         ServerKind::Axum => spawn_axum(listener, service.clone()),
         ServerKind::Actix => spawn_actix(listener, service.clone()).await,
     };
     TestServer {
         base,
-        kind,
+        kind: target.server,
         service,
+        redis,
         stopper,
     }
 }
@@ -523,6 +646,13 @@ impl Browser {
     pub fn without_binding(&self) -> Self {
         let mut other = self.clone();
         other.binding = None;
+        other
+    }
+
+    /// The same browser (same cookies) talking to another replica.
+    pub fn on(&self, server: &TestServer) -> Self {
+        let mut other = self.clone();
+        other.base = server.base.clone();
         other
     }
 

@@ -1,6 +1,6 @@
-//! The HTTP conformance suite: every test in `cases` runs once against the axum demo
-//! (`axum::…`) and once against the actix-web demo (`actix::…`); two more tests compare the
-//! adapters directly.
+//! The HTTP conformance suite: every test in `cases` runs against the axum demo (`axum::…`)
+//! and the actix-web demo (`actix::…`), each with sessions in memory and in a real Redis
+//! (`axum_redis::…`, `actix_redis::…`); two more tests compare the adapters directly.
 //!
 //! Numbers in comments refer to §7 of `reference/qr-login-security.md`; F1–F6 are QRLChecker's
 //! checks (requirement 38).
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use qrauth_tests::{
-    APP_NAME, AUDIENCE, JSON_CT, Resp, ServerKind, ServerOptions, SseReader, TestServer,
+    APP_NAME, AUDIENCE, JSON_CT, Resp, ServerKind, ServerOptions, SseReader, Target, TestServer,
     assert_status_shape, fresh_signing_key, jwt_payload, login, now_millis, now_secs, spawn,
     unknown_id, url_encode, version,
 };
@@ -65,14 +65,24 @@ macro_rules! conformance_suite {
 }
 
 mod axum {
-    conformance_suite!(qrauth_tests::ServerKind::Axum);
+    conformance_suite!(qrauth_tests::Target::from(qrauth_tests::ServerKind::Axum));
 }
 
 mod actix {
-    conformance_suite!(qrauth_tests::ServerKind::Actix);
+    conformance_suite!(qrauth_tests::Target::from(qrauth_tests::ServerKind::Actix));
 }
 
-async fn server(kind: ServerKind) -> TestServer {
+/// The same suite with sessions and limits in a real Redis (each server its own
+/// `redis-server`).
+mod axum_redis {
+    conformance_suite!(qrauth_tests::Target::redis(qrauth_tests::ServerKind::Axum));
+}
+
+mod actix_redis {
+    conformance_suite!(qrauth_tests::Target::redis(qrauth_tests::ServerKind::Actix));
+}
+
+async fn server(kind: Target) -> TestServer {
     spawn(kind, ServerOptions::default()).await
 }
 
@@ -92,7 +102,7 @@ mod cases {
     use super::*;
 
     /// The whole login, with every field the contract promises.
-    pub async fn full_flow(kind: ServerKind) {
+    pub async fn full_flow(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let before = now_millis();
@@ -238,7 +248,7 @@ mod cases {
 
     /// F1 (4, 26): a client that only knows the id learns nothing, and cannot tell a
     /// confirmed session from a pending or an unknown one.
-    pub async fn f1_unbound_poll(kind: ServerKind) {
+    pub async fn f1_unbound_poll(kind: Target) {
         let server = server(kind).await;
         let mut owner = server.browser();
         let confirmed = owner.generate().await;
@@ -289,7 +299,7 @@ mod cases {
     }
 
     /// F2 (14): after the exchange the QR is consumed: no ticket, no user, no second login.
-    pub async fn f2_replay_after_success(kind: ServerKind) {
+    pub async fn f2_replay_after_success(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -345,7 +355,7 @@ mod cases {
     }
 
     /// F3 (1): ids are unique, base64url, at least 128 bits, not sequential numbers.
-    pub async fn f3_id_entropy(kind: ServerKind) {
+    pub async fn f3_id_entropy(kind: Target) {
         let server = server(kind).await;
         let mut ids = HashSet::new();
         let mut bindings = HashSet::new();
@@ -371,7 +381,7 @@ mod cases {
     }
 
     /// 24: the 21st `POST /qrcode` in a minute from one IP is 429 `slow_down` with Retry-After.
-    pub async fn limit_generate_per_ip(kind: ServerKind) {
+    pub async fn limit_generate_per_ip(kind: Target) {
         let limits = qrauth_core::limits::Limits::default();
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         for _ in 0..20 {
@@ -389,7 +399,7 @@ mod cases {
     }
 
     /// 24: one browser binding holds at most 5 live sessions.
-    pub async fn limit_sessions_per_binding(kind: ServerKind) {
+    pub async fn limit_sessions_per_binding(kind: Target) {
         let limits = qrauth_core::limits::Limits::unlimited().sessions_per_binding(5);
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         let mut browser = server.browser();
@@ -405,7 +415,7 @@ mod cases {
 
     /// 25: two plain polls 100 ms apart: the second is 429 `slow_down` with Retry-After;
     /// long-polls are not limited.
-    pub async fn limit_poll_interval(kind: ServerKind) {
+    pub async fn limit_poll_interval(kind: Target) {
         let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         let mut browser = server.browser();
@@ -423,7 +433,7 @@ mod cases {
 
     /// 26: with limits on, unknown, foreign and expired ids get identical status, headers and
     /// bodies, and each costs one poll.
-    pub async fn limit_same_answer_for_unknown_foreign_and_expired_ids(kind: ServerKind) {
+    pub async fn limit_same_answer_for_unknown_foreign_and_expired_ids(kind: Target) {
         let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
         let options = ServerOptions::default()
             .limits(limits)
@@ -455,7 +465,7 @@ mod cases {
     }
 
     /// F4 (2): the client cannot choose the id or the ticket, and the QR carries only the id.
-    pub async fn f4_client_chosen_id(kind: ServerKind) {
+    pub async fn f4_client_chosen_id(kind: Target) {
         let server = server(kind).await;
         let browser = server.browser();
         let chosen = unknown_id();
@@ -503,7 +513,7 @@ mod cases {
 
     /// F5 (9, 10): the phone's identity comes only from its credential; the phone API is
     /// strict about what it accepts.
-    pub async fn f5_identity_from_body(kind: ServerKind) {
+    pub async fn f5_identity_from_body(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -607,7 +617,7 @@ mod cases {
     }
 
     /// F6 (17): status bodies and events carry only the allow-listed fields, in every state.
-    pub async fn f6_no_pii_in_status(kind: ServerKind) {
+    pub async fn f6_no_pii_in_status(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let alice = server.alice();
@@ -655,7 +665,7 @@ mod cases {
 
     /// 18: every `/qrcode*` response, success or error, is uncacheable and referrer-free, and
     /// every error is JSON.
-    pub async fn headers_on_every_qrcode_route(kind: ServerKind) {
+    pub async fn headers_on_every_qrcode_route(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let alice = server.alice();
@@ -762,7 +772,7 @@ mod cases {
 
     /// 4: with secure cookies the binding cookie is a `__Host-` cookie, and clearing it keeps
     /// the attributes a browser needs to accept the deletion.
-    pub async fn secure_cookie_attributes(kind: ServerKind) {
+    pub async fn secure_cookie_attributes(kind: Target) {
         let server = spawn(kind, ServerOptions::default().secure_cookies()).await;
         assert_eq!(server.binding_cookie_name(), "__Host-qrauth_bind");
         let mut browser = server.browser();
@@ -816,7 +826,7 @@ mod cases {
     }
 
     /// 13: a ticket presented with another browser's binding is refused and burnt.
-    pub async fn exchange_with_foreign_binding_burns_ticket(kind: ServerKind) {
+    pub async fn exchange_with_foreign_binding_burns_ticket(kind: Target) {
         let server = server(kind).await;
         let mut a = server.browser();
         let mut b = server.browser();
@@ -855,7 +865,7 @@ mod cases {
     }
 
     /// 29: a long-poll answers as soon as the status changes, and `wait` ends on time.
-    pub async fn long_poll_returns_quickly_on_change(kind: ServerKind) {
+    pub async fn long_poll_returns_quickly_on_change(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -937,7 +947,7 @@ mod cases {
 
     /// 29: SSE sends one event per transition with `id:` = version, ends after confirmed, and
     /// honours `Last-Event-ID`.
-    pub async fn sse_one_event_per_transition(kind: ServerKind) {
+    pub async fn sse_one_event_per_transition(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -1018,7 +1028,7 @@ mod cases {
     }
 
     /// 8: a QR lives as long as configured; afterwards browser and phone get 410.
-    pub async fn expiry(kind: ServerKind) {
+    pub async fn expiry(kind: Target) {
         let lifetime = Duration::from_secs(2);
         let server = spawn(kind, ServerOptions::default().qr_lifetime(lifetime)).await;
         let mut browser = server.browser();
@@ -1091,7 +1101,7 @@ mod cases {
     }
 
     /// Malformed, oversized and odd requests get the right 4xx JSON, never a 500 or a reset.
-    pub async fn bad_input(kind: ServerKind) {
+    pub async fn bad_input(kind: Target) {
         let server = server(kind).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -1200,7 +1210,7 @@ mod cases {
     }
 
     /// 28: the protected routes refuse every bad token with 401 and RFC 6750's challenge.
-    pub async fn protected_route_rejections(kind: ServerKind) {
+    pub async fn protected_route_rejections(kind: Target) {
         let key = fresh_signing_key();
         let server = spawn(kind, ServerOptions::default().signing_key(key.clone())).await;
         let browser = server.browser();

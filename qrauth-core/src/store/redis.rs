@@ -1,6 +1,7 @@
 //! [`RedisStore`]: sessions shared by every replica through Redis (feature `redis`).
 
 mod codec;
+mod limiter;
 mod waiters;
 
 use std::fmt;
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use self::limiter::RedisRateLimiter;
 use self::waiters::{Fanout, Subscription};
 use super::SessionStore;
 use crate::clock::{SharedClock, SystemClock};
@@ -501,6 +503,24 @@ impl RedisStore {
     /// ```
     pub fn watched_sessions(&self) -> usize {
         self.inner.fanout.watched()
+    }
+
+    /// A rate limiter that keeps its counters in this store's Redis, so that abuse limits
+    /// hold across replicas; see [`RedisRateLimiter`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
+    /// let limiter = store.rate_limiter();
+    /// # let _ = limiter;
+    /// # Ok(()) }
+    /// ```
+    pub fn rate_limiter(&self) -> RedisRateLimiter {
+        RedisRateLimiter::new(self.clone())
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.inner.connection.clone()
     }
 
     fn ticket_key(&self, ticket: &SecretHash) -> String {
