@@ -11,7 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = DemoArgs::from_env(3001)?;
-    let qrauth = demo_common::service_for(&args)?;
+    let qrauth = demo_common::service_for(&args).await?;
     println!("qrauth actix demo: open {}/ in a browser", args.public_url);
     HttpServer::new(move || App::new().configure(actix_demo::configure(qrauth.clone())))
         .on_connect(qrauth_actix::tcp_nodelay)

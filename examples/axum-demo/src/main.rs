@@ -13,7 +13,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = DemoArgs::from_env(3000)?;
-    let qrauth = demo_common::service_for(&args)?;
+    let qrauth = demo_common::service_for(&args).await?;
     let app = axum_demo::app(qrauth);
     // No Nagle delay: SSE events and long-poll answers are small writes that must leave at once.
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -15,6 +15,7 @@ use qrauth_core::handler::QrAuthServiceBuilder;
 use qrauth_core::provider::builtin::{
     BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
 };
+use qrauth_core::store::RedisStore;
 use qrauth_core::{Error, QrAuthService, Result};
 
 /// **Demo only.** Three fixed phone users whose "credential" is the public string
@@ -58,6 +59,9 @@ pub struct DemoArgs {
     /// `QRAUTH_SIGNING_KEY`), so that several replicas issue tokens every replica accepts.
     /// Without it a fresh RS256 key is generated at start.
     pub signing_key: Option<std::path::PathBuf>,
+    /// A Redis to keep sessions and abuse-limit counters in (`--redis URL`, `REDIS_URL`), so
+    /// that several replicas serve one login; default: in memory.
+    pub redis: Option<String>,
 }
 
 impl DemoArgs {
@@ -67,16 +71,18 @@ impl DemoArgs {
         let mut listen = std::env::var("QRAUTH_DEMO_LISTEN").ok();
         let mut public_url = std::env::var("QRAUTH_DEMO_PUBLIC_URL").ok();
         let mut signing_key = std::env::var("QRAUTH_SIGNING_KEY").ok();
+        let mut redis = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--listen" => listen = args.next(),
                 "--public-url" => public_url = args.next(),
                 "--signing-key" => signing_key = args.next(),
+                "--redis" => redis = args.next(),
                 "--help" | "-h" => {
                     return Err(
                         "usage: [--listen 127.0.0.1:PORT] [--public-url http://HOST:PORT] \
-                         [--signing-key PKCS8.pem]"
+                         [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/]"
                             .into(),
                     );
                 }
@@ -95,6 +101,7 @@ impl DemoArgs {
             listen,
             public_url,
             signing_key: signing_key.map(Into::into),
+            redis,
         })
     }
 }
@@ -105,8 +112,9 @@ pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
     Ok(demo_service_builder(public_url, None, None)?.build())
 }
 
-/// The service for `args`: [`demo_service`], signing with the configured key if there is one.
-pub fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
+/// The service for `args`: [`demo_service`], signing with the configured key if there is one,
+/// and keeping sessions and limit counters in Redis if one is configured.
+pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
     let key = match &args.signing_key {
         Some(path) => {
             let pem = std::fs::read(path)
@@ -129,7 +137,24 @@ pub fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         }
         None => None,
     };
-    Ok(demo_service_builder(&args.public_url, key, None)?.build())
+    let Some(url) = &args.redis else {
+        return Ok(demo_service_builder(&args.public_url, key, None)?.build());
+    };
+    if key.is_none() {
+        eprintln!(
+            "warning: --redis without --signing-key: this replica signs with a key of its own, \
+             so tokens it issues fail on other replicas"
+        );
+    }
+    let store = RedisStore::builder(url.as_str())
+        .key_prefix("qrauth-demo:")
+        .connect()
+        .await?;
+    let limiter = Arc::new(store.rate_limiter());
+    let sessions = qrauth_core::Sessions::new(Arc::new(store), qrauth_core::Lifetimes::default())?;
+    Ok(demo_service_builder(&args.public_url, key, Some(sessions))?
+        .rate_limiter(limiter)
+        .build())
 }
 
 /// [`demo_service`], before `build()`, for callers that change more settings: the signing

@@ -1,12 +1,16 @@
 //! `qrauth-bench`: the server and the clients of `scripts/bench-http.sh`.
 //!
-//! - `serve axum|actix ADDR`: the demo app plus `/bench/bare?size=N` (a handler returning N
+//! - `serve axum|actix ADDR [REDIS_URL]`: the demo app (sessions and limit counters in Redis
+//!   when a URL is given) plus `/bench/bare?size=N` (a handler returning N
 //!   bytes of JSON, the baseline for status), `/bench/unprotected` and `/bench/protected` (the
 //!   same handler without and with `AuthenticatedUser`).
 //! - `prepare URL`: creates a QR session; prints `COOKIE_HEADER<TAB>QRCODE_ID`.
 //! - `token URL`: runs one login; prints the id_token.
-//! - `latency URL MODE FLOWS CONCURRENCY`: confirm → browser-notified latency over FLOWS
-//!   logins, MODE = `longpoll`, `sse` or `interval800`; prints p50/p99 in ms.
+//! - `latency URL MODE FLOWS CONCURRENCY [PHONE_URL]`: confirm → browser-notified latency over
+//!   FLOWS logins, MODE = `longpoll`, `sse` or `interval800`; prints p50/p99 in ms. With
+//!   PHONE_URL the phone talks to another replica than the browser.
+//! - `flows URL SECONDS CONCURRENCY`: full logins (generate, scan, confirm, status, exchange)
+//!   back to back for SECONDS; prints logins per second and p50/p99 per login.
 //! - `soak URL HELD SECONDS RATE`: holds HELD pending sessions each with a long-poll, measures
 //!   status latency meanwhile, runs RATE full logins per second for SECONDS, disconnects
 //!   clients mid-wait in a loop, then checks the server's waiters and memory return to
@@ -30,7 +34,7 @@ fn main() -> Result<(), BoxError> {
             .ok_or_else(|| format!("missing argument {i}; see the module docs"))
     };
     match arg(0)?.as_str() {
-        "serve" => serve(&arg(1)?, arg(2)?.parse()?),
+        "serve" => serve(&arg(1)?, arg(2)?.parse()?, arg(3).ok()),
         "prepare" => runtime()?.block_on(async {
             let (cookie, id) = prepare(&client()?, &arg(1)?).await?;
             println!("{cookie}\t{id}");
@@ -46,7 +50,9 @@ fn main() -> Result<(), BoxError> {
             arg(2)?,
             arg(3)?.parse()?,
             arg(4)?.parse()?,
+            arg(5).ok(),
         )),
+        "flows" => runtime()?.block_on(flows(arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?)),
         "soak" => runtime()?.block_on(soak(
             arg(1)?,
             arg(2)?.parse()?,
@@ -99,21 +105,31 @@ fn server_stats(live_waiters: usize) -> Value {
 
 const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does nothing"}"#;
 
-fn serve(framework: &str, addr: SocketAddr) -> Result<(), BoxError> {
+fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(), BoxError> {
+    use qrauth_core::store::SessionStore;
+    use std::sync::Arc;
     let public = format!("http://{addr}");
+    let store: Arc<dyn SessionStore> = match redis {
+        // Connected on a runtime that lives as long as the server: the store's subscriber
+        // and connection tasks run on it.
+        Some(url) => {
+            let rt = runtime()?;
+            let store = rt.block_on(
+                qrauth_core::store::RedisStore::builder(url)
+                    .key_prefix("qrauth-bench:")
+                    .connect(),
+            )?;
+            std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
+            Arc::new(store)
+        }
+        None => Arc::new(qrauth_core::store::MemoryStore::new()),
+    };
+    let sessions = qrauth_core::Sessions::new(store.clone(), qrauth_core::Lifetimes::default())?;
     // No abuse limits: the load generator polls far faster than any browser may.
-    let store = qrauth_core::store::MemoryStore::new();
-    let sessions = qrauth_core::Sessions::new(
-        std::sync::Arc::new(store.clone()),
-        qrauth_core::Lifetimes::default(),
-    )?;
     let service = demo_common::demo_service_builder(&public, None, Some(sessions))?
         .limits(qrauth_core::limits::Limits::unlimited())
         .build();
-    let stats = move || {
-        use qrauth_core::store::SessionStore;
-        server_stats(store.live_waiters())
-    };
+    let stats = move || server_stats(store.live_waiters());
     match framework {
         "axum" => runtime()?.block_on(async move {
             use axum::routing::get;
@@ -252,11 +268,12 @@ async fn login(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> 
 async fn one_flow(
     client: reqwest::Client,
     base: String,
+    phone_base: String,
     mode: String,
     confirm_after: Duration,
 ) -> Result<Duration, BoxError> {
     let (cookie, id) = prepare(&client, &base).await?;
-    let scan = phone(&client, &base, "scan", json!({ "qrcodeId": id })).await?;
+    let scan = phone(&client, &phone_base, "scan", json!({ "qrcodeId": id })).await?;
     let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<Instant>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let follower = {
@@ -340,7 +357,7 @@ async fn one_flow(
     let t0 = Instant::now();
     phone(
         &client,
-        &base,
+        &phone_base,
         "confirm",
         json!({ "qrcodeId": id, "confirmToken": scan["confirmToken"] }),
     )
@@ -355,14 +372,17 @@ async fn latency(
     mode: String,
     flows: usize,
     concurrency: usize,
+    phone_base: Option<String>,
 ) -> Result<(), BoxError> {
     let client = client()?;
+    let phone_base = phone_base.unwrap_or_else(|| base.clone());
     let mut latencies = Vec::with_capacity(flows);
     let mut pending = futures_util::stream::iter((0..flows).map(|i| {
         let (client, base, mode) = (client.clone(), base.clone(), mode.clone());
+        let phone_base = phone_base.clone();
         // Phases spread evenly over one 800 ms interval.
         let confirm_after = Duration::from_millis((i as u64 * 797) % 800);
-        async move { one_flow(client, base, mode, confirm_after).await }
+        async move { one_flow(client, base, phone_base, mode, confirm_after).await }
     }))
     .buffer_unordered(concurrency.max(1));
     let mut errors = 0usize;
@@ -388,6 +408,47 @@ async fn latency(
         latencies.len(),
         pct(0.50),
         pct(0.99)
+    );
+    Ok(())
+}
+
+/// Full logins back to back from `concurrency` clients for `seconds`.
+async fn flows(base: String, seconds: u64, concurrency: usize) -> Result<(), BoxError> {
+    let client = client()?;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency.max(1))
+        .map(|_| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let mut times = Vec::new();
+                let mut errors = 0usize;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    match login(&client, &base).await {
+                        Ok(tokens) if tokens["id_token"].is_string() => times.push(t0.elapsed()),
+                        _ => errors += 1,
+                    }
+                }
+                (times, errors)
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (t, e) = worker.await?;
+        times.extend(t);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    times.sort();
+    println!(
+        "flows: {} logins in {elapsed:.1}s = {:.0}/s, errors={errors}, p50={:.1}ms p99={:.1}ms",
+        times.len(),
+        times.len() as f64 / elapsed,
+        percentile(&times, 0.50),
+        percentile(&times, 0.99)
     );
     Ok(())
 }

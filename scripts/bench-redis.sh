@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# MemoryStore vs RedisStore, and two replicas on one Redis, over loopback with bounded time.
+#
+#   scripts/bench-redis.sh
+#   SECONDS_=5 FLOWS=200 scripts/bench-redis.sh
+#
+# Reports, from one run:
+#   - full logins per second on one axum replica, MemoryStore vs RedisStore (ratio)
+#   - confirm → browser latency p50/p99 across replicas: the phone confirms on replica A
+#     (axum), the browser follows on replica B (actix) by long-poll and by SSE
+#   - Redis MEMORY USAGE per pending session (mean over 200 sessions)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_=${SECONDS_:-10}
+CONCURRENCY=${CONCURRENCY:-16}
+FLOWS=${FLOWS:-500}
+REDIS_PORT=${REDIS_PORT:-6399}
+
+command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
+
+cargo build --release -q -p http-bench
+BIN=target/release/qrauth-bench
+REDIS="redis://127.0.0.1:$REDIS_PORT/"
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+  --loglevel warning >/dev/null &
+pids+=($!)
+for _ in $(seq 50); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+start() { # framework port [redis-url]
+  "$BIN" serve "$1" "127.0.0.1:$2" ${3:-} >/dev/null 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/" >/dev/null && break; sleep 0.1; done
+}
+stop_last() { kill "${pids[-1]}" 2>/dev/null || true; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'; }
+
+rate() { awk '{ for (i = 1; i <= NF; i++) if ($i ~ /\/s,$/) { sub(/\/s,/, "", $i); print $i } }'; }
+
+echo "== full logins, one axum replica, $CONCURRENCY clients, ${SECONDS_}s each"
+start axum 3921
+mem=$("$BIN" flows http://127.0.0.1:3921 "$SECONDS_" "$CONCURRENCY"); echo "memory: $mem"
+stop_last
+start axum 3922 "$REDIS"
+red=$("$BIN" flows http://127.0.0.1:3922 "$SECONDS_" "$CONCURRENCY"); echo "redis:  $red"
+stop_last
+awk -v a="$(echo "$red" | rate)" -v b="$(echo "$mem" | rate)" 'BEGIN { printf "RedisStore / MemoryStore logins per second: %.2f\n", a / b }'
+
+echo "== confirm on replica A (axum) → browser on replica B (actix), $FLOWS flows"
+start axum 3923 "$REDIS"
+start actix 3924 "$REDIS"
+for mode in longpoll sse; do
+  "$BIN" latency http://127.0.0.1:3924 "$mode" "$FLOWS" 50 http://127.0.0.1:3923
+done
+
+echo "== Redis memory per pending session"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+for _ in $(seq 200); do "$BIN" prepare http://127.0.0.1:3923 >/dev/null; done
+keys=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'qrauth-bench:s:*')
+total=0; n=0
+for k in $keys; do total=$((total + $(redis-cli -p "$REDIS_PORT" memory usage "$k"))); n=$((n + 1)); done
+echo "pending sessions: $n, MEMORY USAGE mean $((total / n)) bytes"
