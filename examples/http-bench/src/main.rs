@@ -90,7 +90,7 @@ fn size_param(query: Option<&str>) -> usize {
 }
 
 /// The server's resident memory, open descriptors and parked waiters.
-fn server_stats(live_waiters: usize) -> Value {
+fn server_stats(live_waiters: usize, stored_sessions: Option<u64>) -> Value {
     let rss_kb = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -100,7 +100,10 @@ fn server_stats(live_waiters: usize) -> Value {
         })
         .unwrap_or(0);
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
-    json!({ "rssKb": rss_kb, "fds": fds, "liveWaiters": live_waiters })
+    json!({
+        "rssKb": rss_kb, "fds": fds, "liveWaiters": live_waiters,
+        "storedSessions": stored_sessions,
+    })
 }
 
 const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does nothing"}"#;
@@ -109,6 +112,8 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
     use qrauth_core::store::SessionStore;
     use std::sync::Arc;
     let public = format!("http://{addr}");
+    let memory = qrauth_core::store::MemoryStore::new();
+    let in_memory = redis.is_none();
     let store: Arc<dyn SessionStore> = match redis {
         // Connected on a runtime that lives as long as the server: the store's subscriber
         // and connection tasks run on it.
@@ -122,14 +127,36 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
             std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
             Arc::new(store)
         }
-        None => Arc::new(qrauth_core::store::MemoryStore::new()),
+        None => Arc::new(memory.clone()),
     };
-    let sessions = qrauth_core::Sessions::new(store.clone(), qrauth_core::Lifetimes::default())?;
+    // QRAUTH_BENCH_SHORT_LIFETIMES=1: sessions leave the store 45 s after creation (QR 30 s,
+    // ticket 10 s, retention 5 s), so that a soak run can see memory after retention.
+    let lifetimes = if std::env::var("QRAUTH_BENCH_SHORT_LIFETIMES").is_ok_and(|v| v == "1") {
+        qrauth_core::Lifetimes::default()
+            .qr_code(Duration::from_secs(30))
+            .ticket(Duration::from_secs(10))
+            .retention_grace(Duration::from_secs(5))
+    } else {
+        qrauth_core::Lifetimes::default()
+    };
+    let sessions = qrauth_core::Sessions::new(store.clone(), lifetimes)?;
+    // QRAUTH_BENCH_ALG=es256: sign with P-256 instead of the demo's RS256 (cheaper per login).
+    let key = match std::env::var("QRAUTH_BENCH_ALG").as_deref() {
+        Ok("es256") => Some(qrauth_core::provider::builtin::SigningKey::generate(
+            qrauth_core::provider::builtin::SigningAlgorithm::Es256,
+        )?),
+        _ => None,
+    };
     // No abuse limits: the load generator polls far faster than any browser may.
-    let service = demo_common::demo_service_builder(&public, None, Some(sessions))?
+    let service = demo_common::demo_service_builder(&public, key, Some(sessions))?
         .limits(qrauth_core::limits::Limits::unlimited())
         .build();
-    let stats = move || server_stats(store.live_waiters());
+    let stats = move || {
+        server_stats(
+            store.live_waiters(),
+            in_memory.then(|| memory.stored_sessions()),
+        )
+    };
     match framework {
         "axum" => runtime()?.block_on(async move {
             use axum::routing::get;
@@ -598,6 +625,34 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
     );
     if waiters != 0 {
         return Err(format!("{waiters} waiters leaked").into());
+    }
+
+    // 6. After the retention of the last sessions (RETAIN_WAIT seconds; 50 s suits a server
+    //    started with QRAUTH_BENCH_SHORT_LIFETIMES=1): stored sessions back to 0, and RSS.
+    let wait: u64 = std::env::var("RETAIN_WAIT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if wait > 0 {
+        println!("waiting {wait} s for the stored sessions' retention to end");
+        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let retained = stats(&checker, &base).await?;
+        let stored = retained["storedSessions"].as_u64();
+        println!(
+            "after retention: {retained}; stored sessions back to 0: {}; RSS {:.1} MiB \
+             (baseline {:.1} MiB, peak while holding {:.1} MiB)",
+            match stored {
+                Some(0) => "yes",
+                Some(_) => "NO",
+                None => "n/a (not a MemoryStore)",
+            },
+            kb(&retained, "rssKb") / 1024.0,
+            kb(&baseline, "rssKb") / 1024.0,
+            kb(&held_stats, "rssKb") / 1024.0,
+        );
+        if stored.is_some_and(|n| n != 0) {
+            return Err(format!("{stored:?} sessions still stored after retention").into());
+        }
     }
     Ok(())
 }

@@ -109,6 +109,19 @@ impl MemoryStore {
         MemoryStoreBuilder::default()
     }
 
+    /// How many sessions are stored, after dropping those past their retention: a gauge for
+    /// memory checks and metrics.
+    ///
+    /// ```
+    /// let store = qrauth_core::store::MemoryStore::new();
+    /// assert_eq!(store.stored_sessions(), 0);
+    /// ```
+    pub fn stored_sessions(&self) -> u64 {
+        self.inner.sessions.run_pending_tasks();
+        self.inner.tickets.run_pending_tasks();
+        self.inner.sessions.entry_count()
+    }
+
     /// Every stored record and ticket handle, for tests that check what the store holds.
     #[doc(hidden)]
     pub fn dump(&self) -> Vec<String> {
