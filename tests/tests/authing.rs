@@ -105,15 +105,10 @@ fn builder(fake: &FakeAuthing) -> AuthingProviderBuilder {
         .validate()
         .expect("lifetimes");
     let sessions = Sessions::new(Arc::new(MemoryStore::new()), lifetimes).expect("sessions");
-    AuthingProvider::builder(
-        &c.app_id,
-        &c.app_secret,
-        fake.base_url(),
-        &c.user_pool_id,
-    )
-    .sessions(sessions)
-    .poll_interval(UPSTREAM_INTERVAL)
-    .timeouts(Duration::from_millis(400), Duration::from_millis(400))
+    AuthingProvider::builder(&c.app_id, &c.app_secret, fake.base_url(), &c.user_pool_id)
+        .sessions(sessions)
+        .poll_interval(UPSTREAM_INTERVAL)
+        .timeouts(Duration::from_millis(400), Duration::from_millis(400))
 }
 
 async fn env(
@@ -258,7 +253,9 @@ impl Env {
             Some(w) => format!("qrcodeId={id}&wait={w}"),
             None => format!("qrcodeId={id}"),
         };
-        let request = self.http.get(format!("{}/qrcode/status?{query}", self.base));
+        let request = self
+            .http
+            .get(format!("{}/qrcode/status?{query}", self.base));
         self.send(browser, request).await
     }
 
@@ -339,7 +336,13 @@ impl Env {
             for t in &tickets {
                 assert!(!body.contains(t.as_str()), "Authing ticket in {body}");
             }
-            for raw in ["briefUserInfo", "AUTHORIZED", "scannedUserId", "apiCode", "requestId"] {
+            for raw in [
+                "briefUserInfo",
+                "AUTHORIZED",
+                "scannedUserId",
+                "apiCode",
+                "requestId",
+            ] {
                 assert!(!body.contains(raw), "Authing field {raw} in {body}");
             }
         }
@@ -403,13 +406,20 @@ async fn full_login(env: &Env) {
     let confirmed = env.wait_for(&browser, &id, "confirmed").await;
     assert_eq!(confirmed["success"], true);
     let ticket = confirmed["ticket"].as_str().expect("ticket").to_owned();
-    assert!(!fake.tickets_issued().contains(&ticket), "qrauth's own ticket");
+    assert!(
+        !fake.tickets_issued().contains(&ticket),
+        "qrauth's own ticket"
+    );
 
     let tokens = env.exchange(&browser, &ticket).await;
     let body = tokens.ok(200);
     assert!(body["access_token"].is_string());
     let id_token = body["id_token"].as_str().expect("id_token").to_owned();
-    let claims = env.provider.verify(&id_token).await.expect("id_token verifies");
+    let claims = env
+        .provider
+        .verify(&id_token)
+        .await
+        .expect("id_token verifies");
     assert_eq!(claims.sub, alice.id);
     let session = tokens.cookie(&env.session_name).expect("session cookie");
     let me = env.me(Some(&session), None).await.ok(200);
@@ -419,7 +429,10 @@ async fn full_login(env: &Env) {
     env.exchange(&browser, &ticket)
         .await
         .error(400, "invalid_ticket");
-    assert_eq!(fake.count("exchange-tokenset-with-qrcode-ticket") + fake.count("/api/v2/qrcode/userinfo"), 1);
+    assert_eq!(
+        fake.count("exchange-tokenset-with-qrcode-ticket") + fake.count("/api/v2/qrcode/userinfo"),
+        1
+    );
     env.assert_no_upstream_leak();
 }
 
@@ -548,7 +561,10 @@ async fn fifty_waiters_one_upstream_loop(kind: Kind) {
 
     let alice = env.fake.alice();
     env.fake.app_scan(&content, &alice).await.expect("scan");
-    env.fake.app_confirm(&content, &alice).await.expect("confirm");
+    env.fake
+        .app_confirm(&content, &alice)
+        .await
+        .expect("confirm");
     let confirmed = env.wait_for(&browser, &id, "confirmed").await;
     let ticket = confirmed["ticket"].as_str().expect("ticket").to_owned();
     env.exchange(&browser, &ticket).await.ok(200);
@@ -557,7 +573,11 @@ async fn fifty_waiters_one_upstream_loop(kind: Kind) {
     assert_eq!(env.provider.live_upstream_loops(), 0);
     let after = env.fake.status_checks();
     tokio::time::sleep(UPSTREAM_INTERVAL * 5).await;
-    assert_eq!(env.fake.status_checks(), after, "no polling after the session ended");
+    assert_eq!(
+        env.fake.status_checks(),
+        after,
+        "no polling after the session ended"
+    );
     env.assert_no_upstream_leak();
 }
 
@@ -660,7 +680,10 @@ async fn fault_status_outage_then_recovery(kind: Kind) {
     env.wait_for(&browser, id, "pending").await;
     let alice = env.fake.alice();
     env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake.app_confirm(content, &alice).await.expect("confirm");
+    env.fake
+        .app_confirm(content, &alice)
+        .await
+        .expect("confirm");
     let confirmed = env.wait_for(&browser, id, "confirmed").await;
     let ticket = confirmed["ticket"].as_str().expect("ticket");
     env.exchange(&browser, ticket).await.ok(200);
@@ -697,7 +720,8 @@ async fn fault_unknown_qrcode(kind: Kind) {
     let content = qr["qrcodeContent"].as_str().expect("content");
     let upstream = FakeAuthing::qr_id_of(content).expect("upstream id");
     env.fake.forget_qrcode(&upstream);
-    env.wait_for_error(&browser, id, 404, "unknown_qrcode").await;
+    env.wait_for_error(&browser, id, 404, "unknown_qrcode")
+        .await;
     // And it stays that way: the session cannot be confirmed any more.
     env.status(&browser, id, None)
         .await
@@ -711,7 +735,8 @@ async fn fault_expired_qrcode(kind: Kind) {
     let id = qr["qrcodeId"].as_str().expect("id");
     let content = qr["qrcodeContent"].as_str().expect("content");
     env.fake.expire_qrcodes();
-    env.wait_for_error(&browser, id, 410, "expired_qrcode").await;
+    env.wait_for_error(&browser, id, 410, "expired_qrcode")
+        .await;
     // The app can no longer scan it either.
     assert!(env.fake.app_scan(content, &env.fake.alice()).await.is_err());
     env.status(&browser, id, None)
@@ -729,7 +754,10 @@ async fn fault_exchange_server_error(kind: Kind) {
     let content = qr["qrcodeContent"].as_str().expect("content");
     let alice = env.fake.alice();
     env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake.app_confirm(content, &alice).await.expect("confirm");
+    env.fake
+        .app_confirm(content, &alice)
+        .await
+        .expect("confirm");
     let ticket = env.wait_for(&browser, id, "confirmed").await["ticket"]
         .as_str()
         .expect("ticket")
@@ -771,7 +799,10 @@ async fn wrong_client_secret(kind: Kind) {
     let content = qr["qrcodeContent"].as_str().expect("content");
     let alice = env.fake.alice();
     env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake.app_confirm(content, &alice).await.expect("confirm");
+    env.fake
+        .app_confirm(content, &alice)
+        .await
+        .expect("confirm");
     let ticket = env.wait_for(&browser, id, "confirmed").await["ticket"]
         .as_str()
         .expect("ticket")
@@ -791,7 +822,14 @@ fn now_secs() -> u64 {
 
 #[test]
 fn none_auth_refused_unless_opted_in() {
-    let b = || AuthingProvider::builder("app", "0123456789abcdef0123456789abcdef", "https://x.authing.cn", "pool");
+    let b = || {
+        AuthingProvider::builder(
+            "app",
+            "0123456789abcdef0123456789abcdef",
+            "https://x.authing.cn",
+            "pool",
+        )
+    };
     let refused = b().token_auth_method(TokenAuthMethod::None).build();
     assert!(matches!(refused, Err(Error::Config(m)) if m.contains("none")));
     assert!(
@@ -802,7 +840,11 @@ fn none_auth_refused_unless_opted_in() {
     );
     assert!(b().build().is_ok());
     // Plain HTTP only to loopback.
-    assert!(AuthingProvider::builder("app", "s", "http://x.authing.cn", "pool").build().is_err());
+    assert!(
+        AuthingProvider::builder("app", "s", "http://x.authing.cn", "pool")
+            .build()
+            .is_err()
+    );
 }
 
 /// RS256 and HS256 id_tokens of the application verify; another application's (wrong `aud`),
@@ -876,7 +918,10 @@ async fn fake_enforces_single_use_tickets_and_client_auth() {
         fake.app_scan(&content, &alice).await.expect("scan");
         fake.app_confirm(&content, &alice).await.expect("confirm");
         let status: Value = http
-            .get(format!("{}/api/v3/check-qrcode-status?qrcodeId={qr}", fake.base_url()))
+            .get(format!(
+                "{}/api/v3/check-qrcode-status?qrcodeId={qr}",
+                fake.base_url()
+            ))
             .send()
             .await
             .expect("check")
@@ -887,13 +932,24 @@ async fn fake_enforces_single_use_tickets_and_client_auth() {
         let ticket = status["data"]["ticket"].as_str().expect("ticket");
         let exchange = |auth: Option<String>| {
             let mut request = http
-                .post(format!("{}/api/v3/exchange-tokenset-with-qrcode-ticket", fake.base_url()))
+                .post(format!(
+                    "{}/api/v3/exchange-tokenset-with-qrcode-ticket",
+                    fake.base_url()
+                ))
                 .header(CONTENT_TYPE, "application/json")
                 .body(json!({ "ticket": ticket }).to_string());
             if let Some(auth) = auth {
                 request = request.header(AUTHORIZATION, auth);
             }
-            async move { request.send().await.expect("exchange").json::<Value>().await.expect("json") }
+            async move {
+                request
+                    .send()
+                    .await
+                    .expect("exchange")
+                    .json::<Value>()
+                    .await
+                    .expect("json")
+            }
         };
         let unauthenticated = exchange(None).await;
         assert_eq!(unauthenticated["statusCode"], 401);
@@ -903,7 +959,10 @@ async fn fake_enforces_single_use_tickets_and_client_auth() {
         assert!(first["data"]["expire_in"].is_u64());
         let second = exchange(Some(fake.basic_credentials())).await;
         assert_eq!(second["statusCode"], 400, "{second}");
-        assert_eq!(second["apiCode"], qrauth_fake_authing::API_CODE_INVALID_TICKET);
+        assert_eq!(
+            second["apiCode"],
+            qrauth_fake_authing::API_CODE_INVALID_TICKET
+        );
     })
     .await;
 }
@@ -955,10 +1014,16 @@ async fn measure_login(tabs_open: usize) -> (usize, usize) {
         tokio::time::sleep(PHONE_DELAY).await;
         let alice = env.fake.alice();
         env.fake.app_scan(&content, &alice).await.expect("scan");
-        env.fake.app_confirm(&content, &alice).await.expect("confirm");
+        env.fake
+            .app_confirm(&content, &alice)
+            .await
+            .expect("confirm");
         let mut ticket = String::new();
         for tab in tabs {
-            ticket = tab.await.expect("tab")["ticket"].as_str().expect("ticket").to_owned();
+            ticket = tab.await.expect("tab")["ticket"]
+                .as_str()
+                .expect("ticket")
+                .to_owned();
         }
         env.exchange(&browser, &ticket).await.ok(200);
         let qrauth_requests = env.fake.requests()[before..]
@@ -1005,7 +1070,10 @@ async fn measure_login(tabs_open: usize) -> (usize, usize) {
         tokio::time::sleep(PHONE_DELAY).await;
         let content = json!({ "qrcodeId": qr }).to_string();
         env.fake.app_scan(&content, &alice).await.expect("scan");
-        env.fake.app_confirm(&content, &alice).await.expect("confirm");
+        env.fake
+            .app_confirm(&content, &alice)
+            .await
+            .expect("confirm");
         for tab in tabs {
             tab.await.expect("tab");
         }

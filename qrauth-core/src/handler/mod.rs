@@ -671,9 +671,7 @@ impl QrAuthService {
             })
             .filter(|t| !t.is_empty());
         let Some(token) = token else {
-            return Ok(self.unauthorized(&Error::InvalidToken(
-                crate::error::TokenError::Missing,
-            )));
+            return Ok(self.unauthorized(&Error::InvalidToken(crate::error::TokenError::Missing)));
         };
         let body: crate::provider::FastpassRequest =
             if request.body.iter().all(u8::is_ascii_whitespace) {
@@ -689,9 +687,7 @@ impl QrAuthService {
         .await?;
         match api.fastpass(token, body).await {
             Ok(data) => Ok(ApiResponse::json(StatusCode::OK, &data)),
-            Err(e @ (Error::InvalidToken(_) | Error::Unauthenticated)) => {
-                Ok(self.unauthorized(&e))
-            }
+            Err(e @ (Error::InvalidToken(_) | Error::Unauthenticated)) => Ok(self.unauthorized(&e)),
             Err(e) => Err(e),
         }
     }

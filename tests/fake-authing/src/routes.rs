@@ -224,7 +224,11 @@ async fn v3_gene(State(shared): S, headers: HeaderMap, body: Bytes) -> Response 
 /// Authing's view of a QR, with expiry applied.
 fn qr_now(shared: &Shared, id: &str, generation: Gen) -> Option<(Qr, bool)> {
     let state = shared.state();
-    let qr = state.qrs.get(id).filter(|q| q.generation == generation)?.clone();
+    let qr = state
+        .qrs
+        .get(id)
+        .filter(|q| q.generation == generation)?
+        .clone();
     let expired = qr.expired(Instant::now());
     Some((qr, expired))
 }
@@ -266,12 +270,21 @@ async fn v3_exchange(State(shared): S, headers: HeaderMap, body: Bytes) -> Respo
     let ticket = body.get("ticket").and_then(Value::as_str).unwrap_or("");
     match take_ticket(&shared, ticket) {
         Some(user) => v3_ok(token_set(&shared, &shared.users[user])),
-        None => v3_err(400, API_CODE_INVALID_TICKET, "ticket 不存在、已过期或已被使用"),
+        None => v3_err(
+            400,
+            API_CODE_INVALID_TICKET,
+            "ticket 不存在、已过期或已被使用",
+        ),
     }
 }
 
 /// The app side: `action` by the user of `authorization` on QR `id`.
-fn app_action(shared: &Shared, authorization: &str, id: &str, action: &str) -> Result<(), (i64, &'static str)> {
+fn app_action(
+    shared: &Shared,
+    authorization: &str,
+    id: &str,
+    action: &str,
+) -> Result<(), (i64, &'static str)> {
     let user = shared
         .user_by_token(authorization)
         .and_then(|u| shared.users.iter().position(|x| x.id == u.id))
@@ -320,7 +333,7 @@ fn v3_app(shared: &Shared, headers: &HeaderMap, body: &Bytes) -> Result<(), (i64
 async fn v3_set_status(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
     match v3_app(&shared, &headers, &body) {
         Ok(()) => v3_ok(json!({ "success": true })),
-        Err((code, m)) if code == 404 => v3_err(404, QRCODE_NOT_FOUND, m),
+        Err((404, m)) => v3_err(404, QRCODE_NOT_FOUND, m),
         Err((code, m)) => v3_err(code, 1100, m),
     }
 }
@@ -328,7 +341,7 @@ async fn v3_set_status(State(shared): S, headers: HeaderMap, body: Bytes) -> Res
 async fn v3_change_status(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
     match v3_app(&shared, &headers, &body) {
         Ok(()) => axum::Json(json!({ "statusCode": 200, "message": "操作成功" })).into_response(),
-        Err((code, m)) if code == 404 => v3_err(404, QRCODE_NOT_FOUND, m),
+        Err((404, m)) => v3_err(404, QRCODE_NOT_FOUND, m),
         Err((code, m)) => v3_err(code, 1100, m),
     }
 }
@@ -451,19 +464,37 @@ async fn v2_userinfo(State(shared): S, headers: HeaderMap, body: Bytes) -> Respo
     )
 }
 
-async fn v2_app(shared: Arc<Shared>, headers: HeaderMap, body: Bytes, action: &str, status: i64, message: &str) -> Response {
+async fn v2_app(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+    action: &str,
+    status: i64,
+    message: &str,
+) -> Response {
     let Some(json) = body_json(&body) else {
         return v2_err(400, "请求体不是合法的 JSON");
     };
-    let random = json.get("random").and_then(Value::as_str).unwrap_or("").to_owned();
+    let random = json
+        .get("random")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
     {
         let state = shared.state();
-        if state.qrs.get(&random).is_some_and(|q| q.generation != Gen::V2) {
+        if state
+            .qrs
+            .get(&random)
+            .is_some_and(|q| q.generation != Gen::V2)
+        {
             return v2_err(QRCODE_NOT_FOUND, "二维码不存在");
         }
     }
     match app_action(&shared, header(&headers, "authorization"), &random, action) {
-        Ok(()) => v2_ok(message, json!({ "random": random, "status": status, "description": message })),
+        Ok(()) => v2_ok(
+            message,
+            json!({ "random": random, "status": status, "description": message }),
+        ),
         Err((404, m)) => v2_err(QRCODE_NOT_FOUND, m),
         Err((code, m)) => v2_err(code, m),
     }

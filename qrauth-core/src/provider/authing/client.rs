@@ -258,7 +258,8 @@ impl AuthingClient {
             }
             TokenAuthMethod::ClientSecretBasic => {
                 let credentials = STANDARD.encode(format!("{}:{}", c.app_id, c.app_secret.0));
-                request = request.header(http::header::AUTHORIZATION, format!("Basic {credentials}"));
+                request =
+                    request.header(http::header::AUTHORIZATION, format!("Basic {credentials}"));
             }
             TokenAuthMethod::None => {}
         }
@@ -397,9 +398,7 @@ fn parse_v2_status(data: &Value) -> Result<UpstreamStatus> {
         Some(3) => UpstreamStatus::Cancelled,
         Some(-1) => UpstreamStatus::Expired,
         other => {
-            return Err(Error::Upstream(format!(
-                "qrcode/check: status {other:?}"
-            )));
+            return Err(Error::Upstream(format!("qrcode/check: status {other:?}")));
         }
     })
 }
@@ -507,7 +506,8 @@ mod tests {
 
     #[test]
     fn statuses_of_both_generations() {
-        let v3 = json!({"status": "SCANNED", "briefUserInfo": {"displayName": "Alice", "photo": "p"}});
+        let v3 =
+            json!({"status": "SCANNED", "briefUserInfo": {"displayName": "Alice", "photo": "p"}});
         assert_eq!(
             parse_v3_status(&v3).ok(),
             Some(UpstreamStatus::Scanned(UserInfo {

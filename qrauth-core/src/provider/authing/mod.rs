@@ -113,7 +113,13 @@ impl AuthingProvider {
     /// The QR payload the Authing app scans: the shape of Authing's own QR
     /// (`{scene, qrcodeId|random, userPoolId, createdAt, expiresIn, customData}`,
     /// Authing docs `full-api-list.md`).
-    fn qr_content(&self, upstream_id: &str, created_ms: u64, expires_in: u64, custom: &Value) -> String {
+    fn qr_content(
+        &self,
+        upstream_id: &str,
+        created_ms: u64,
+        expires_in: u64,
+        custom: &Value,
+    ) -> String {
         let c = self.client.config();
         let id_field = match c.api_version {
             ApiVersion::V3 => "qrcodeId",
@@ -203,11 +209,7 @@ impl AuthingProviderBuilder {
 #[async_trait]
 impl QrAuthProvider for AuthingProvider {
     async fn generate(&self, request: GenerateRequest) -> Result<QrCode> {
-        if request
-            .scene
-            .as_deref()
-            .is_some_and(|s| s != "APP_AUTH")
-        {
+        if request.scene.as_deref().is_some_and(|s| s != "APP_AUTH") {
             return Err(Error::InvalidRequest(
                 "scene must be APP_AUTH for the Authing provider".into(),
             ));
@@ -215,7 +217,9 @@ impl QrAuthProvider for AuthingProvider {
         let custom = match request.user_defined_data {
             None | Some(Value::Null) => None,
             Some(data @ Value::Object(_)) => {
-                let size = serde_json::to_vec(&data).map(|v| v.len()).unwrap_or(usize::MAX);
+                let size = serde_json::to_vec(&data)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
                 if size > self.client.config().max_custom_data_bytes {
                     return Err(Error::InvalidRequest("userDefinedData is too large".into()));
                 }
@@ -231,7 +235,12 @@ impl QrAuthProvider for AuthingProvider {
         let data = UpstreamState::new(upstream.id.clone()).write()?;
         let record = self
             .sessions
-            .create(&request.binding, request.initiator, request.nonce, Some(data))
+            .create(
+                &request.binding,
+                request.initiator,
+                request.nonce,
+                Some(data),
+            )
             .await?;
         let now = self.sessions.clock().now_millis();
         let expires_in = record.expire_at_ms.saturating_sub(now).div_ceil(1000);
@@ -354,7 +363,10 @@ mod tests {
     #[test]
     fn iso8601_matches_known_instants() {
         assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(super::iso8601(1_605_248_605_396), "2020-11-13T06:23:25.396Z");
+        assert_eq!(
+            super::iso8601(1_605_248_605_396),
+            "2020-11-13T06:23:25.396Z"
+        );
         assert_eq!(super::iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 }

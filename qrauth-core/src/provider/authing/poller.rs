@@ -116,8 +116,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Poller {
     pub fn new(client: Arc<AuthingClient>, sessions: Sessions, interval: Duration) -> Self {
         // Plain polls come every `poll_interval`: keep the loop over two of them.
-        let linger = (sessions.lifetimes().poll_interval * 2).max(interval * 3)
-            + Duration::from_secs(1);
+        let linger =
+            (sessions.lifetimes().poll_interval * 2).max(interval * 3) + Duration::from_secs(1);
         Self {
             inner: Arc::new(Inner {
                 loops: Mutex::new(HashMap::new()),
