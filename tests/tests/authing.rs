@@ -1086,3 +1086,99 @@ async fn measure_login(tabs_open: usize) -> (usize, usize) {
         (qrauth_requests, direct_requests)
     }
 }
+
+/// A QR nobody polls any more: its upstream loop stops after the linger time (two plain-poll
+/// intervals plus a second), and Authing is not asked again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loop_stops_when_nobody_waits() {
+    bounded(async {
+        let env = env(Kind::Axum, FakeConfig::default(), |b| b).await;
+        let mut browser = env.browser();
+        let qr = env.generate(&mut browser, None).await.ok(201);
+        let id = qr["qrcodeId"].as_str().expect("id");
+        env.status(&browser, id, None).await.ok(200);
+        assert_eq!(env.provider.live_upstream_loops(), 1);
+        // Lifetimes' poll interval is 1 s in these tests: linger = 2 s + 1 s.
+        tokio::time::sleep(Duration::from_millis(3600)).await;
+        assert_eq!(env.provider.live_upstream_loops(), 0);
+        let checks = env.fake.status_checks();
+        tokio::time::sleep(UPSTREAM_INTERVAL * 4).await;
+        assert_eq!(env.fake.status_checks(), checks);
+        // A new poll starts a new loop, and the session still works.
+        let body = env.status(&browser, id, None).await.ok(200);
+        assert_eq!(body["status"], "pending");
+        assert_eq!(env.provider.live_upstream_loops(), 1);
+        assert_eq!(env.provider.upstream_loops_started(), 2);
+    })
+    .await;
+}
+
+/// The event stream gets scanned and confirmed pushed from the upstream loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stream_follows_authing() {
+    bounded(async {
+        let env = env(Kind::Axum, FakeConfig::default(), |b| b).await;
+        let mut browser = env.browser();
+        let qr = env.generate(&mut browser, None).await.ok(201);
+        let id = qr["qrcodeId"].as_str().expect("id");
+        let content = qr["qrcodeContent"].as_str().expect("content");
+        let response = env
+            .http
+            .get(format!("{}/qrcode/events?qrcodeId={id}", env.base))
+            .header(
+                COOKIE,
+                format!(
+                    "{}={}",
+                    env.binding_name,
+                    browser.binding.clone().expect("bound")
+                ),
+            )
+            .send()
+            .await
+            .expect("events");
+        assert_eq!(response.status(), 200);
+        let alice = env.fake.alice();
+        env.fake.app_scan(content, &alice).await.expect("scan");
+        env.fake
+            .app_confirm(content, &alice)
+            .await
+            .expect("confirm");
+        let mut response = response;
+        let mut text = String::new();
+        while let Some(chunk) = response.chunk().await.expect("chunk") {
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("\"confirmed\"") {
+                break;
+            }
+        }
+        assert!(text.contains("\"confirmed\""), "{text}");
+        for t in env.fake.tickets_issued() {
+            assert!(
+                !text.contains(t.as_str()),
+                "Authing ticket in the event stream"
+            );
+        }
+    })
+    .await;
+}
+
+/// V2 pools: an unknown QR is `code 2241` in a V2 envelope, and reaches the browser as
+/// `404 unknown_qrcode`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn v2_unknown_qrcode() {
+    bounded(async {
+        let env = env(Kind::Axum, FakeConfig::default(), |b| {
+            b.api_version(ApiVersion::V2)
+        })
+        .await;
+        let mut browser = env.browser();
+        let qr = env.generate(&mut browser, None).await.ok(201);
+        let id = qr["qrcodeId"].as_str().expect("id");
+        let content = qr["qrcodeContent"].as_str().expect("content");
+        let upstream = FakeAuthing::qr_id_of(content).expect("random");
+        env.fake.forget_qrcode(&upstream);
+        env.wait_for_error(&browser, id, 404, "unknown_qrcode")
+            .await;
+    })
+    .await;
+}

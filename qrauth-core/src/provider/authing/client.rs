@@ -314,15 +314,16 @@ fn map_error(
     message: &str,
 ) -> Error {
     let upstream = || Error::Upstream(format!("{}: {code} {message}", call.name()));
-    if http_status.is_server_error() || code >= 500 {
-        return upstream();
-    }
     if code == QRCODE_NOT_FOUND || api_code == Some(QRCODE_NOT_FOUND) {
         return match call {
             Call::Gene | Call::Check => Error::UnknownQrCode,
             Call::Exchange => Error::InvalidTicket,
             Call::Fastpass => upstream(),
         };
+    }
+    // HTTP-like codes 5xx; V2 business codes (e.g. 2004) are four digits.
+    if http_status.is_server_error() || (500..600).contains(&code) {
+        return upstream();
     }
     let lower = message.to_ascii_lowercase();
     let expired = message.contains("过期") || lower.contains("expire");
@@ -496,6 +497,10 @@ mod tests {
         ));
         assert!(matches!(
             map_error(Call::Gene, StatusCode::BAD_GATEWAY, 200, None, ""),
+            Error::Upstream(_)
+        ));
+        assert!(matches!(
+            map_error(Call::Check, ok, 503, None, "busy"),
             Error::Upstream(_)
         ));
         assert!(matches!(
