@@ -356,8 +356,9 @@ async fn bounded(body: impl std::future::Future<Output = ()>) {
         .expect("test finished in time");
 }
 
-/// The whole login: QR, scan, confirm, exchange, authenticated request; returns the env.
-async fn full_login(env: &Env) {
+/// The whole login: QR, scan, confirm, exchange, authenticated request; returns qrauth's
+/// ticket and the id_token.
+async fn full_login(env: &Env) -> (String, String) {
     let fake = &env.fake;
     let alice = fake.alice();
     let mut browser = env.browser();
@@ -434,6 +435,7 @@ async fn full_login(env: &Env) {
         1
     );
     env.assert_no_upstream_leak();
+    (ticket, id_token)
 }
 
 macro_rules! both_adapters {
@@ -472,7 +474,7 @@ both_adapters!(
 
 async fn login_client_secret_post(kind: Kind) {
     let env = env(kind, fake_config(AuthMethod::ClientSecretPost), |b| b).await;
-    full_login(&env).await;
+    let _ = full_login(&env).await;
 }
 
 async fn login_client_secret_basic(kind: Kind) {
@@ -480,7 +482,7 @@ async fn login_client_secret_basic(kind: Kind) {
         b.token_auth_method(TokenAuthMethod::ClientSecretBasic)
     })
     .await;
-    full_login(&env).await;
+    let _ = full_login(&env).await;
 }
 
 async fn login_none_opted_in(kind: Kind) {
@@ -489,7 +491,7 @@ async fn login_none_opted_in(kind: Kind) {
             .allow_none_auth(true)
     })
     .await;
-    full_login(&env).await;
+    let _ = full_login(&env).await;
 }
 
 async fn login_v2(kind: Kind) {
@@ -497,7 +499,7 @@ async fn login_v2(kind: Kind) {
         b.api_version(ApiVersion::V2)
     })
     .await;
-    full_login(&env).await;
+    let _ = full_login(&env).await;
     assert!(env.fake.count("/api/v2/qrcode/check") > 0);
     assert_eq!(env.fake.count("/api/v3/"), 0, "{:?}", env.fake.requests());
 }
@@ -508,7 +510,7 @@ async fn login_hs256(kind: Kind) {
         ..FakeConfig::default()
     };
     let env = env(kind, config, |b| b.hs256_id_tokens(true)).await;
-    full_login(&env).await;
+    let _ = full_login(&env).await;
 }
 
 async fn cancel_on_the_phone(kind: Kind) {
@@ -524,6 +526,9 @@ async fn cancel_on_the_phone(kind: Kind) {
     let cancelled = env.wait_for(&browser, id, "cancelled").await;
     assert_eq!(cancelled["canceled"], true);
     assert!(cancelled["ticket"].is_null());
+    // The session ended: its upstream loop stops.
+    tokio::time::sleep(UPSTREAM_INTERVAL * 3).await;
+    assert_eq!(env.provider.live_upstream_loops(), 0);
     env.assert_no_upstream_leak();
 }
 
@@ -1179,6 +1184,69 @@ async fn v2_unknown_qrcode() {
         env.fake.forget_qrcode(&upstream);
         env.wait_for_error(&browser, id, 404, "unknown_qrcode")
             .await;
+    })
+    .await;
+}
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("capture").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Logs at every level during a login and a failed exchange hold no secret: not the app
+/// secret, not Authing's tickets, not qrauth's ticket, not the tokens.
+#[tokio::test(flavor = "current_thread")]
+async fn no_secret_in_logs() {
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    bounded(async {
+        let env = env(
+            Kind::Axum,
+            fake_config(AuthMethod::ClientSecretBasic),
+            |b| b.token_auth_method(TokenAuthMethod::ClientSecretBasic),
+        )
+        .await;
+        let (ticket, id_token) = full_login(&env).await;
+        // An upstream failure is logged (with Authing's message), still without secrets.
+        env.fake.set_faults(Faults {
+            server_error: true,
+            only: Some("gene-qrcode".into()),
+            ..Faults::default()
+        });
+        let mut browser = env.browser();
+        env.generate(&mut browser, None)
+            .await
+            .error(502, "upstream_unavailable");
+        let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
+        assert!(logs.contains("Authing QR login completed"), "capture works");
+        assert!(
+            logs.contains("Authing call failed"),
+            "upstream failures are logged"
+        );
+        let secrets = [
+            env.fake.config().app_secret.clone(),
+            env.fake.basic_credentials(),
+            ticket,
+            id_token,
+        ];
+        for secret in secrets.iter().chain(env.fake.tickets_issued().iter()) {
+            assert!(!logs.contains(secret.as_str()), "secret in logs");
+        }
     })
     .await;
 }
