@@ -36,7 +36,7 @@ enum Stopper {
 
 /// The fake Authing, a qrauth app on it, and a browser.
 struct Env {
-    fake: FakeAuthing,
+    fake: Arc<FakeAuthing>,
     provider: Arc<AuthingProvider>,
     base: String,
     binding_name: String,
@@ -124,8 +124,14 @@ async fn env_custom(
     config: FakeConfig,
     make: impl FnOnce(&FakeAuthing) -> AuthingProviderBuilder,
 ) -> Env {
-    let fake = FakeAuthing::spawn(config).await.expect("fake Authing");
-    let provider = Arc::new(make(&fake).build().expect("provider"));
+    let fake = Arc::new(FakeAuthing::spawn(config).await.expect("fake Authing"));
+    let provider = make(&fake).build().expect("provider");
+    env_on(kind, fake, provider).await
+}
+
+/// A qrauth server of `kind` with `provider`, on an existing fake.
+async fn env_on(kind: Kind, fake: Arc<FakeAuthing>, provider: AuthingProvider) -> Env {
+    let provider = Arc::new(provider);
     let service = QrAuthService::builder(provider.clone())
         .limits(Limits::unlimited())
         .insecure_dev_cookies()
@@ -1247,6 +1253,65 @@ async fn no_secret_in_logs() {
         for secret in secrets.iter().chain(env.fake.tickets_issued().iter()) {
             assert!(!logs.contains(secret.as_str()), "secret in logs");
         }
+    })
+    .await;
+}
+
+#[path = "../../qrauth-core/tests/support/redis_server.rs"]
+mod redis_server;
+
+/// Two replicas sharing one Redis: the browser creates the QR on A and waits on B; B's upstream
+/// loop records Authing's confirmation (and Authing's ticket) in Redis; A serves the ticket and
+/// exchanges Authing's ticket it never saw itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_session_through_redis() {
+    let redis = redis_server::RedisServer::start();
+    bounded(async {
+        let fake = Arc::new(
+            FakeAuthing::spawn(FakeConfig::default())
+                .await
+                .expect("fake"),
+        );
+        let replica = |store: qrauth_core::store::RedisStore| {
+            let lifetimes = Lifetimes::default()
+                .poll_interval(Duration::from_secs(1))
+                .validate()
+                .expect("lifetimes");
+            let sessions = Sessions::new(Arc::new(store), lifetimes).expect("sessions");
+            builder(&fake).sessions(sessions).build().expect("provider")
+        };
+        let store_a = qrauth_core::store::RedisStore::connect(&redis.url())
+            .await
+            .expect("redis A");
+        let store_b = qrauth_core::store::RedisStore::connect(&redis.url())
+            .await
+            .expect("redis B");
+        let a = env_on(Kind::Axum, fake.clone(), replica(store_a)).await;
+        let b = env_on(Kind::Actix, fake.clone(), replica(store_b)).await;
+        assert_eq!(a.binding_name, b.binding_name);
+
+        let mut browser = a.browser();
+        let qr = a.generate(&mut browser, None).await.ok(201);
+        let id = qr["qrcodeId"].as_str().expect("id").to_owned();
+        let content = qr["qrcodeContent"].as_str().expect("content").to_owned();
+        // Waiting on B; the phone confirms meanwhile.
+        let waiting = {
+            let browser = browser.clone();
+            let id = id.clone();
+            tokio::spawn(async move { b.wait_for(&browser, &id, "confirmed").await })
+        };
+        let alice = fake.alice();
+        fake.app_scan(&content, &alice).await.expect("scan");
+        fake.app_confirm(&content, &alice).await.expect("confirm");
+        let confirmed = waiting.await.expect("B waited");
+        let ticket = confirmed["ticket"].as_str().expect("ticket");
+        let tokens = a.exchange(&browser, ticket).await.ok(200);
+        let id_token = tokens["id_token"].as_str().expect("id_token");
+        assert_eq!(
+            a.provider.verify(id_token).await.expect("verifies").sub,
+            alice.id
+        );
+        a.assert_no_upstream_leak();
     })
     .await;
 }
