@@ -421,6 +421,9 @@ async fn full_login(env: &Env) -> (String, String) {
     let tokens = env.exchange(&browser, &ticket).await;
     let body = tokens.ok(200);
     assert!(body["access_token"].is_string());
+    // Authing's `expire_in` (V3) or the token's `exp` (V2) becomes `expires_in`.
+    let expires_in = body["expires_in"].as_u64().expect("expires_in");
+    assert!((7000..=7200).contains(&expires_in), "{body}");
     let id_token = body["id_token"].as_str().expect("id_token").to_owned();
     let claims = env
         .provider
@@ -1312,6 +1315,30 @@ async fn two_replicas_share_the_session_through_redis() {
             alice.id
         );
         a.assert_no_upstream_leak();
+    })
+    .await;
+}
+
+/// Providers without fastpass (the built-in one) answer the route with qrauth's 404 JSON, on
+/// both adapters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fastpass_not_supported_by_builtin_provider() {
+    bounded(async {
+        for kind in [
+            qrauth_tests::ServerKind::Axum,
+            qrauth_tests::ServerKind::Actix,
+        ] {
+            let server = qrauth_tests::spawn(kind, qrauth_tests::ServerOptions::default()).await;
+            let response = reqwest::Client::new()
+                .post(server.url("/qrcode/fastpass"))
+                .header(AUTHORIZATION, "Bearer whatever")
+                .send()
+                .await
+                .expect("fastpass");
+            assert_eq!(response.status(), 404, "{kind:?}");
+            let body: Value = response.json().await.expect("json");
+            assert_eq!(body["error"], "not_found", "{kind:?}");
+        }
     })
     .await;
 }

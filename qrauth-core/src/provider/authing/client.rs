@@ -408,16 +408,18 @@ fn parse_v2_status(data: &Value) -> Result<UpstreamStatus> {
 fn parse_token_set(data: &Value) -> Result<TokenSet> {
     let access_token = required_str(data, "access_token", Call::Exchange)?;
     let id_token = required_str(data, "id_token", Call::Exchange)?;
+    let expires_in = data
+        .get("expire_in")
+        .or_else(|| data.get("expires_in"))
+        .and_then(Value::as_u64)
+        .or_else(|| seconds_left(&id_token))
+        .unwrap_or(0);
     Ok(TokenSet {
         access_token,
         id_token,
         refresh_token: opt_str(data, "refresh_token"),
         token_type: opt_str(data, "token_type").unwrap_or_else(|| "Bearer".into()),
-        expires_in: data
-            .get("expire_in")
-            .or_else(|| data.get("expires_in"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0),
+        expires_in,
         scope: opt_str(data, "scope"),
     })
 }
@@ -425,9 +427,7 @@ fn parse_token_set(data: &Value) -> Result<TokenSet> {
 /// V2 `userinfo`: a user whose `token` is the user's id_token.
 fn parse_v2_user(data: &Value) -> Result<TokenSet> {
     let token = required_str(data, "token", Call::Exchange)?;
-    let expires_in = jwt_exp(&token)
-        .map(|exp| exp.saturating_sub(crate::clock::Clock::now_secs(&crate::clock::SystemClock)))
-        .unwrap_or(0);
+    let expires_in = seconds_left(&token).unwrap_or(0);
     Ok(TokenSet {
         access_token: token.clone(),
         id_token: token,
@@ -436,6 +436,12 @@ fn parse_v2_user(data: &Value) -> Result<TokenSet> {
         expires_in,
         scope: None,
     })
+}
+
+/// Seconds until the (unverified) `exp` of a JWT.
+fn seconds_left(token: &str) -> Option<u64> {
+    let now = crate::clock::Clock::now_secs(&crate::clock::SystemClock);
+    jwt_exp(token).map(|exp| exp.saturating_sub(now))
 }
 
 /// The unverified `exp` of a JWT (only to report `expires_in`; the token is verified later).
