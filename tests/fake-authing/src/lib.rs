@@ -42,7 +42,14 @@
 //!   application's client authentication instead.
 //! - Whether an `AUTHORIZED` QR later reads `EXPIRED` is unknown; the fake keeps it
 //!   `AUTHORIZED`.
-//! - Access-token `aud` is assumed to be the app id.
+//! - Access-token `aud` is assumed to be the app id (qrauth verifies fastpass callers' access
+//!   tokens with it).
+//! - `briefUserInfo` is also sent with `AUTHORIZED`; the fastpass `scene` value (`FASTPASS`) is
+//!   invented (the DTO only says "string").
+//! - V2 gene reads custom data from `params` (js SDK 4.23.10); Authing's docs call it
+//!   `customeData`.
+//! - Headers: gene checks `x-authing-app-id` (V3) / `x-authing-userpool-id` (V2) only; other
+//!   `x-authing-*` headers are ignored, as the reference suggests.
 
 mod faults;
 mod routes;
