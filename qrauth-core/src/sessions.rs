@@ -259,6 +259,20 @@ impl Sessions {
         ))
     }
 
+    /// Applies a provider-defined transition with compare-and-set, re-reading and retrying
+    /// when another writer won the race (like every transition of this type).
+    ///
+    /// For providers that mirror an upstream state machine (e.g. Authing's QR status): build
+    /// the next record from the current one with [`SessionRecord`]'s transition methods, or
+    /// fail to leave the session untouched. The next record must carry a higher `version`.
+    pub async fn update<F>(&self, id: &QrCodeId, mut transition: F) -> Result<SessionRecord>
+    where
+        F: FnMut(&SessionRecord, u64) -> Result<SessionRecord>,
+    {
+        self.transition(id, |r, now| transition(r, now).map_err(Refusal::from))
+            .await
+    }
+
     /// `pending → scanned` for `scanner`; returns the record and the phone's confirm token.
     pub async fn scan(
         &self,

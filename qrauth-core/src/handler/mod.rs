@@ -59,13 +59,16 @@ pub enum Route {
     Jwks,
     /// `GET /.well-known/openid-configuration`
     OpenIdConfiguration,
+    /// `POST /qrcode/fastpass`: a fastpass QR for a logged-in user (providers with
+    /// [`fastpass`](crate::provider::QrAuthProvider::fastpass) only).
+    Fastpass,
     /// Anything else under `/qrcode/`.
     NotFound,
 }
 
 impl Route {
     /// Every route with its path, for adapters to mount.
-    pub const ALL: [(&'static str, Route); 10] = [
+    pub const ALL: [(&'static str, Route); 11] = [
         ("/qrcode", Route::Generate),
         ("/qrcode/status", Route::Status),
         ("/qrcode/events", Route::Events),
@@ -74,6 +77,7 @@ impl Route {
         ("/qrcode/confirm", Route::Confirm),
         ("/qrcode/cancel", Route::Cancel),
         ("/qrcode/widget.js", Route::Widget),
+        ("/qrcode/fastpass", Route::Fastpass),
         ("/.well-known/jwks.json", Route::Jwks),
         (
             "/.well-known/openid-configuration",
@@ -84,9 +88,12 @@ impl Route {
     /// The one method the route answers.
     pub fn method(self) -> Option<Method> {
         match self {
-            Route::Generate | Route::Exchange | Route::Scan | Route::Confirm | Route::Cancel => {
-                Some(Method::POST)
-            }
+            Route::Generate
+            | Route::Exchange
+            | Route::Scan
+            | Route::Confirm
+            | Route::Cancel
+            | Route::Fastpass => Some(Method::POST),
             Route::Status
             | Route::Events
             | Route::Widget
@@ -367,6 +374,7 @@ impl QrAuthService {
             Route::Widget => Ok(widget::response(&request.headers)),
             Route::Jwks => self.issuer_document(|d| d.jwks()),
             Route::OpenIdConfiguration => self.issuer_document(|d| d.openid_configuration()),
+            Route::Fastpass => self.fastpass(request).await,
             Route::NotFound => Err(Error::NotFound),
         }
     }
@@ -649,6 +657,39 @@ impl QrAuthService {
             StatusCode::OK,
             &json!({ "status": state.as_str() }),
         ))
+    }
+
+    /// `POST /qrcode/fastpass`: `Authorization: Bearer <access_token>` of the logged-in user,
+    /// optional JSON body `{ scope, context, customData }`.
+    async fn fastpass(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let api = self.inner.provider.fastpass().ok_or(Error::NotFound)?;
+        self.check_origin(&request.headers)?;
+        let token = header_str(&request.headers, AUTHORIZATION)
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Ok(self.unauthorized(&Error::InvalidToken(crate::error::TokenError::Missing)));
+        };
+        let body: crate::provider::FastpassRequest =
+            if request.body.iter().all(u8::is_ascii_whitespace) {
+                Default::default()
+            } else {
+                parse_json(request)?
+            };
+        self.limit(
+            format!("fastpass:{}", hex_sha256(token)),
+            self.inner.limits.phone_per_minute,
+            Duration::from_secs(60),
+        )
+        .await?;
+        match api.fastpass(token, body).await {
+            Ok(data) => Ok(ApiResponse::json(StatusCode::OK, &data)),
+            Err(e @ (Error::InvalidToken(_) | Error::Unauthenticated)) => Ok(self.unauthorized(&e)),
+            Err(e) => Err(e),
+        }
     }
 
     fn issuer_document(

@@ -5,6 +5,8 @@
 //! an external IdP. Every provider builds on [`Sessions`](crate::sessions::Sessions), so
 //! binding, single use and atomic transitions behave the same everywhere.
 
+#[cfg(feature = "authing")]
+pub mod authing;
 pub mod builtin;
 
 use std::net::IpAddr;
@@ -96,6 +98,36 @@ pub trait QrAuthProvider: Send + Sync + 'static {
     fn issuer(&self) -> Option<&dyn IssuerDocuments> {
         None
     }
+
+    /// "Fastpass" QR codes for users who are already logged in (Authing's
+    /// gene-fastpass-qrcode-info), served at `POST /qrcode/fastpass`; `None` (the default)
+    /// answers that route with 404.
+    fn fastpass(&self) -> Option<&dyn FastpassApi> {
+        None
+    }
+}
+
+/// What a logged-in user asks for when requesting a fastpass QR code: Authing's
+/// `SignInFastpassOptionsDto`.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[non_exhaustive]
+pub struct FastpassRequest {
+    /// Requested scope (space separated, must contain `openid`).
+    pub scope: Option<String>,
+    /// Extra context for the IdP's pipelines.
+    pub context: Option<Value>,
+    /// Custom user data to set.
+    pub custom_data: Option<Value>,
+}
+
+/// Fastpass QR codes for an already logged-in user.
+#[async_trait]
+pub trait FastpassApi: Send + Sync {
+    /// Returns the QR data for the IdP's token app to scan. `access_token` is the logged-in
+    /// user's access token as presented (without the `Bearer ` prefix); implementations verify
+    /// it and answer [`Error::InvalidToken`](crate::Error::InvalidToken) when it is not valid.
+    async fn fastpass(&self, access_token: &str, request: FastpassRequest) -> Result<Value>;
 }
 
 /// The phone app's request context.
