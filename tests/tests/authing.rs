@@ -270,6 +270,30 @@ impl Env {
         self.send(browser, request).await
     }
 
+    /// A QR generated for `browser`, scanned and confirmed by Alice in the Authing app;
+    /// returns qrauth's id and the ticket the bound browser got.
+    async fn confirmed_by_alice(&self, browser: &mut Browser) -> (String, String) {
+        let qr = self.generate(browser, None).await.ok(201);
+        let id = qr["qrcodeId"].as_str().expect("id").to_owned();
+        let content = qr["qrcodeContent"].as_str().expect("content");
+        self.app_scan_and_confirm(content).await;
+        let ticket = self.wait_for(browser, &id, "confirmed").await["ticket"]
+            .as_str()
+            .expect("ticket")
+            .to_owned();
+        (id, ticket)
+    }
+
+    /// Alice scans and confirms the QR with `content` in the Authing app.
+    async fn app_scan_and_confirm(&self, content: &str) {
+        let alice = self.fake.alice();
+        self.fake.app_scan(content, &alice).await.expect("scan");
+        self.fake
+            .app_confirm(content, &alice)
+            .await
+            .expect("confirm");
+    }
+
     /// Long-polls until the status is `want` (or fails the test); upstream errors on the way
     /// (a recovering Authing) are waited out.
     async fn wait_for(&self, browser: &Browser, id: &str, want: &str) -> Value {
@@ -697,12 +721,7 @@ async fn fault_status_outage_then_recovery(kind: Kind) {
         .await;
     env.fake.clear_faults();
     env.wait_for(&browser, id, "pending").await;
-    let alice = env.fake.alice();
-    env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake
-        .app_confirm(content, &alice)
-        .await
-        .expect("confirm");
+    env.app_scan_and_confirm(content).await;
     let confirmed = env.wait_for(&browser, id, "confirmed").await;
     let ticket = confirmed["ticket"].as_str().expect("ticket");
     env.exchange(&browser, ticket).await.ok(200);
@@ -768,19 +787,8 @@ async fn fault_expired_qrcode(kind: Kind) {
 async fn fault_exchange_server_error(kind: Kind) {
     let env = env(kind, FakeConfig::default(), |b| b).await;
     let mut browser = env.browser();
-    let qr = env.generate(&mut browser, None).await.ok(201);
-    let id = qr["qrcodeId"].as_str().expect("id");
-    let content = qr["qrcodeContent"].as_str().expect("content");
-    let alice = env.fake.alice();
-    env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake
-        .app_confirm(content, &alice)
-        .await
-        .expect("confirm");
-    let ticket = env.wait_for(&browser, id, "confirmed").await["ticket"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
+    let (id, ticket) = env.confirmed_by_alice(&mut browser).await;
+    let id = id.as_str();
     env.fake.set_faults(Faults {
         server_error: true,
         only: Some("exchange-tokenset".into()),
@@ -813,19 +821,7 @@ async fn wrong_client_secret(kind: Kind) {
     })
     .await;
     let mut browser = env.browser();
-    let qr = env.generate(&mut browser, None).await.ok(201);
-    let id = qr["qrcodeId"].as_str().expect("id");
-    let content = qr["qrcodeContent"].as_str().expect("content");
-    let alice = env.fake.alice();
-    env.fake.app_scan(content, &alice).await.expect("scan");
-    env.fake
-        .app_confirm(content, &alice)
-        .await
-        .expect("confirm");
-    let ticket = env.wait_for(&browser, id, "confirmed").await["ticket"]
-        .as_str()
-        .expect("ticket")
-        .to_owned();
+    let (_, ticket) = env.confirmed_by_alice(&mut browser).await;
     env.exchange(&browser, &ticket)
         .await
         .error(502, "upstream_unavailable");
@@ -1156,12 +1152,7 @@ async fn events_stream_follows_authing() {
             .await
             .expect("events");
         assert_eq!(response.status(), 200);
-        let alice = env.fake.alice();
-        env.fake.app_scan(content, &alice).await.expect("scan");
-        env.fake
-            .app_confirm(content, &alice)
-            .await
-            .expect("confirm");
+        env.app_scan_and_confirm(content).await;
         let mut response = response;
         let mut text = String::new();
         while let Some(chunk) = response.chunk().await.expect("chunk") {

@@ -177,40 +177,32 @@ impl AuthingClient {
 
     /// Creates a QR code at Authing (not retried: every call makes a new QR code).
     pub async fn gene(&self, custom_data: Option<&Value>) -> Result<UpstreamQr> {
-        match self.config.api_version {
-            ApiVersion::V3 => {
-                // GenerateQrcodeDto: `type` MOBILE_APP is the self-built app's APP_AUTH scene.
-                let mut body = json!({ "type": "MOBILE_APP", "autoMergeQrCode": false });
-                if let (Some(obj), Some(data)) = (body.as_object_mut(), custom_data) {
-                    obj.insert("customData".into(), data.clone());
-                }
-                let request = self
-                    .request(http::Method::POST, "/api/v3/gene-qrcode")
-                    .json(&body);
-                let data = self.send(Call::Gene, ApiVersion::V3, request).await?;
-                let id = required_str(&data, "qrcodeId", Call::Gene)?;
-                Ok(UpstreamQr {
-                    id,
-                    expires_in: None,
-                })
-            }
-            ApiVersion::V2 => {
-                // js SDK 4.23.10 L679-690: `params` carries the custom data.
-                let mut body = json!({ "scene": "APP_AUTH", "autoMergeQrCode": false });
-                if let (Some(obj), Some(data)) = (body.as_object_mut(), custom_data) {
-                    obj.insert("params".into(), data.clone());
-                }
-                let request = self
-                    .request(http::Method::POST, "/api/v2/qrcode/gene")
-                    .json(&body);
-                let data = self.send(Call::Gene, ApiVersion::V2, request).await?;
-                let id = required_str(&data, "random", Call::Gene)?;
-                Ok(UpstreamQr {
-                    id,
-                    expires_in: data.get("expiresIn").and_then(Value::as_u64),
-                })
-            }
+        let version = self.config.api_version;
+        // V3 GenerateQrcodeDto: `type` MOBILE_APP is the self-built app's APP_AUTH scene; V2
+        // (js SDK 4.23.10 L679-690): `scene`, with the custom data in `params`.
+        let (path, mut body, data_field, id_field) = match version {
+            ApiVersion::V3 => (
+                "/api/v3/gene-qrcode",
+                json!({ "type": "MOBILE_APP", "autoMergeQrCode": false }),
+                "customData",
+                "qrcodeId",
+            ),
+            ApiVersion::V2 => (
+                "/api/v2/qrcode/gene",
+                json!({ "scene": "APP_AUTH", "autoMergeQrCode": false }),
+                "params",
+                "random",
+            ),
+        };
+        if let (Some(obj), Some(data)) = (body.as_object_mut(), custom_data) {
+            obj.insert(data_field.into(), data.clone());
         }
+        let request = self.request(http::Method::POST, path).json(&body);
+        let data = self.send(Call::Gene, version, request).await?;
+        Ok(UpstreamQr {
+            id: required_str(&data, id_field, Call::Gene)?,
+            expires_in: data.get("expiresIn").and_then(Value::as_u64),
+        })
     }
 
     /// Authing's status of a QR code; a read, so one failed attempt is retried once.
