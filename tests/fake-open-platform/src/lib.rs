@@ -461,7 +461,8 @@ async fn token(State(shared): State<Arc<Shared>>, Form(form): FormMap) -> Respon
     if exp <= now {
         return error(&shared, 4102, "authorization_code is invalid");
     }
-    match shared.lock().users.get(&open_id).copied().unwrap_or_default() {
+    let user_state = shared.lock().users.get(&open_id).copied().unwrap_or_default();
+    match user_state {
         UserState::Ok => {}
         UserState::NotAdded => return error(&shared, 4104, "user not add app"),
         UserState::NoPermission => return error(&shared, 4103, "no permission"),
