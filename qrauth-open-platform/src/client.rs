@@ -387,7 +387,9 @@ impl OpenPlatformClient {
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(_) => tracing::debug!(endpoint = path, elapsed_ms, "open platform call succeeded"),
-            Err(e) => tracing::warn!(endpoint = path, elapsed_ms, error = %e, "open platform call failed"),
+            Err(e) => {
+                tracing::warn!(endpoint = path, elapsed_ms, error = %e, "open platform call failed")
+            }
         }
         result
     }
@@ -462,8 +464,8 @@ fn credential(path: &str, data: &Map<String, Value>, field: &str) -> Result<Serv
     let value = leaf_string(data, field)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| malformed(path, &format!("data.{field} missing")))?;
-    let expires_in = leaf_u64(data, "expires_in")
-        .ok_or_else(|| malformed(path, "data.expires_in missing"))?;
+    let expires_in =
+        leaf_u64(data, "expires_in").ok_or_else(|| malformed(path, "data.expires_in missing"))?;
     Ok(ServerCredential {
         value: Redacted(value),
         expires_in: Duration::from_secs(expires_in),
@@ -568,7 +570,10 @@ mod tests {
             parse(r#"{"status":"4000","message":"m","data":[]}"#),
             Err(OpenPlatformError::Api { status: 4000, .. })
         ));
-        assert_eq!(parse(r#"{"status":"2011","message":"ok","data":[]}"#), Ok(None));
+        assert_eq!(
+            parse(r#"{"status":"2011","message":"ok","data":[]}"#),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -595,7 +600,9 @@ mod tests {
             expires_in: Duration::from_secs(1),
         };
         assert!(!format!("{c:?}").contains("tok-123"));
-        let client = OpenPlatformClient::builder("app", "s3cr3t-value").build().unwrap();
+        let client = OpenPlatformClient::builder("app", "s3cr3t-value")
+            .build()
+            .unwrap();
         assert!(!format!("{client:?}").contains("s3cr3t-value"));
     }
 }

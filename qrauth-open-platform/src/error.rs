@@ -205,9 +205,18 @@ mod tests {
 
     #[test]
     fn distinct_forbidden_texts() {
-        let a = OpenPlatformError::NoPermission { message: "x".into() }.to_core();
-        let b = OpenPlatformError::AppNotAdded { message: "x".into() }.to_core();
+        let a = OpenPlatformError::NoPermission {
+            message: "x".into(),
+        }
+        .to_core();
+        let b = OpenPlatformError::AppNotAdded {
+            message: "x".into(),
+        }
+        .to_core();
         assert_ne!(a.public_description(), b.public_description());
-        assert!(b.public_description().contains("open_platform_app_not_added"));
+        assert!(
+            b.public_description()
+                .contains("open_platform_app_not_added")
+        );
     }
 }

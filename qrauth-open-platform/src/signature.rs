@@ -107,8 +107,14 @@ mod tests {
     #[test]
     fn url_is_cut_at_query_fragment_and_trailing_slash() {
         assert_eq!(signature_url("https://a.example/"), "https://a.example");
-        assert_eq!(signature_url("https://a.example/p#x?y"), "https://a.example/p");
-        assert_eq!(signature_url("https://a.example/p//?q=1"), "https://a.example/p");
+        assert_eq!(
+            signature_url("https://a.example/p#x?y"),
+            "https://a.example/p"
+        );
+        assert_eq!(
+            signature_url("https://a.example/p//?q=1"),
+            "https://a.example/p"
+        );
         assert_eq!(signature_url("https://a.example/p"), "https://a.example/p");
     }
 

@@ -15,7 +15,10 @@ const T: Duration = Duration::from_secs(5);
 async fn hundred_concurrent_callers_share_one_ticket_request() {
     let fake = fake().await;
     // Slow enough that all callers arrive while the first fetch is in flight.
-    fake.set_fault(Endpoint::Ticket, Some(Fault::Slow(Duration::from_millis(300))));
+    fake.set_fault(
+        Endpoint::Ticket,
+        Some(Fault::Slow(Duration::from_millis(300))),
+    );
     let credentials = Arc::new(Credentials::new(client_for(&fake, T)));
     let tasks: Vec<_> = (0..100)
         .map(|_| {
@@ -41,7 +44,10 @@ async fn revoked_access_token_is_refreshed_and_the_call_retried_once() {
     let credentials = Credentials::new(client_for(&fake, T));
     credentials.server_access_token().await.expect("token");
     fake.revoke_access_tokens();
-    let ticket = credentials.js_ticket().await.expect("ticket after one retry");
+    let ticket = credentials
+        .js_ticket()
+        .await
+        .expect("ticket after one retry");
     assert!(fake.ticket_is_valid(&ticket));
     let c = fake.counters();
     assert_eq!((c.access_token, c.ticket), (2, 2));
@@ -53,7 +59,10 @@ async fn persistent_4102_retries_once_then_fails_and_is_not_cached() {
     let credentials = Credentials::new(client_for(&fake, T));
     fake.set_fault(Endpoint::Ticket, Some(Fault::Status(4102)));
     let e = credentials.js_ticket().await;
-    assert!(matches!(e, Err(OpenPlatformError::CredentialRejected { .. })), "{e:?}");
+    assert!(
+        matches!(e, Err(OpenPlatformError::CredentialRejected { .. })),
+        "{e:?}"
+    );
     assert_eq!(e.unwrap_err().to_core().status(), 502);
     let c = fake.counters();
     assert_eq!((c.access_token, c.ticket), (2, 2));
@@ -69,7 +78,10 @@ async fn bad_secret_on_the_access_token_endpoint_is_not_retried() {
     fake.set_fault(Endpoint::AccessToken, Some(Fault::Status(4102)));
     let credentials = Credentials::new(client_for(&fake, T));
     let e = credentials.js_ticket().await;
-    assert!(matches!(e, Err(OpenPlatformError::CredentialRejected { .. })), "{e:?}");
+    assert!(
+        matches!(e, Err(OpenPlatformError::CredentialRejected { .. })),
+        "{e:?}"
+    );
     assert_eq!(fake.counters().access_token, 1);
     assert_eq!(fake.counters().ticket, 0);
 }

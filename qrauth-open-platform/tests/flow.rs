@@ -20,8 +20,11 @@ async fn full_flow(kind: Kind) {
     // The confirm page's JS SDK config, then the (fake) JS SDK's code.
     let page = format!("{}/m/confirm?qrcodeId={id}", server.base);
     let config = server.provider.js_sdk_config(&page).await.expect("config");
-    let config = serde_json::from_value(serde_json::to_value(&config).expect("json")).expect("page config");
-    let code = fake.js_sdk_code("open-id-alice", &page, &config).expect("code");
+    let config =
+        serde_json::from_value(serde_json::to_value(&config).expect("json")).expect("page config");
+    let code = fake
+        .js_sdk_code("open-id-alice", &page, &config)
+        .expect("code");
 
     let (status, scanned) = phone(&server.base, "scan", &code, json!({ "qrcodeId": id })).await;
     assert_eq!(status, 200, "{scanned}");
@@ -36,8 +39,16 @@ async fn full_flow(kind: Kind) {
         json!({ "qrcodeId": id, "confirmToken": confirm_token }),
     )
     .await;
-    assert_eq!((status, body["status"].clone()), (200, json!("confirmed")), "{body}");
-    assert_eq!(fake.counters().token, 1, "one code exchange for scan and confirm");
+    assert_eq!(
+        (status, body["status"].clone()),
+        (200, json!("confirmed")),
+        "{body}"
+    );
+    assert_eq!(
+        fake.counters().token,
+        1,
+        "one code exchange for scan and confirm"
+    );
 
     let st = browser.status().await;
     let ticket = st["ticket"].as_str().expect("ticket");
@@ -76,10 +87,19 @@ async fn full_flow_actix() {
     full_flow(Kind::Actix).await;
 }
 
-async fn scanned(server: &support::Server, fake: &qrauth_fake_open_platform::FakeOpenPlatform) -> (Browser, String, String) {
+async fn scanned(
+    server: &support::Server,
+    fake: &qrauth_fake_open_platform::FakeOpenPlatform,
+) -> (Browser, String, String) {
     let browser = Browser::start(&server.base).await;
     let code = fake.mint_code("open-id-bob");
-    let (status, body) = phone(&server.base, "scan", &code, json!({ "qrcodeId": browser.qrcode_id })).await;
+    let (status, body) = phone(
+        &server.base,
+        "scan",
+        &code,
+        json!({ "qrcodeId": browser.qrcode_id }),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let token = body["confirmToken"].as_str().expect("token").to_owned();
     (browser, code, token)
@@ -94,9 +114,19 @@ async fn reused_or_expired_code_fails_confirm_and_the_session_stays_scanned() {
 
     // A code already used elsewhere (single use upstream).
     let used = fake.mint_code("open-id-bob");
-    server.provider.credentials().client().exchange_code(&used).await.expect("used elsewhere");
+    server
+        .provider
+        .credentials()
+        .client()
+        .exchange_code(&used)
+        .await
+        .expect("used elsewhere");
     let (status, err) = phone(&server.base, "confirm", &used, body.clone()).await;
-    assert_eq!((status, err["error"].clone()), (401, json!("unauthenticated")), "{err}");
+    assert_eq!(
+        (status, err["error"].clone()),
+        (401, json!("unauthenticated")),
+        "{err}"
+    );
     assert_eq!(browser.status().await["status"], "scanned");
 
     // An expired code.
@@ -108,7 +138,11 @@ async fn reused_or_expired_code_fails_confirm_and_the_session_stays_scanned() {
 
     // The user retries with the code that scanned: confirmed.
     let (status, ok) = phone(&server.base, "confirm", &good_code, body).await;
-    assert_eq!((status, ok["status"].clone()), (200, json!("confirmed")), "{ok}");
+    assert_eq!(
+        (status, ok["status"].clone()),
+        (200, json!("confirmed")),
+        "{ok}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,7 +151,13 @@ async fn another_platform_user_cannot_confirm() {
     let server = server(Kind::Axum, &fake, UPSTREAM_TIMEOUT).await;
     let (browser, _, token) = scanned(&server, &fake).await;
     let mallory = fake.mint_code("open-id-mallory");
-    let (status, _) = phone(&server.base, "confirm", &mallory, json!({ "qrcodeId": browser.qrcode_id, "confirmToken": token })).await;
+    let (status, _) = phone(
+        &server.base,
+        "confirm",
+        &mallory,
+        json!({ "qrcodeId": browser.qrcode_id, "confirmToken": token }),
+    )
+    .await;
     assert_eq!(status, 403);
     assert_eq!(browser.status().await["status"], "scanned");
 }
@@ -133,16 +173,27 @@ async fn upstream_faults_become_documented_http_errors() {
         (Some(Fault::Malformed), 502, "upstream_unavailable"),
         (Some(Fault::EmptyData), 502, "upstream_unavailable"),
         (Some(Fault::Status(4000)), 502, "upstream_unavailable"),
-        (Some(Fault::Slow(Duration::from_secs(2))), 504, "upstream_unavailable"),
+        (
+            Some(Fault::Slow(Duration::from_secs(2))),
+            504,
+            "upstream_unavailable",
+        ),
         (Some(Fault::Status(4102)), 401, "unauthenticated"),
     ];
     for (fault, status, error) in cases {
         fake.set_fault(Endpoint::Token, fault.clone());
         let code = fake.mint_code("open-id-carol");
         let (got, body) = phone(&server.base, "scan", &code, scan.clone()).await;
-        assert_eq!((got, body["error"].as_str()), (status, Some(error)), "{fault:?}: {body}");
+        assert_eq!(
+            (got, body["error"].as_str()),
+            (status, Some(error)),
+            "{fault:?}: {body}"
+        );
         let text = body.to_string();
-        assert!(!text.contains("forced by the test") && !text.contains(fake.secret()), "{text}");
+        assert!(
+            !text.contains("forced by the test") && !text.contains(fake.secret()),
+            "{text}"
+        );
         assert_eq!(browser.status().await["status"], "pending");
     }
     fake.set_fault(Endpoint::Token, None);
@@ -165,13 +216,19 @@ async fn app_not_added_and_no_permission_are_explained() {
     let d2 = b2["error_description"].as_str().unwrap_or_default();
     assert!(d1.contains("open_platform_app_not_added"), "{d1}");
     assert!(d2.contains("open_platform_no_permission"), "{d2}");
-    assert!(!d1.contains("user not add app"), "upstream message leaked: {d1}");
+    assert!(
+        !d1.contains("user not add app"),
+        "upstream message leaked: {d1}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_concurrent_confirm_pages_need_one_ticket() {
     let fake = fake().await;
-    fake.set_fault(Endpoint::Ticket, Some(Fault::Slow(Duration::from_millis(300))));
+    fake.set_fault(
+        Endpoint::Ticket,
+        Some(Fault::Slow(Duration::from_millis(300))),
+    );
     let server = server(Kind::Axum, &fake, UPSTREAM_TIMEOUT).await;
     let page = format!("{}/m/confirm?qrcodeId=x", server.base);
     let tasks: Vec<_> = (0..100)
@@ -187,7 +244,10 @@ async fn hundred_concurrent_confirm_pages_need_one_ticket() {
     }
     assert_eq!(fake.counters().ticket, 1);
     // Foreign pages are not signed.
-    let e = server.provider.js_sdk_config("https://evil.example/m/confirm").await;
+    let e = server
+        .provider
+        .js_sdk_config("https://evil.example/m/confirm")
+        .await;
     assert!(e.is_err());
     assert_eq!(fake.counters().ticket, 1);
 }

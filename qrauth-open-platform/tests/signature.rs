@@ -22,11 +22,34 @@ fn signature_matches_the_independent_vector() {
         "https://app.example/m/confirm#frag",
         "https://app.example/m/confirm/?q=1#f",
     ] {
-        assert_eq!(sign(TICKET, "Wm3WZYTPz0wzccnW", 1414587457, url), VECTOR, "{url}");
+        assert_eq!(
+            sign(TICKET, "Wm3WZYTPz0wzccnW", 1414587457, url),
+            VECTOR,
+            "{url}"
+        );
     }
-    assert_ne!(sign(TICKET, "Wm3WZYTPz0wzccnX", 1414587457, "https://app.example/m/confirm"), VECTOR);
-    assert_ne!(sign(TICKET, "Wm3WZYTPz0wzccnW", 1414587458, "https://app.example/m/confirm"), VECTOR);
-    assert_eq!(signature_url("https://app.example/m/confirm/?a"), "https://app.example/m/confirm");
+    assert_ne!(
+        sign(
+            TICKET,
+            "Wm3WZYTPz0wzccnX",
+            1414587457,
+            "https://app.example/m/confirm"
+        ),
+        VECTOR
+    );
+    assert_ne!(
+        sign(
+            TICKET,
+            "Wm3WZYTPz0wzccnW",
+            1414587458,
+            "https://app.example/m/confirm"
+        ),
+        VECTOR
+    );
+    assert_eq!(
+        signature_url("https://app.example/m/confirm/?a"),
+        "https://app.example/m/confirm"
+    );
 }
 
 fn page_config(c: &JsSdkConfig) -> PageConfig {
@@ -54,9 +77,18 @@ async fn old_ticket_signatures_work_inside_the_grace_only() {
     let c2 = JsSdkConfig::new(fake.app_id(), &t2, 1_700_000_000, page).expect("config");
     fake.advance(Duration::from_secs(590));
     assert!(fake.ticket_is_valid(&t1));
-    assert!(fake.js_sdk_code("u", page, &page_config(&c1)).is_ok(), "old ticket inside the grace");
+    assert!(
+        fake.js_sdk_code("u", page, &page_config(&c1)).is_ok(),
+        "old ticket inside the grace"
+    );
     fake.advance(Duration::from_secs(20));
     assert!(!fake.ticket_is_valid(&t1));
-    assert!(fake.js_sdk_code("u", page, &page_config(&c1)).is_err(), "old ticket after the grace");
-    assert!(fake.js_sdk_code("u", page, &page_config(&c2)).is_ok(), "new ticket still valid");
+    assert!(
+        fake.js_sdk_code("u", page, &page_config(&c1)).is_err(),
+        "old ticket after the grace"
+    );
+    assert!(
+        fake.js_sdk_code("u", page, &page_config(&c2)).is_ok(),
+        "new ticket still valid"
+    );
 }

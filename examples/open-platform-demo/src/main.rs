@@ -48,12 +48,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(base) => {
             let app_id = env("OPEN_PLATFORM_APP_ID").ok_or("OPEN_PLATFORM_APP_ID is required")?;
             let secret = env("OPEN_PLATFORM_SECRET").ok_or("OPEN_PLATFORM_SECRET is required")?;
-            (None, OpenPlatformClient::builder(app_id, secret).base_url(base))
+            (
+                None,
+                OpenPlatformClient::builder(app_id, secret).base_url(base),
+            )
         }
         None => {
             let fake = FakeOpenPlatform::start().await?;
-            println!("no OPEN_PLATFORM_BASE_URL: using a fake open platform at {}", fake.base_url());
-            let client = OpenPlatformClient::builder(fake.app_id(), fake.secret()).base_url(fake.base_url());
+            println!(
+                "no OPEN_PLATFORM_BASE_URL: using a fake open platform at {}",
+                fake.base_url()
+            );
+            let client =
+                OpenPlatformClient::builder(fake.app_id(), fake.secret()).base_url(fake.base_url());
             (Some(Arc::new(fake)), client)
         }
     };
@@ -82,31 +89,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/open-platform/js-config", get(js_config))
         .route("/fake-platform/js-sdk/code", post(fake_js_sdk_code))
         .route("/me", get(me))
-        .route("/api/me", get(|u: AuthenticatedUser| async move { Json(u.claims) }))
+        .route(
+            "/api/me",
+            get(|u: AuthenticatedUser| async move { Json(u.claims) }),
+        )
         .with_state(state)
         .nest("/auth", qrauth_axum::routes(qrauth.clone()))
         .layer(Extension(qrauth));
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("qrauth open-platform demo: open {public_url}/ in a browser");
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     Ok(())
 }
 
 /// `GET /open-platform/js-config?url=<page URL>`: the JS SDK `config` for the confirm page.
-async fn js_config(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn js_config(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     let Some(url) = q.get("url") else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_request"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
     };
     match state.provider.js_sdk_config(url).await {
         Ok(config) => Json(config).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "JS SDK config refused");
             let e = e.to_core();
-            (e.status(), Json(json!({"error": e.code(), "error_description": e.public_description()}))).into_response()
+            (
+                e.status(),
+                Json(json!({"error": e.code(), "error_description": e.public_description()})),
+            )
+                .into_response()
         }
     }
 }
@@ -142,5 +166,8 @@ async fn me(user: Option<AuthenticatedUser>) -> Response {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

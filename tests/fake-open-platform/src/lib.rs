@@ -348,8 +348,10 @@ impl FakeOpenPlatform {
                 "js_ticket={ticket}&nonce_str={}&timestamp={}&url={url}",
                 config.nonce_str, config.timestamp
             );
-            let digest =
-                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, input.as_bytes());
+            let digest = aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY,
+                input.as_bytes(),
+            );
             hex(digest.as_ref()) == config.signature
         });
         if !signed {
@@ -397,7 +399,9 @@ async fn fault(shared: &Shared, endpoint: Endpoint) -> Option<Response> {
             )
                 .into_response(),
         ),
-        Fault::EmptyData => Some(Json(json!({"status": "2000", "message": "ok", "data": []})).into_response()),
+        Fault::EmptyData => {
+            Some(Json(json!({"status": "2000", "message": "ok", "data": []})).into_response())
+        }
     }
 }
 
@@ -461,7 +465,12 @@ async fn token(State(shared): State<Arc<Shared>>, Form(form): FormMap) -> Respon
     if exp <= now {
         return error(&shared, 4102, "authorization_code is invalid");
     }
-    let user_state = shared.lock().users.get(&open_id).copied().unwrap_or_default();
+    let user_state = shared
+        .lock()
+        .users
+        .get(&open_id)
+        .copied()
+        .unwrap_or_default();
     match user_state {
         UserState::Ok => {}
         UserState::NotAdded => return error(&shared, 4104, "user not add app"),
