@@ -1,0 +1,173 @@
+//! `cargo run -p open-platform-demo`: QR login through the 猿之榜 open platform on
+//! http://127.0.0.1:3002.
+//!
+//! Configured from `OPEN_PLATFORM_BASE_URL`, `OPEN_PLATFORM_APP_ID` and `OPEN_PLATFORM_SECRET`
+//! (and `OPEN_PLATFORM_ACCESS_TOKEN_PATH`, since that endpoint's path is not documented in the
+//! seed). Without `OPEN_PLATFORM_BASE_URL` it starts the fake platform in-process, so it runs
+//! with no account; the mobile confirm page then simulates the platform's JS SDK.
+//! `OPEN_PLATFORM_DEMO_LISTEN` changes the address (loopback by default).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use qrauth_axum::{AuthenticatedUser, QrAuthService};
+use qrauth_fake_open_platform::{FakeOpenPlatform, PageConfig};
+use qrauth_open_platform::{OpenPlatformClient, OpenPlatformProvider};
+use serde::Deserialize;
+use serde_json::json;
+
+const LOGIN_PAGE: &str = include_str!("login.html");
+const CONFIRM_PAGE: &str = include_str!("confirm.html");
+
+#[derive(Clone)]
+struct AppState {
+    provider: Arc<OpenPlatformProvider>,
+    fake: Option<Arc<FakeOpenPlatform>>,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let listen: SocketAddr = env("OPEN_PLATFORM_DEMO_LISTEN")
+        .unwrap_or_else(|| "127.0.0.1:3002".into())
+        .parse()?;
+    let public_url = format!("http://{listen}");
+
+    let (fake, mut client) = match env("OPEN_PLATFORM_BASE_URL") {
+        Some(base) => {
+            let app_id = env("OPEN_PLATFORM_APP_ID").ok_or("OPEN_PLATFORM_APP_ID is required")?;
+            let secret = env("OPEN_PLATFORM_SECRET").ok_or("OPEN_PLATFORM_SECRET is required")?;
+            (
+                None,
+                OpenPlatformClient::builder(app_id, secret).base_url(base),
+            )
+        }
+        None => {
+            let fake = FakeOpenPlatform::start().await?;
+            println!(
+                "no OPEN_PLATFORM_BASE_URL: using a fake open platform at {}",
+                fake.base_url()
+            );
+            let client =
+                OpenPlatformClient::builder(fake.app_id(), fake.secret()).base_url(fake.base_url());
+            (Some(Arc::new(fake)), client)
+        }
+    };
+    if let Some(path) = env("OPEN_PLATFORM_ACCESS_TOKEN_PATH") {
+        client = client.server_access_token_path(path);
+    }
+    let issuer = format!("{public_url}/auth");
+    let phone_url = format!("{public_url}/m/confirm");
+    let provider = OpenPlatformProvider::builder(client.build()?)
+        .builtin(move |b| {
+            b.issuer(issuer)
+                .audience("open-platform-demo")
+                .app_name("qrauth open-platform demo")
+                .phone_url(phone_url)
+        })
+        .build()?;
+    let provider = Arc::new(provider);
+    let qrauth = QrAuthService::builder(provider.clone())
+        .insecure_dev_cookies()
+        .build();
+    let state = AppState { provider, fake };
+
+    let app = Router::new()
+        .route("/", get(|| async { Html(LOGIN_PAGE) }))
+        .route("/m/confirm", get(|| async { Html(CONFIRM_PAGE) }))
+        .route("/open-platform/js-config", get(js_config))
+        .route("/fake-platform/js-sdk/code", post(fake_js_sdk_code))
+        .route("/me", get(me))
+        .route(
+            "/api/me",
+            get(|u: AuthenticatedUser| async move { Json(u.claims) }),
+        )
+        .with_state(state)
+        .nest("/auth", qrauth_axum::routes(qrauth.clone()))
+        .layer(Extension(qrauth));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("qrauth open-platform demo: open {public_url}/ in a browser");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    Ok(())
+}
+
+/// `GET /open-platform/js-config?url=<page URL>`: the JS SDK `config` for the confirm page.
+async fn js_config(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(url) = q.get("url") else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request"})),
+        )
+            .into_response();
+    };
+    match state.provider.js_sdk_config(url).await {
+        Ok(config) => Json(config).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "JS SDK config refused");
+            let e = e.to_core();
+            (
+                e.status(),
+                Json(json!({"error": e.code(), "error_description": e.public_description()})),
+            )
+                .into_response()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SdkRequest {
+    open_id: String,
+    url: String,
+    config: PageConfig,
+}
+
+/// **Demo only**: plays the platform's JS SDK (only when the fake platform is in use).
+async fn fake_js_sdk_code(State(state): State<AppState>, Json(r): Json<SdkRequest>) -> Response {
+    let Some(fake) = &state.fake else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match fake.js_sdk_code(&r.open_id, &r.url, &r.config) {
+        Ok(code) => Json(json!({ "code": code })).into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({ "error": e }))).into_response(),
+    }
+}
+
+async fn me(user: Option<AuthenticatedUser>) -> Response {
+    match user {
+        Some(user) => Html(format!(
+            "<!doctype html><meta charset=utf-8><title>Signed in</title><h1>Signed in</h1><p>open_id: <code>{}</code></p><p><a href=\"/\">Log in again</a></p>",
+            escape(&user.claims.sub)
+        ))
+        .into_response(),
+        None => Redirect::to("/").into_response(),
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
