@@ -7,8 +7,6 @@
 //! upstream_responses` for a longer run.
 #![cfg(feature = "authing")]
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -17,72 +15,22 @@ use qrauth_core::provider::{GenerateRequest, QrAuthProvider};
 use qrauth_core::session::Initiator;
 use qrauth_core::{BindingSecret, Error};
 
-/// The answer the fake upstream gives to every request.
-#[derive(Clone)]
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
+#[path = "support/scripted_upstream.rs"]
+mod scripted_upstream;
+
+use scripted_upstream::{ScriptedUpstream as Upstream, http_status};
+
+trait AuthingUpstream {
+    fn provider(&self, version: ApiVersion) -> AuthingProvider;
 }
 
-struct Upstream {
-    addr: SocketAddr,
-    answer: Arc<Mutex<Answer>>,
-    runtime: tokio::runtime::Runtime,
-}
-
-impl Upstream {
-    fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let answer = Arc::new(Mutex::new(Answer {
-            status: 200,
-            body: Vec::new(),
-        }));
-        let shared = answer.clone();
-        let app = axum::Router::new().fallback(move || {
-            let answer = shared.lock().map(|a| a.clone()).unwrap_or(Answer {
-                status: 500,
-                body: Vec::new(),
-            });
-            async move {
-                let status = axum::http::StatusCode::from_u16(answer.status)
-                    .unwrap_or(axum::http::StatusCode::OK);
-                (
-                    status,
-                    [("content-type", "application/json; charset=utf-8")],
-                    answer.body,
-                )
-            }
-        });
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind loopback");
-        let addr = listener.local_addr().expect("addr");
-        runtime.spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self {
-            addr,
-            answer,
-            runtime,
-        }
-    }
-
-    fn answer(&self, status: u16, body: Vec<u8>) {
-        if let Ok(mut a) = self.answer.lock() {
-            *a = Answer { status, body };
-        }
-    }
-
+impl AuthingUpstream for Upstream {
     fn provider(&self, version: ApiVersion) -> AuthingProvider {
         let _guard = self.runtime.enter();
         AuthingProvider::builder(
             "app-id-0000",
             "app-secret-0000",
-            format!("http://{}", self.addr),
+            self.base_url(),
             "pool-0000",
         )
         .allow_insecure_http(true)
@@ -181,17 +129,6 @@ fn upstream_body() -> impl Strategy<Value = Vec<u8>> {
             }),
         json_value().prop_map(|v| serde_json::to_vec(&v).unwrap_or_default()),
         proptest::collection::vec(any::<u8>(), 0..300),
-    ]
-}
-
-fn http_status() -> impl Strategy<Value = u16> {
-    prop_oneof![
-        Just(200u16),
-        Just(400),
-        Just(404),
-        Just(500),
-        Just(503),
-        100u16..600
     ]
 }
 

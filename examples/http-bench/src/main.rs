@@ -89,6 +89,16 @@ fn size_param(query: Option<&str>) -> usize {
         .min(65_536)
 }
 
+/// Hands the heap's free pages back to the OS: glibc keeps them after a peak, so RSS alone
+/// cannot tell memory still in use from memory freed.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only returns free pages of glibc's own heap.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The server's resident memory, open descriptors and parked waiters.
 fn server_stats(live_waiters: usize, stored_sessions: Option<u64>) -> Value {
     let rss_kb = std::fs::read_to_string("/proc/self/status")
@@ -177,7 +187,12 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
                 )
                 .route(
                     "/bench/stats",
-                    get(move || async move { axum::Json(stats()) }),
+                    get(move |uri: axum::http::Uri| async move {
+                        if uri.query() == Some("trim=1") {
+                            release_free_memory();
+                        }
+                        axum::Json(stats())
+                    }),
                 )
                 .layer(axum::Extension(service));
             use axum::serve::ListenerExt;
@@ -207,9 +222,14 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
                     .route("/bench/unprotected", web::get().to(|| async { PAYLOAD }))
                     .route("/bench/stats", {
                         let stats = stats.clone();
-                        web::get().to(move || {
+                        web::get().to(move |req: HttpRequest| {
                             let stats = stats.clone();
-                            async move { HttpResponse::Ok().json(stats()) }
+                            async move {
+                                if req.query_string() == "trim=1" {
+                                    release_free_memory();
+                                }
+                                HttpResponse::Ok().json(stats())
+                            }
                         })
                     })
                     .route(
@@ -481,8 +501,17 @@ async fn flows(base: String, seconds: u64, concurrency: usize) -> Result<(), Box
 }
 
 async fn stats(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> {
+    stats_at(client, base, "").await
+}
+
+/// The server's stats after it handed its free heap pages back to the OS.
+async fn trimmed_stats(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> {
+    stats_at(client, base, "?trim=1").await
+}
+
+async fn stats_at(client: &reqwest::Client, base: &str, query: &str) -> Result<Value, BoxError> {
     Ok(client
-        .get(format!("{base}/bench/stats"))
+        .get(format!("{base}/bench/stats{query}"))
         .send()
         .await?
         .json()
@@ -653,6 +682,13 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         if stored.is_some_and(|n| n != 0) {
             return Err(format!("{stored:?} sessions still stored after retention").into());
         }
+        let trimmed = trimmed_stats(&checker, &base).await?;
+        println!(
+            "after handing free heap pages back (malloc_trim): RSS {:.1} MiB, {:.1} MiB above \
+             the baseline",
+            kb(&trimmed, "rssKb") / 1024.0,
+            (kb(&trimmed, "rssKb") - kb(&baseline, "rssKb")) / 1024.0
+        );
     }
     Ok(())
 }
