@@ -54,48 +54,28 @@ fn config(default: u32) -> ProptestConfig {
     }
 }
 
-/// A JSON value of any shape, small.
+/// Any small JSON value, with Authing's field names and status words likely.
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    let leaf = prop_oneof![
-        Just(serde_json::Value::Null),
-        any::<bool>().prop_map(serde_json::Value::from),
-        any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(serde_json::Value::from),
-        "[ -~]{0,30}".prop_map(serde_json::Value::from),
-        // Authing's own status words and codes, to reach the mapped branches.
-        prop_oneof![
-            Just("PENDING"),
-            Just("SCANNED"),
-            Just("AUTHORIZED"),
-            Just("CANCELLED"),
-            Just("EXPIRED"),
-            Just("MOBILE_APP"),
-        ]
-        .prop_map(serde_json::Value::from),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-            proptest::collection::btree_map(
-                prop_oneof![
-                    Just("status".to_owned()),
-                    Just("ticket".to_owned()),
-                    Just("qrcodeId".to_owned()),
-                    Just("random".to_owned()),
-                    Just("scannedResult".to_owned()),
-                    Just("userInfo".to_owned()),
-                    Just("nickname".to_owned()),
-                    Just("photo".to_owned()),
-                    "[a-zA-Z]{1,10}",
-                ],
-                inner,
-                0..5
-            )
-            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
+    scripted_upstream::json_value(
+        &[
+            "status",
+            "ticket",
+            "qrcodeId",
+            "random",
+            "scannedResult",
+            "userInfo",
+            "nickname",
+            "photo",
+        ],
+        &[
+            "PENDING",
+            "SCANNED",
+            "AUTHORIZED",
+            "CANCELLED",
+            "EXPIRED",
+            "MOBILE_APP",
+        ],
+    )
 }
 
 /// An Authing-like envelope (V3 `statusCode`/`apiCode`, V2 `code`) around any data, or bytes.

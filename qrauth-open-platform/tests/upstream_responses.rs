@@ -27,38 +27,19 @@ fn config() -> ProptestConfig {
     }
 }
 
-/// Any small JSON value, with the platform's field names and quirks likely.
+/// Any small JSON value, with the platform's field names likely (numbers also as strings).
 fn json_value() -> impl Strategy<Value = serde_json::Value> {
-    let leaf = prop_oneof![
-        Just(serde_json::Value::Null),
-        any::<bool>().prop_map(serde_json::Value::from),
-        any::<i64>().prop_map(serde_json::Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(serde_json::Value::from),
-        "[ -~]{0,30}".prop_map(serde_json::Value::from),
-        // Numbers as strings, as the platform sends them.
-        (0u64..5_000_000_000).prop_map(|n| serde_json::Value::from(n.to_string())),
-    ];
-    leaf.prop_recursive(3, 24, 6, |inner| {
-        prop_oneof![
-            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
-            proptest::collection::btree_map(
-                prop_oneof![
-                    Just("open_id".to_owned()),
-                    Just("access_token".to_owned()),
-                    Just("refresh_token".to_owned()),
-                    Just("ticket".to_owned()),
-                    Just("expires_in".to_owned()),
-                    Just("scope".to_owned()),
-                    "[a-z_]{1,12}",
-                ],
-                inner,
-                0..5
-            )
-            .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
-        ]
-    })
+    scripted_upstream::json_value(
+        &[
+            "open_id",
+            "access_token",
+            "refresh_token",
+            "ticket",
+            "expires_in",
+            "scope",
+        ],
+        &["2000", "4102", "sns_base"],
+    )
 }
 
 /// A `{status, message, data}` reply of any shape (status as number or string), or bytes.

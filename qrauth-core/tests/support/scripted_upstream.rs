@@ -89,3 +89,36 @@ pub fn http_status() -> impl proptest::strategy::Strategy<Value = u16> {
         100u16..600
     ]
 }
+
+/// Any small JSON value an upstream might send: scalars (numbers also as strings, and the
+/// given `words`), arrays, and objects whose keys are mostly the given `keys`, nested a few
+/// levels.
+pub fn json_value(
+    keys: &'static [&'static str],
+    words: &'static [&'static str],
+) -> impl proptest::strategy::Strategy<Value = serde_json::Value> {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(serde_json::Value::from),
+        "[ -~]{0,30}".prop_map(serde_json::Value::from),
+        (0u64..5_000_000_000).prop_map(|n| serde_json::Value::from(n.to_string())),
+        select(words).prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 24, 6, move |inner| {
+        let key = prop_oneof![
+            3 => select(keys).prop_map(str::to_owned),
+            1 => "[a-zA-Z_]{1,12}",
+        ];
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(key, inner, 0..5)
+                .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
