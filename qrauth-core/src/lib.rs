@@ -1,38 +1,71 @@
 //! # qrauth-core
 //!
-//! The engine behind "scan the QR code with your phone app to log in": the QR session state
-//! machine, the session stores, the providers (built-in, Authing, open platforms), id_token
-//! verification and the framework-free HTTP handlers that `qrauth-axum` and `qrauth-actix`
-//! translate.
+//! The engine behind "scan the QR code with your phone app to log in": the session flow
+//! (pending → scanned → confirmed | cancelled | expired → consumed), the session stores, the
+//! provider hooks with the built-in provider, id_token verification and the framework-free
+//! HTTP handlers that `qrauth-axum` and `qrauth-actix` translate.
 //!
-//! Most applications use an adapter crate and never touch this one directly except to pick a
-//! provider; see the repository README for the ten-line setup.
+//! Most applications use an adapter crate and touch this one only to pick a provider and a
+//! store:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use qrauth_core::{BuiltinProvider, PhoneAuthenticator, PhoneUser, QrAuthService};
+//!
+//! struct MyPhoneApp;
+//! #[async_trait::async_trait]
+//! impl PhoneAuthenticator for MyPhoneApp {
+//!     async fn authenticate(&self, authorization: &str) -> qrauth_core::Result<PhoneUser> {
+//!         match authorization {
+//!             "Bearer token-of-alice" => Ok(PhoneUser::new("alice").nickname("Alice")),
+//!             _ => Err(qrauth_core::Error::Unauthenticated),
+//!         }
+//!     }
+//! }
+//!
+//! # fn main() -> qrauth_core::Result<()> {
+//! let provider = BuiltinProvider::builder(Arc::new(MyPhoneApp))
+//!     .issuer("https://example.com/auth")
+//!     .audience("example-web")
+//!     .build()?;
+//! let qrauth = QrAuthService::builder(Arc::new(provider)).build()?;
+//! # let _ = qrauth; Ok(()) }
+//! ```
+//!
+//! Where things are: [`handler`] (the routes: browser, phone, authentication), [`provider`]
+//! (the hooks a provider implements, and the built-in provider), [`store`] (memory and Redis),
+//! [`verify`] (the id_token verifier), [`token_cache`] (provider-side credentials).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod clock;
-pub mod error;
-pub mod qr;
-pub mod secret;
+mod clock;
+mod error;
+mod flow;
+pub mod handler;
+mod lifetimes;
+mod limits;
+pub mod provider;
+mod qr;
+mod record;
+mod secret;
+pub mod store;
 pub mod token_cache;
-pub mod types;
-pub mod user_agent;
+mod types;
+mod user_agent;
 pub mod verify;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{Error, Result, TokenError};
-pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
-pub use types::{Audience, Claims, QrCode, QrState, QrStatus, TokenSet, UserInfo};
-pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
-pub mod handler;
-pub mod lifetimes;
-pub mod limits;
-pub mod provider;
-pub mod session;
-pub mod sessions;
-pub mod store;
-
-pub use handler::{ApiRequest, ApiResponse, QrAuthService, Route};
+pub use flow::UpstreamControl;
+pub use handler::{ApiRequest, ApiResponse, QrAuthService, QrAuthServiceBuilder, Route, SignIn};
 pub use lifetimes::Lifetimes;
+pub use limits::Limits;
 pub use provider::QrAuthProvider;
-pub use sessions::Sessions;
+pub use provider::builtin::{
+    BuiltinProvider, BuiltinProviderBuilder, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
+    SigningKey,
+};
+pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
+pub use types::{Audience, Claims, QrState, TokenSet, UserInfo};
+pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 #[non_exhaustive]
 pub struct Lifetimes {
     /// How long a QR can be scanned: 120 s by default, 30–300 s (tests may go lower with
-    /// [`Lifetimes::allow_short_for_tests`]).
+    /// `Lifetimes::allow_short_for_tests`, feature `test-util`).
     pub qr_code: Duration,
     /// How long the phone's confirm token is accepted after scan: 60 s, at most 60 s.
     pub confirm_token: Duration,
@@ -77,6 +77,7 @@ impl Lifetimes {
     }
 
     /// Lifts the 30 s minimum QR lifetime, so expiry tests need not wait half a minute.
+    #[cfg(feature = "test-util")]
     pub fn allow_short_for_tests(mut self) -> Self {
         self.short_for_tests = true;
         self

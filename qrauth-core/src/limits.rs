@@ -12,8 +12,6 @@ use async_trait::async_trait;
 use moka::sync::Cache;
 
 use crate::error::Result;
-#[cfg(feature = "redis")]
-pub use crate::store::RedisRateLimiter;
 
 /// The limits [`QrAuthService`](crate::QrAuthService) enforces.
 ///

@@ -26,7 +26,7 @@ pub(crate) fn random_token(len: usize) -> Result<String> {
 }
 
 /// SHA-256 of `data`.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
     let mut out = [0u8; 32];
     out.copy_from_slice(digest.as_ref());
@@ -34,7 +34,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Constant-time equality of two byte strings (the length itself is not secret).
-pub fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 

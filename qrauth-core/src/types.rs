@@ -1,4 +1,4 @@
-//! The values that cross the provider boundary: QR codes, statuses, users, token sets, claims.
+//! The values of a login: states, users, token sets, claims.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -82,24 +82,9 @@ pub struct UserInfo {
     pub photo: Option<String>,
 }
 
-/// A freshly generated QR code.
-#[derive(Debug, Clone)]
-pub struct QrCode {
-    /// The session id (public: it is in the QR).
-    pub id: QrCodeId,
-    /// The text to encode in the QR (a URL to the phone page, or upstream content).
-    pub content: String,
-    /// Absolute expiry, Unix milliseconds.
-    pub expire_at_ms: u64,
-    /// Lifetime in seconds from now.
-    pub expires_in: u64,
-    /// Suggested interval between plain status polls, seconds.
-    pub interval: u64,
-}
-
 /// What a bound browser may know about a session.
 #[derive(Debug, Clone)]
-pub struct QrStatus {
+pub(crate) struct QrStatus {
     /// The session id.
     pub id: QrCodeId,
     /// Its state.
@@ -112,8 +97,6 @@ pub struct QrStatus {
     pub ticket: Option<Ticket>,
     /// With number matching, the code the phone must send, while scanned.
     pub match_code: Option<String>,
-    /// Creation time, Unix milliseconds.
-    pub created_at_ms: u64,
     /// Absolute expiry, Unix milliseconds.
     pub expire_at_ms: u64,
 }

@@ -30,6 +30,7 @@ pub struct DeviceLabel {
 
 impl DeviceLabel {
     /// Whether neither the browser nor the operating system was recognized.
+    #[cfg(test)]
     pub fn is_unknown(&self) -> bool {
         self.browser.is_none() && self.os.is_none()
     }

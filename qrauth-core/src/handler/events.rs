@@ -1,6 +1,5 @@
 //! `GET /qrcode/events`: server-sent events, one per status change.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -10,9 +9,9 @@ use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
 use super::response::{ApiBody, ApiResponse};
-use super::status_body;
+use super::QrAuthService;
+use super::status::status_body;
 use crate::error::Error;
-use crate::provider::QrAuthProvider;
 use crate::secret::{BindingSecret, QrCodeId};
 use crate::types::{QrState, QrStatus};
 
@@ -29,7 +28,7 @@ enum Phase {
 }
 
 struct State {
-    provider: Arc<dyn QrAuthProvider>,
+    service: QrAuthService,
     id: QrCodeId,
     binding: BindingSecret,
     keep_alive: Duration,
@@ -50,7 +49,6 @@ fn final_event(id: &QrCodeId, state: QrState, version: u64) -> Bytes {
         user: None,
         ticket: None,
         match_code: None,
-        created_at_ms: 0,
         expire_at_ms: 0,
     };
     event(&status)
@@ -62,7 +60,7 @@ fn ends_stream(state: QrState) -> bool {
 }
 
 pub(super) fn stream(
-    provider: Arc<dyn QrAuthProvider>,
+    service: QrAuthService,
     id: QrCodeId,
     binding: BindingSecret,
     first: QrStatus,
@@ -70,7 +68,7 @@ pub(super) fn stream(
     keep_alive: Duration,
 ) -> ApiResponse {
     let state = State {
-        provider,
+        service,
         id,
         binding,
         keep_alive,
@@ -94,8 +92,8 @@ pub(super) fn stream(
             Phase::Waiting(version) => {
                 let deadline = Instant::now() + s.keep_alive;
                 let next = s
-                    .provider
-                    .wait_for_change(&s.id, &s.binding, version, deadline)
+                    .service
+                    .wait_for_change(&s.id, &s.binding, Some(version), deadline)
                     .await;
                 let chunk = match next {
                     Ok(status) if status.version == version => {

@@ -5,11 +5,13 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::{
+    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use http::{HeaderMap, Method, StatusCode};
 use serde::Serialize;
 
-use crate::error::Error;
+use crate::error::{Error, TokenError};
 
 /// An HTTP request as the adapters hand it to the core handlers.
 #[derive(Debug, Clone)]
@@ -107,6 +109,9 @@ impl ApiResponse {
                 .headers
                 .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
+        if let Some(challenge) = bearer_challenge(error) {
+            response.headers.insert(WWW_AUTHENTICATE, challenge);
+        }
         response
     }
 
@@ -131,5 +136,19 @@ impl ApiResponse {
             ApiBody::Full(b) => Some(b),
             ApiBody::Stream(_) => None,
         }
+    }
+}
+
+/// The RFC 6750 challenge of a bearer-token refusal: every `invalid_token` answer carries it,
+/// whichever route gave it.
+fn bearer_challenge(error: &Error) -> Option<HeaderValue> {
+    match error {
+        Error::InvalidToken(TokenError::Missing) => {
+            Some(HeaderValue::from_static(r#"Bearer realm="qrauth""#))
+        }
+        Error::InvalidToken(_) => Some(HeaderValue::from_static(
+            r#"Bearer realm="qrauth", error="invalid_token", error_description="the access token is missing, invalid or expired""#,
+        )),
+        _ => None,
     }
 }

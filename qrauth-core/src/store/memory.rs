@@ -8,11 +8,12 @@ use moka::sync::Cache;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::SessionStore;
+use super::{SessionStore, keeps_waiting};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::secret::{QrCodeId, SecretHash};
-use crate::session::SessionRecord;
+use crate::limits::{MemoryRateLimiter, RateLimiter};
+use crate::record::SessionRecord;
 
 /// The embedded session store: one process, bounded memory, entries dropped after their
 /// retention time.
@@ -35,6 +36,7 @@ struct Inner {
     tickets: Cache<[u8; 32], Arc<TicketSlot>>,
     clock: SharedClock,
     waiters: AtomicUsize,
+    limiter: Arc<MemoryRateLimiter>,
 }
 
 struct Slot {
@@ -93,6 +95,7 @@ impl MemoryStoreBuilder {
                 tickets,
                 clock,
                 waiters: AtomicUsize::new(0),
+                limiter: Arc::new(MemoryRateLimiter::default()),
             }),
         }
     }
@@ -123,7 +126,7 @@ impl MemoryStore {
     }
 
     /// Every stored record and ticket handle, for tests that check what the store holds.
-    #[doc(hidden)]
+    #[cfg(feature = "test-util")]
     pub fn dump(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .inner
@@ -261,20 +264,24 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<QrCodeId>> {
+    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<SessionRecord>> {
         let now = self.inner.clock.now_millis();
-        Ok(self
+        let Some(ticket) = self
             .inner
             .tickets
             .remove(ticket.as_bytes())
             .filter(|t| now < t.expire_at_ms)
-            .map(|t| t.id.clone()))
+        else {
+            return Ok(None);
+        };
+        self.load(&ticket.id).await
     }
 
     async fn wait_for_change(
         &self,
         id: &QrCodeId,
-        since_version: u64,
+        binding: &SecretHash,
+        since_version: Option<u64>,
         deadline: Instant,
     ) -> Result<Option<SessionRecord>> {
         let Some(slot) = self.slot(id) else {
@@ -287,11 +294,12 @@ impl SessionStore for MemoryStore {
         tokio::pin!(notified);
         notified.as_mut().enable();
         let current = slot.record.lock().map_err(|_| poisoned())?.clone();
-        if current.version != since_version {
+        let since = since_version.unwrap_or(current.version);
+        let now = self.inner.clock.now_millis();
+        if !keeps_waiting(&current, binding, since, now) {
             return Ok(Some(current));
         }
         // The session expires without anyone writing: wake at its deadline too.
-        let now = self.inner.clock.now_millis();
         let until_expiry = Duration::from_millis(current.deadline_ms().saturating_sub(now));
         let wake = deadline.min(Instant::now() + until_expiry);
         // Both outcomes (changed, or deadline) end in a re-read.
@@ -302,5 +310,9 @@ impl SessionStore for MemoryStore {
 
     fn live_waiters(&self) -> usize {
         self.inner.waiters.load(Ordering::Relaxed)
+    }
+
+    fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
+        self.inner.limiter.clone()
     }
 }

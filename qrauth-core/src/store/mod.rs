@@ -2,8 +2,10 @@
 //! across replicas.
 //!
 //! A store knows nothing about the state machine: it inserts records, reads them, replaces
-//! them with a compare-and-set on their `version`, keeps single-use ticket handles, and wakes
-//! waiters when a record changes. [`Sessions`](crate::sessions::Sessions) builds the flow on top.
+//! them with a compare-and-set on their `version`, keeps single-use ticket handles, wakes
+//! waiters when a record changes, and counts abuse-limit hits. The service drives the flow on
+//! top; an application only picks a store and hands it to
+//! [`QrAuthServiceBuilder::store`](crate::QrAuthServiceBuilder::store).
 
 mod memory;
 #[cfg(feature = "redis")]
@@ -11,19 +13,23 @@ mod redis;
 
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisRateLimiter, RedisStore, RedisStoreBuilder};
+pub use crate::limits::{MemoryRateLimiter, RateLimiter};
+pub use crate::record::{Initiator, Refusal, Scanner, SessionRecord};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use tokio::time::Instant;
 
 use crate::error::Result;
 use crate::secret::{QrCodeId, SecretHash};
-use crate::session::SessionRecord;
 
-/// Storage for QR sessions and their tickets.
+/// Storage for QR sessions, their tickets and the abuse-limit counters.
 ///
 /// Implementations must make [`compare_and_swap`](SessionStore::compare_and_swap) and
-/// [`take_ticket`](SessionStore::take_ticket) atomic across every process that shares the store.
+/// [`take_ticket`](SessionStore::take_ticket) atomic across every process that shares the
+/// store.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new record, kept at least until `retain_until_ms` (Unix ms).
@@ -46,23 +52,41 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn put_ticket(&self, ticket: &SecretHash, id: &QrCodeId, expire_at_ms: u64)
     -> Result<()>;
 
-    /// Removes and returns the session of a ticket handle: of any number of concurrent callers
-    /// with the same handle, exactly one gets `Some`.
-    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<QrCodeId>>;
+    /// Removes a ticket handle and returns its session's record as it is now, in one round
+    /// trip: of any number of concurrent callers with the same handle, exactly one gets
+    /// `Some`.
+    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<SessionRecord>>;
 
-    /// Waits until the record's version differs from `since_version`, the record disappears,
-    /// or `deadline` passes, then returns the record as it is.
+    /// Waits until the record's version differs from `since_version` (the version read first
+    /// when `None`), the record disappears, or `deadline` passes, then returns the record as it
+    /// is. A record whose binding hash is not `binding` is returned at once: only the bound
+    /// browser may hold a waiter.
     ///
-    /// Implementations register the waiter before reading, so a change between the read and
-    /// the wait is never lost.
+    /// Implementations register the waiter before their one read, so a change between the
+    /// read and the wait is never lost.
     async fn wait_for_change(
         &self,
         id: &QrCodeId,
-        since_version: u64,
+        binding: &SecretHash,
+        since_version: Option<u64>,
         deadline: Instant,
     ) -> Result<Option<SessionRecord>>;
 
     /// Number of callers currently inside [`wait_for_change`](SessionStore::wait_for_change):
     /// a gauge for leak checks and metrics.
     fn live_waiters(&self) -> usize;
+
+    /// Where the abuse-limit counters of the services on this store live: the same place as
+    /// the sessions, so that several replicas on one shared store also share their limits.
+    fn rate_limiter(&self) -> Arc<dyn RateLimiter>;
+}
+
+/// Whether a waiter on `record` should keep waiting for a change after `since`.
+pub(crate) fn keeps_waiting(
+    record: &SessionRecord,
+    binding: &SecretHash,
+    since: u64,
+    now_ms: u64,
+) -> bool {
+    record.version == since && record.binding_hash.ct_eq(binding) && now_ms < record.deadline_ms()
 }

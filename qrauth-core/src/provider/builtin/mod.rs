@@ -12,25 +12,23 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use tokio::time::Instant;
+use serde_json::{Map, Value, json};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::provider::{
-    ConfirmContext, GenerateRequest, IssuerDocuments, PhoneApi, PhoneRequest, QrAuthProvider,
-    ScanOutcome,
+    Capabilities, ConfirmedLogin, IssuedTokens, IssuerDocuments, PhoneSide, QrAuthProvider,
+    QrContent, SessionStart,
 };
-use crate::secret::{BindingSecret, ConfirmToken, QrCodeId, Ticket};
-use crate::session::Scanner;
-use crate::sessions::Sessions;
-use crate::types::{Claims, QrCode, QrState, QrStatus, TokenSet};
+use crate::secret::QrCodeId;
+use crate::types::{Claims, TokenSet};
 use crate::verify::{IdTokenVerifier, IssuerConfig};
 
 /// The embedded default provider.
 ///
 /// ```
 /// use std::sync::Arc;
-/// use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
+/// use qrauth_core::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
 ///
 /// struct MyPhoneApp;
 /// #[async_trait::async_trait]
@@ -53,7 +51,7 @@ use crate::verify::{IdTokenVerifier, IssuerConfig};
 /// # let _ = provider;
 /// ```
 pub struct BuiltinProvider {
-    sessions: Sessions,
+    clock: SharedClock,
     authenticator: Arc<dyn PhoneAuthenticator>,
     keys: KeyRing,
     verifier: RwLock<IdTokenVerifier>,
@@ -61,6 +59,7 @@ pub struct BuiltinProvider {
     audience: String,
     phone_url: Option<String>,
     app_name: String,
+    origin: Option<String>,
     token_lifetime: Duration,
 }
 
@@ -74,9 +73,10 @@ impl std::fmt::Debug for BuiltinProvider {
 }
 
 /// Configures a [`BuiltinProvider`].
+#[must_use]
 pub struct BuiltinProviderBuilder {
     authenticator: Arc<dyn PhoneAuthenticator>,
-    sessions: Option<Sessions>,
+    clock: Option<SharedClock>,
     key: Option<SigningKey>,
     algorithm: SigningAlgorithm,
     issuer: String,
@@ -84,7 +84,6 @@ pub struct BuiltinProviderBuilder {
     phone_url: Option<String>,
     app_name: String,
     token_lifetime: Duration,
-    number_matching: bool,
 }
 
 impl BuiltinProvider {
@@ -92,7 +91,7 @@ impl BuiltinProvider {
     pub fn builder(authenticator: Arc<dyn PhoneAuthenticator>) -> BuiltinProviderBuilder {
         BuiltinProviderBuilder {
             authenticator,
-            sessions: None,
+            clock: None,
             key: None,
             algorithm: SigningAlgorithm::default(),
             issuer: "http://127.0.0.1:3000".to_owned(),
@@ -100,13 +99,7 @@ impl BuiltinProvider {
             phone_url: None,
             app_name: "qrauth".to_owned(),
             token_lifetime: Duration::from_secs(3600),
-            number_matching: false,
         }
-    }
-
-    /// The flow underneath.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
     }
 
     /// The signing keys.
@@ -126,9 +119,9 @@ impl BuiltinProvider {
 
     /// Starts signing with `next`; the old key stays in the JWKS until its last token expires.
     pub fn rotate_key(&self, next: SigningKey) -> Result<()> {
-        let keep_until = self.sessions.clock().now_secs() + self.token_lifetime.as_secs() + 60;
+        let keep_until = self.clock.now_secs() + self.token_lifetime.as_secs() + 60;
         self.keys.rotate(next, keep_until);
-        let verifier = build_verifier(&self.issuer, &self.audience, &self.keys, &self.sessions)?;
+        let verifier = build_verifier(&self.issuer, &self.audience, &self.keys, &self.clock)?;
         match self.verifier.write() {
             Ok(mut v) => *v = verifier,
             Err(poisoned) => *poisoned.into_inner() = verifier,
@@ -146,21 +139,15 @@ impl BuiltinProvider {
         }
     }
 
-    fn origin(&self) -> Option<String> {
-        let url = url::Url::parse(&self.issuer).ok()?;
-        Some(url.origin().ascii_serialization())
-    }
-
-    fn issue_tokens(
-        &self,
-        scanner: &Scanner,
-        auth_time: u64,
-        nonce: Option<&str>,
-    ) -> Result<TokenSet> {
+    fn sign_tokens(&self, login: &ConfirmedLogin<'_>) -> Result<IssuedTokens> {
         let key = self.keys.current();
-        let now = self.sessions.clock().now_secs();
+        let now = login.now_secs();
         let exp = now + self.token_lifetime.as_secs();
-        let mut id_claims = scanner.claims.clone();
+        let subject = login.subject();
+        if subject.is_empty() {
+            return Err(Error::Internal("confirmed session without a subject".into()));
+        }
+        let mut id_claims = login.claims().cloned().unwrap_or_else(Map::new);
         for reserved in [
             "iss",
             "sub",
@@ -174,63 +161,62 @@ impl BuiltinProvider {
         ] {
             id_claims.remove(reserved);
         }
-        if let Some(nick) = &scanner.user.nickname {
-            id_claims.entry("nickname").or_insert_with(|| json!(nick));
-        }
-        if let Some(photo) = &scanner.user.photo {
-            id_claims.entry("picture").or_insert_with(|| json!(photo));
+        if let Some(user) = login.user() {
+            if let Some(nick) = &user.nickname {
+                id_claims.entry("nickname").or_insert_with(|| json!(nick));
+            }
+            if let Some(photo) = &user.photo {
+                id_claims.entry("picture").or_insert_with(|| json!(photo));
+            }
         }
         let mut id_token = json!({
-            "iss": self.issuer, "sub": scanner.subject, "aud": self.audience,
-            "iat": now, "exp": exp, "auth_time": auth_time, "jti": keys::token_id()?,
+            "iss": self.issuer, "sub": subject, "aud": self.audience,
+            "iat": now, "exp": exp, "auth_time": login.auth_time_secs(), "jti": keys::token_id()?,
         });
-        if let (Some(obj), Some(nonce)) = (id_token.as_object_mut(), nonce) {
+        if let (Some(obj), Some(nonce)) = (id_token.as_object_mut(), login.nonce()) {
             obj.insert("nonce".into(), json!(nonce));
         }
         if let Some(obj) = id_token.as_object_mut() {
             obj.extend(id_claims);
         }
         let access = json!({
-            "iss": self.issuer, "sub": scanner.subject, "aud": self.audience,
+            "iss": self.issuer, "sub": subject, "aud": self.audience,
             "client_id": self.audience, "iat": now, "exp": exp, "jti": keys::token_id()?,
             "scope": "openid profile",
         });
-        Ok(TokenSet {
+        let tokens = TokenSet {
             access_token: key.sign("at+jwt", &access)?,
             id_token: key.sign("JWT", &id_token)?,
             refresh_token: None,
             token_type: "Bearer".to_owned(),
             expires_in: self.token_lifetime.as_secs(),
             scope: Some("openid profile".to_owned()),
-        })
+        };
+        let claims: Claims = serde_json::from_value(id_token)
+            .map_err(|e| Error::Internal(format!("issued claims do not parse: {e}")))?;
+        Ok(IssuedTokens::new(tokens, claims))
     }
 
-    async fn phone_user(&self, phone: PhoneRequest<'_>) -> Result<PhoneUser> {
-        let user = self.authenticator.authenticate(phone.authorization).await?;
-        if user.subject.is_empty() {
-            return Err(Error::Unauthenticated);
-        }
-        Ok(user)
-    }
 }
 
 fn build_verifier(
     issuer: &str,
     audience: &str,
     keys: &KeyRing,
-    sessions: &Sessions,
+    clock: &SharedClock,
 ) -> Result<IdTokenVerifier> {
-    let now = sessions.clock().now_secs();
+    let now = clock.now_secs();
     IdTokenVerifier::builder()
         .issuer(IssuerConfig::new(issuer, audience).static_jwks(keys.jwks(now)))
-        .clock(sessions.clock().clone())
+        .clock(clock.clone())
         .build()
 }
 
 impl BuiltinProviderBuilder {
-    /// The session flow (store and lifetimes); default: in memory, default lifetimes.
-    pub fn sessions(mut self, sessions: Sessions) -> Self {
-        self.sessions = Some(sessions);
+    /// The clock that stamps key retirement and checks token expiry (default: the system
+    /// clock); tokens are stamped with the service's clock.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
         self
     }
 
@@ -278,13 +264,6 @@ impl BuiltinProviderBuilder {
         self
     }
 
-    /// Number matching: after scan the browser shows a two-digit code that the phone user must
-    /// type in before confirming (default off).
-    pub fn number_matching(mut self, on: bool) -> Self {
-        self.number_matching = on;
-        self
-    }
-
     /// Builds the provider.
     pub fn build(self) -> Result<BuiltinProvider> {
         if url::Url::parse(&self.issuer).is_err() {
@@ -301,13 +280,13 @@ impl BuiltinProviderBuilder {
             None => SigningKey::generate(self.algorithm)?,
         };
         let keys = KeyRing::new(key);
-        let sessions = self
-            .sessions
-            .unwrap_or_else(Sessions::in_memory)
-            .with_number_matching(self.number_matching);
-        let verifier = build_verifier(&self.issuer, &self.audience, &keys, &sessions)?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let verifier = build_verifier(&self.issuer, &self.audience, &keys, &clock)?;
+        let origin = url::Url::parse(&self.issuer)
+            .ok()
+            .map(|u| u.origin().ascii_serialization());
         Ok(BuiltinProvider {
-            sessions,
+            clock,
             authenticator: self.authenticator,
             keys,
             verifier: RwLock::new(verifier),
@@ -315,57 +294,33 @@ impl BuiltinProviderBuilder {
             audience: self.audience,
             phone_url: self.phone_url,
             app_name: self.app_name,
+            origin,
             token_lifetime: self.token_lifetime,
         })
     }
 }
 
+/// Fields of Authing's web SDK that a `POST /qrcode` body may carry; the built-in provider
+/// accepts and ignores them, so that pages written against Authing's SDK keep working.
+const AUTHING_SDK_FIELDS: [&str; 2] = ["scene", "userDefinedData"];
+
 #[async_trait]
 impl QrAuthProvider for BuiltinProvider {
-    async fn generate(&self, request: GenerateRequest) -> Result<QrCode> {
-        let record = self
-            .sessions
-            .create(&request.binding, request.initiator, request.nonce, None)
-            .await?;
-        let now = self.sessions.clock().now_millis();
-        Ok(QrCode {
-            content: self.qr_content(&record.id),
-            expires_in: record.expire_at_ms.saturating_sub(now).div_ceil(1000),
-            expire_at_ms: record.expire_at_ms,
-            interval: self.sessions.poll_interval().as_secs().max(1),
-            id: record.id,
-        })
+    async fn start(&self, session: SessionStart<'_>) -> Result<QrContent> {
+        if let Some(field) = session
+            .extensions
+            .keys()
+            .find(|k| !AUTHING_SDK_FIELDS.contains(&k.as_str()))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "invalid JSON body: unknown field `{field}`"
+            )));
+        }
+        Ok(QrContent::new(self.qr_content(session.id)))
     }
 
-    async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
-        self.sessions.status(id, binding).await
-    }
-
-    async fn wait_for_change(
-        &self,
-        id: &QrCodeId,
-        binding: &BindingSecret,
-        since_version: u64,
-        deadline: Instant,
-    ) -> Result<QrStatus> {
-        self.sessions
-            .wait_for_change(id, binding, since_version, deadline)
-            .await
-    }
-
-    async fn exchange(&self, ticket: &Ticket, binding: &BindingSecret) -> Result<TokenSet> {
-        let record = self.sessions.redeem(ticket, binding).await?;
-        let scanner = record
-            .scanner
-            .as_ref()
-            .ok_or_else(|| Error::Internal("confirmed session without scanner".into()))?;
-        let auth_time = record
-            .ticket_expire_at_ms
-            .saturating_sub(self.sessions.lifetimes().ticket.as_millis() as u64)
-            / 1000;
-        let tokens = self.issue_tokens(scanner, auth_time, record.nonce.as_deref())?;
-        tracing::info!("QR login completed");
-        Ok(tokens)
+    async fn issue_tokens(&self, login: ConfirmedLogin<'_>) -> Result<IssuedTokens> {
+        self.sign_tokens(&login)
     }
 
     async fn verify(&self, id_token: &str) -> Result<Claims> {
@@ -376,75 +331,16 @@ impl QrAuthProvider for BuiltinProvider {
         verifier.verify(id_token).await
     }
 
-    fn lifetimes(&self) -> crate::Lifetimes {
-        *self.sessions.lifetimes()
-    }
-
-    fn phone(&self) -> Option<&dyn PhoneApi> {
-        Some(self)
-    }
-
-    fn issuer(&self) -> Option<&dyn IssuerDocuments> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl PhoneApi for BuiltinProvider {
-    async fn scan(&self, id: &QrCodeId, phone: PhoneRequest<'_>) -> Result<ScanOutcome> {
-        let user = self.phone_user(phone).await?;
-        let scanner = Scanner {
-            subject: user.subject,
-            user: crate::types::UserInfo {
-                nickname: user.nickname,
-                photo: user.photo,
-            },
-            claims: user.claims,
-            ip: phone.ip,
-        };
-        let (record, confirm_token) = self.sessions.scan(id, scanner).await?;
-        let context = ConfirmContext {
-            app_name: self.app_name.clone(),
-            origin: self.origin(),
-            browser: record.initiator.device.clone(),
-            ip: record.initiator.ip.map(|ip| ip.to_string()),
-            created_at: record.created_at_ms,
-            network_mismatch: phone::network_mismatch(record.initiator.ip, phone.ip),
-        };
-        Ok(ScanOutcome {
-            confirm_token,
-            context,
-        })
-    }
-
-    async fn confirm(
-        &self,
-        id: &QrCodeId,
-        token: &ConfirmToken,
-        phone: PhoneRequest<'_>,
-    ) -> Result<QrState> {
-        let user = self.phone_user(phone).await?;
-        Ok(self
-            .sessions
-            .confirm(id, &user.subject, token, phone.match_code)
-            .await?
-            .state)
-    }
-
-    async fn cancel(
-        &self,
-        id: &QrCodeId,
-        token: &ConfirmToken,
-        phone: PhoneRequest<'_>,
-    ) -> Result<QrState> {
-        let user = self.phone_user(phone).await?;
-        Ok(self.sessions.cancel(id, &user.subject, token).await?.state)
+    fn capabilities(&self) -> Capabilities<'_> {
+        let phone = PhoneSide::new(self.authenticator.as_ref(), &self.app_name)
+            .origin(self.origin.as_deref());
+        Capabilities::none().phone(phone).issuer(self)
     }
 }
 
 impl IssuerDocuments for BuiltinProvider {
     fn jwks(&self) -> Value {
-        let now = self.sessions.clock().now_secs();
+        let now = self.clock.now_secs();
         serde_json::to_value(self.keys.jwks(now)).unwrap_or_else(|_| json!({ "keys": [] }))
     }
 

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 
 use crate::error::{Error, Result};
 use crate::secret::{QrCodeId, SecretHash};
-use crate::session::{Initiator, Scanner, SessionRecord};
+use crate::record::{Initiator, Scanner, SessionRecord};
 use crate::types::QrState;
 
 /// Hash field names. Part of the storage format: renaming one orphans live sessions.
@@ -30,6 +30,7 @@ pub(super) mod field {
     pub const FAILED: &str = "failed";
     pub const MATCH_CODE: &str = "match";
     pub const PROVIDER_DATA: &str = "data";
+    pub const UPSTREAM_LOST: &str = "lost";
 }
 
 /// A record as hash fields: the ones to write and the ones to remove.
@@ -71,6 +72,7 @@ pub(super) fn encode(record: &SessionRecord) -> Result<Encoded> {
         failed_attempts,
         match_code,
         provider_data,
+        upstream_lost,
     } = record;
     let Initiator { ip, device } = initiator;
     let scanner =
@@ -115,6 +117,7 @@ pub(super) fn encode(record: &SessionRecord) -> Result<Encoded> {
         field::PROVIDER_DATA,
         provider_data.as_ref().map(|d| d.as_bytes().to_vec()),
     );
+    out.put(field::UPSTREAM_LOST, upstream_lost.then(|| b"1".to_vec()));
     Ok(out)
 }
 
@@ -221,6 +224,7 @@ pub(super) fn decode(
         failed_attempts,
         match_code: f.owned(field::MATCH_CODE)?,
         provider_data: f.owned(field::PROVIDER_DATA)?,
+        upstream_lost: f.raw(field::UPSTREAM_LOST).is_some(),
     }))
 }
 
@@ -287,6 +291,7 @@ mod tests {
         r.failed_attempts = 2;
         r.match_code = Some("07".into());
         r.provider_data = Some("{\"upstream\":1}".into());
+        r.upstream_lost = true;
         r
     }
 

@@ -27,27 +27,13 @@ return {hits, ttl}
 /// A [`RateLimiter`] whose counters live in Redis, so that limits hold across replicas:
 /// the 21st `POST /qrcode` of a minute is refused whichever replica it reaches.
 ///
-/// Made from a [`RedisStore`] with [`RedisStore::rate_limiter`]: it shares the store's
-/// connection, prefix and command timeout. Each hit is one Lua script (`INCR` + `PEXPIRE`).
-/// Keys are `{prefix}rl:{hex(SHA-256(key))}`, so client addresses are not stored in clear.
-/// When Redis is unreachable a hit fails with
+/// A [`RedisStore`] hands it to the service with the sessions
+/// ([`SessionStore::rate_limiter`](crate::store::SessionStore::rate_limiter)): it shares the
+/// store's connection, prefix and command timeout. Each hit is one Lua script (`INCR` +
+/// `PEXPIRE`). Keys are `{prefix}rl:{hex(SHA-256(key))}`, so client addresses are not stored in
+/// clear. When Redis is unreachable a hit fails with
 /// [`Error::StoreUnavailable`](crate::Error::StoreUnavailable): the request is answered `503`,
 /// never let through uncounted.
-///
-/// ```no_run
-/// # async fn demo() -> qrauth_core::Result<()> {
-/// use std::sync::Arc;
-/// use qrauth_core::store::RedisStore;
-///
-/// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
-/// let limiter = store.rate_limiter();
-/// # let provider: Arc<dyn qrauth_core::QrAuthProvider> = unimplemented!();
-/// let service = qrauth_core::QrAuthService::builder(provider)
-///     .rate_limiter(Arc::new(limiter))
-///     .build();
-/// # let _ = service;
-/// # Ok(()) }
-/// ```
 #[derive(Clone)]
 pub struct RedisRateLimiter {
     store: RedisStore,
@@ -71,15 +57,7 @@ impl RedisRateLimiter {
     }
 
     /// The Redis key counting hits on `key`.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
-    /// let key = store.rate_limiter().counter_key("gen:203.0.113.9");
-    /// assert!(key.starts_with("qrauth:rl:") && !key.contains("203.0.113.9"));
-    /// # Ok(()) }
-    /// ```
-    pub fn counter_key(&self, key: &str) -> String {
+    pub(crate) fn counter_key(&self, key: &str) -> String {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
         format!(
             "{}rl:{}",

@@ -1,103 +1,64 @@
-//! The login flow on top of a [`SessionStore`]: what every provider shares.
+//! The session flow the service owns: create, read with binding checks, wait, scan, confirm,
+//! cancel, redeem tickets, and the transitions an upstream IdP reports.
+//!
+//! Every provider goes through this one flow, so binding, single use and atomicity are the same
+//! for all of them. Providers never touch it directly: phone-direct providers get it through
+//! the service's phone routes, upstream-confirmed ones through [`UpstreamControl`].
+
+mod upstream;
+
+pub use upstream::UpstreamControl;
+pub(crate) use upstream::{UpstreamLoops, waits_for_upstream};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::lifetimes::Lifetimes;
+use crate::record::{Initiator, Refusal, Scanner, SessionRecord};
 use crate::secret::{BindingSecret, ConfirmToken, QrCodeId, Ticket, os_random};
-use crate::session::{Initiator, Refusal, Scanner, SessionRecord};
-use crate::store::{MemoryStore, SessionStore};
+use crate::store::SessionStore;
 use crate::types::{QrState, QrStatus};
 
 /// Transitions retried this many times when other writers keep winning the compare-and-set.
 const MAX_CAS_ATTEMPTS: usize = 16;
 
-/// The QR login flow over a session store: create, read with binding checks, wait, scan,
-/// confirm, cancel, and redeem tickets.
-///
-/// Providers build on it so that binding, single use and atomicity are the same for all of
-/// them. Cheap to clone.
-///
-/// ```
-/// # tokio_test_block(async {
-/// use qrauth_core::{BindingSecret, sessions::Sessions, session::Initiator};
-///
-/// let sessions = Sessions::in_memory();
-/// let binding = BindingSecret::generate()?;
-/// let record = sessions.create(&binding, Initiator::default(), None, None).await?;
-/// let status = sessions.status(&record.id, &binding).await?;
-/// assert_eq!(status.state, qrauth_core::QrState::Pending);
-/// # Ok::<_, qrauth_core::Error>(()) });
-/// # fn tokio_test_block<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
-/// # }
-/// ```
+/// The QR login flow over a session store. Cheap to clone.
 #[derive(Clone)]
-pub struct Sessions {
+pub(crate) struct SessionFlow {
     store: Arc<dyn SessionStore>,
     clock: SharedClock,
     lifetimes: Lifetimes,
     number_matching: bool,
 }
 
-impl std::fmt::Debug for Sessions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sessions")
-            .field("lifetimes", &self.lifetimes)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Sessions {
-    /// A flow over `store`.
-    pub fn new(store: Arc<dyn SessionStore>, lifetimes: Lifetimes) -> Result<Self> {
-        Ok(Self {
-            store,
-            clock: Arc::new(SystemClock),
-            lifetimes: lifetimes.validate()?,
-            number_matching: false,
-        })
-    }
-
-    /// A flow over a fresh [`MemoryStore`] with default lifetimes.
-    pub fn in_memory() -> Self {
+impl SessionFlow {
+    pub(crate) fn new(
+        store: Arc<dyn SessionStore>,
+        clock: SharedClock,
+        lifetimes: Lifetimes,
+        number_matching: bool,
+    ) -> Self {
         Self {
-            store: Arc::new(MemoryStore::new()),
-            clock: Arc::new(SystemClock),
-            lifetimes: Lifetimes::default(),
-            number_matching: false,
+            store,
+            clock,
+            lifetimes,
+            number_matching,
         }
     }
 
-    /// Uses another clock (the store should use the same one).
-    pub fn with_clock(mut self, clock: SharedClock) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// Turns number matching on: after scan the bound browser shows a two-digit code that the
-    /// phone must send with confirm (a defence against relayed QR codes).
-    pub fn with_number_matching(mut self, on: bool) -> Self {
-        self.number_matching = on;
-        self
-    }
-
-    /// The lifetimes in force.
-    pub fn lifetimes(&self) -> &Lifetimes {
+    pub(crate) fn lifetimes(&self) -> &Lifetimes {
         &self.lifetimes
     }
 
-    /// The clock in use.
-    pub fn clock(&self) -> &SharedClock {
+    pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
     }
 
-    /// The store underneath.
-    pub fn store(&self) -> &Arc<dyn SessionStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn SessionStore> {
         &self.store
     }
 
@@ -105,9 +66,10 @@ impl Sessions {
         self.clock.now_millis()
     }
 
-    /// Creates a pending session bound to `binding`.
-    pub async fn create(
+    /// Creates a pending session `id` bound to `binding`.
+    pub(crate) async fn create(
         &self,
+        id: QrCodeId,
         binding: &BindingSecret,
         initiator: Initiator,
         nonce: Option<String>,
@@ -115,7 +77,7 @@ impl Sessions {
     ) -> Result<SessionRecord> {
         let now = self.now();
         let mut record = SessionRecord::new(
-            QrCodeId::generate()?,
+            id,
             binding.hash(),
             now,
             millis(self.lifetimes.qr_code),
@@ -131,9 +93,9 @@ impl Sessions {
         Ok(record)
     }
 
-    /// Loads a session, for provider code that has already authenticated the caller (phone
-    /// side). Browser-facing reads go through [`Sessions::status`].
-    pub async fn load(&self, id: &QrCodeId) -> Result<SessionRecord> {
+    /// Loads a session, for callers that have already authenticated themselves (phone side,
+    /// upstream loops). Browser-facing reads go through [`SessionFlow::status`].
+    pub(crate) async fn load(&self, id: &QrCodeId) -> Result<SessionRecord> {
         self.store.load(id).await?.ok_or(Error::UnknownQrCode)
     }
 
@@ -153,31 +115,28 @@ impl Sessions {
     }
 
     /// What the bound browser may know about the session.
-    pub async fn status(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
+    pub(crate) async fn status(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
         let record = self.bound(self.store.load(id).await?, binding)?;
         self.view(record, binding).await
     }
 
-    /// Waits until the session's version differs from `since_version` (or it expires, or
-    /// `deadline` passes), then answers like [`Sessions::status`].
-    pub async fn wait_for_change(
+    /// Waits until the session's version differs from `since_version` (the current one when
+    /// `None`), or it expires, or `deadline` passes, then answers like
+    /// [`SessionFlow::status`]. One store read before waiting; an unbound caller never holds a
+    /// waiter (the store returns at once for a foreign binding).
+    pub(crate) async fn wait_for_change(
         &self,
         id: &QrCodeId,
         binding: &BindingSecret,
-        since_version: u64,
+        since_version: Option<u64>,
         deadline: Instant,
     ) -> Result<QrStatus> {
-        // Check the binding before waiting: an unbound caller must not hold a waiter.
-        let first = self.bound(self.store.load(id).await?, binding)?;
-        if first.version != since_version {
-            return self.view(first, binding).await;
-        }
-        let record = self.bound(
-            self.store
-                .wait_for_change(id, since_version, deadline)
-                .await?,
-            binding,
-        )?;
+        let hash = binding.hash();
+        let record = self
+            .store
+            .wait_for_change(id, &hash, since_version, deadline)
+            .await?;
+        let record = self.bound(record, binding)?;
         self.view(record, binding).await
     }
 
@@ -185,7 +144,11 @@ impl Sessions {
         let now = self.now();
         let state = record.effective_state(now);
         if state == QrState::Expired {
-            return Err(Error::ExpiredQrCode);
+            return Err(if record.upstream_lost {
+                Error::UnknownQrCode
+            } else {
+                Error::ExpiredQrCode
+            });
         }
         let ticket = match (state, record.ticket_nonce) {
             (QrState::Confirmed, Some(nonce)) => {
@@ -215,7 +178,6 @@ impl Sessions {
             user,
             ticket,
             match_code,
-            created_at_ms: record.created_at_ms,
             expire_at_ms,
         })
     }
@@ -259,22 +221,8 @@ impl Sessions {
         ))
     }
 
-    /// Applies a provider-defined transition with compare-and-set, re-reading and retrying
-    /// when another writer won the race (like every transition of this type).
-    ///
-    /// For providers that mirror an upstream state machine (e.g. Authing's QR status): build
-    /// the next record from the current one with [`SessionRecord`]'s transition methods, or
-    /// fail to leave the session untouched. The next record must carry a higher `version`.
-    pub async fn update<F>(&self, id: &QrCodeId, mut transition: F) -> Result<SessionRecord>
-    where
-        F: FnMut(&SessionRecord, u64) -> Result<SessionRecord>,
-    {
-        self.transition(id, |r, now| transition(r, now).map_err(Refusal::from))
-            .await
-    }
-
     /// `pending → scanned` for `scanner`; returns the record and the phone's confirm token.
-    pub async fn scan(
+    pub(crate) async fn scan(
         &self,
         id: &QrCodeId,
         scanner: Scanner,
@@ -298,7 +246,7 @@ impl Sessions {
 
     /// `scanned → confirmed` by the scanning user `subject` holding `token` (and, with number
     /// matching, the code the browser shows).
-    pub async fn confirm(
+    pub(crate) async fn confirm(
         &self,
         id: &QrCodeId,
         subject: &str,
@@ -317,7 +265,7 @@ impl Sessions {
     }
 
     /// `scanned → cancelled` by the scanning user.
-    pub async fn cancel(
+    pub(crate) async fn cancel(
         &self,
         id: &QrCodeId,
         subject: &str,
@@ -327,24 +275,21 @@ impl Sessions {
             .await
     }
 
-    /// Counts a failed attempt (e.g. a wrong number-match code) against the session; the third
-    /// cancels it.
-    pub async fn record_failed_attempt(&self, id: &QrCodeId) -> Result<SessionRecord> {
-        self.transition(id, |r, _| Ok(r.failed_attempt())).await
-    }
-
     /// Redeems a ticket presented with `binding`: takes the ticket (exactly once), checks the
     /// binding, and moves the session to `consumed`. Returns the consumed record, whose
     /// `scanner` says who logged in.
     ///
     /// A ticket presented with the wrong binding is burnt and answers [`Error::NotBound`].
-    pub async fn redeem(&self, ticket: &Ticket, binding: &BindingSecret) -> Result<SessionRecord> {
-        let Some(id) = self.store.take_ticket(&ticket.hash()).await? else {
+    pub(crate) async fn redeem(
+        &self,
+        ticket: &Ticket,
+        binding: &BindingSecret,
+    ) -> Result<SessionRecord> {
+        // One round trip takes the handle and reads the session; one more consumes it.
+        let Some(record) = self.store.take_ticket(&ticket.hash()).await? else {
             return Err(Error::InvalidTicket);
         };
-        let Some(record) = self.store.load(&id).await? else {
-            return Err(Error::NotBound);
-        };
+        let id = record.id.clone();
         if !record.binding_hash.ct_eq(&binding.hash()) {
             // Another browser holds this session's ticket: the login is compromised. The ticket
             // is already burnt; cancel the session so that a re-read cannot mint it again.
@@ -359,17 +304,93 @@ impl Sessions {
         if !genuine {
             return Err(Error::InvalidTicket);
         }
-        self.transition(&id, |r, now| match r.consume(now) {
+        let consume = |r: &SessionRecord, now| match r.consume(now) {
             Ok(next) => Ok(next),
-            Err(Error::ExpiredQrCode | Error::Conflict(_)) => Err(Error::InvalidTicket.into()),
+            Err(Error::ExpiredQrCode | Error::Conflict(_)) => Err(Refusal::from(Error::InvalidTicket)),
             Err(other) => Err(other.into()),
-        })
-        .await
+        };
+        let next = consume(&record, self.now()).map_err(|r| r.error)?;
+        if self.store.compare_and_swap(record.version, &next).await? {
+            return Ok(next);
+        }
+        // Another writer moved the session between the read and the write: decide again on
+        // the freshest record.
+        self.transition(&id, consume).await
+    }
+
+    /// Applies what an upstream IdP reports; `Ok(false)` when the session had already moved
+    /// on (a conflict is not an error here: the upstream and the session raced, the session
+    /// won).
+    pub(crate) async fn apply_upstream(
+        &self,
+        id: &QrCodeId,
+        event: &crate::provider::UpstreamEvent,
+    ) -> Result<bool> {
+        use crate::provider::UpstreamEvent;
+        let ticket_ttl = millis(self.lifetimes.ticket);
+        let mut nonce = [0u8; 16];
+        if matches!(event, UpstreamEvent::Confirmed(_)) {
+            os_random(&mut nonce)?;
+        }
+        let applied = self
+            .transition(id, |r, now| {
+                let next = match event {
+                    UpstreamEvent::Pending => return Err(Error::Conflict(String::new()).into()),
+                    UpstreamEvent::Scanned(user) => {
+                        if r.state != QrState::Pending {
+                            return Err(Error::Conflict("already scanned".into()).into());
+                        }
+                        r.scan_upstream(now, upstream_scanner(None, user.clone(), Default::default()))?
+                    }
+                    UpstreamEvent::Confirmed(login) => {
+                        let mut next = r.confirm_upstream(
+                            now,
+                            upstream_scanner(
+                                login.subject.clone(),
+                                login.user.clone(),
+                                login.claims.clone(),
+                            ),
+                            nonce,
+                            ticket_ttl,
+                        )?;
+                        if login.provider_data.is_some() {
+                            next.provider_data = login.provider_data.clone();
+                        }
+                        next
+                    }
+                    UpstreamEvent::Cancelled => match r.state {
+                        QrState::Pending | QrState::Scanned => r.revoke()?,
+                        _ => return Err(Error::Conflict("not waiting upstream".into()).into()),
+                    },
+                    UpstreamEvent::Expired => r.end_upstream(now, false)?,
+                    UpstreamEvent::Vanished => r.end_upstream(now, true)?,
+                };
+                Ok(next)
+            })
+            .await;
+        match applied {
+            Ok(_) => Ok(true),
+            Err(Error::Conflict(_) | Error::ExpiredQrCode | Error::UnknownQrCode) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// How long a plain poll should wait before the next.
-    pub fn poll_interval(&self) -> Duration {
+    pub(crate) fn poll_interval(&self) -> Duration {
         self.lifetimes.poll_interval
+    }
+}
+
+fn upstream_scanner(
+    subject: Option<String>,
+    user: crate::types::UserInfo,
+    claims: serde_json::Map<String, serde_json::Value>,
+) -> Scanner {
+    Scanner {
+        subject: subject.unwrap_or_default(),
+        user,
+        claims,
+        ip: None,
     }
 }
 

@@ -17,11 +17,12 @@ use tokio::time::Instant;
 
 pub use self::limiter::RedisRateLimiter;
 use self::waiters::{Fanout, Subscription};
-use super::SessionStore;
+use super::{SessionStore, keeps_waiting};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::secret::{QrCodeId, SecretHash, os_random};
-use crate::session::SessionRecord;
+use crate::limits::RateLimiter;
+use crate::record::SessionRecord;
 
 /// Default bound on every Redis call.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,6 +39,16 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
+";
+
+/// Takes a ticket handle and reads its session, in one step.
+///
+/// KEYS[1] ticket key; ARGV[1] session key prefix. Returns `{id, {field, value, …}}`, or nil
+/// when the handle is unknown (never issued, already taken, or expired).
+const TAKE_TICKET_LUA: &str = r"
+local id = redis.call('GETDEL', KEYS[1])
+if not id then return false end
+return {id, redis.call('HGETALL', ARGV[1] .. id)}
 ";
 
 /// Compare-and-set on `version`, write, publish: one atomic step.
@@ -131,6 +142,7 @@ struct Inner {
     clock: SharedClock,
     insert: Script,
     cas: Script,
+    take_ticket: Script,
     fanout: Arc<Fanout>,
     subscriber: JoinHandle<()>,
 }
@@ -282,8 +294,9 @@ impl RedisStoreBuilder {
         .await?;
         let insert = Script::new(INSERT_LUA);
         let cas = Script::new(CAS_LUA);
+        let take_ticket = Script::new(TAKE_TICKET_LUA);
         let mut conn = connection.clone();
-        check_server(&mut conn, &self.prefix, timeout, &[&insert, &cas]).await?;
+        check_server(&mut conn, &self.prefix, timeout, &[&insert, &cas, &take_ticket]).await?;
 
         let subscription = Subscription {
             client,
@@ -313,6 +326,7 @@ impl RedisStoreBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
                 insert,
                 cas,
+                take_ticket,
                 fanout,
                 subscriber,
             }),
@@ -466,16 +480,13 @@ impl RedisStore {
         self.inner.timeout
     }
 
-    /// The Redis key of a session's hash (`{prefix}s:{id}`): for operators and tests.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
-    /// let id = qrauth_core::QrCodeId::generate()?;
-    /// assert_eq!(store.session_key(&id), format!("qrauth:s:{}", id.as_str()));
-    /// # Ok(()) }
-    /// ```
-    pub fn session_key(&self, id: &QrCodeId) -> String {
+    /// The Redis key of a session's hash (`{prefix}s:{id}`), for tests that inspect Redis.
+    #[cfg(feature = "test-util")]
+    pub fn key_of_session(&self, id: &QrCodeId) -> String {
+        self.session_key(id)
+    }
+
+    pub(crate) fn session_key(&self, id: &QrCodeId) -> String {
         format!("{}s:{}", self.inner.prefix, id.as_str())
     }
 
@@ -503,20 +514,6 @@ impl RedisStore {
     /// ```
     pub fn watched_sessions(&self) -> usize {
         self.inner.fanout.watched()
-    }
-
-    /// A rate limiter that keeps its counters in this store's Redis, so that abuse limits
-    /// hold across replicas; see [`RedisRateLimiter`].
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
-    /// let limiter = store.rate_limiter();
-    /// # let _ = limiter;
-    /// # Ok(()) }
-    /// ```
-    pub fn rate_limiter(&self) -> RedisRateLimiter {
-        RedisRateLimiter::new(self.clone())
     }
 
     fn connection(&self) -> ConnectionManager {
@@ -622,32 +619,38 @@ impl SessionStore for RedisStore {
         Ok(())
     }
 
-    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<QrCodeId>> {
+    async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<SessionRecord>> {
+        let mut invocation = self.inner.take_ticket.key(self.ticket_key(ticket));
+        invocation.arg(format!("{}s:", self.inner.prefix));
         let mut conn = self.inner.connection.clone();
-        let id: Option<String> = self
-            .call(
-                "GETDEL ticket",
-                ::redis::cmd("GETDEL")
-                    .arg(self.ticket_key(ticket))
-                    .query_async(&mut conn),
-            )
+        let taken: Option<(String, Vec<Vec<u8>>)> = self
+            .call("take ticket", invocation.invoke_async(&mut conn))
             .await?;
-        match id {
-            Some(id) => QrCodeId::parse(&id)
-                .map(Some)
-                .map_err(|_| Error::Internal("corrupt ticket entry in Redis".into())),
-            None => Ok(None),
+        let Some((id, flat)) = taken else {
+            return Ok(None);
+        };
+        let id = QrCodeId::parse(&id)
+            .map_err(|_| Error::Internal("corrupt ticket entry in Redis".into()))?;
+        let mut fields = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+            let name = String::from_utf8(name)
+                .map_err(|_| Error::Internal("corrupt session hash in Redis".into()))?;
+            fields.push((name, value));
         }
+        codec::decode(&id, fields)
     }
 
     async fn wait_for_change(
         &self,
         id: &QrCodeId,
-        since_version: u64,
+        binding: &SecretHash,
+        since_version: Option<u64>,
         deadline: Instant,
     ) -> Result<Option<SessionRecord>> {
         // Registered for the whole wait; the guard unregisters even if this future is dropped.
         let waiter = self.inner.fanout.register(id.as_str());
+        let mut since = since_version;
         loop {
             // Register for the next wake-up before reading: a change published after the read
             // still wakes us.
@@ -658,16 +661,15 @@ impl SessionStore for RedisStore {
             let Some(current) = self.load(id).await? else {
                 return Ok(None);
             };
-            if current.version != since_version {
+            let version = *since.get_or_insert(current.version);
+            let now_ms = self.inner.clock.now_millis();
+            if !keeps_waiting(&current, binding, version, now_ms) {
                 return Ok(Some(current));
             }
             let now = Instant::now();
-            let until_expiry = Duration::from_millis(
-                current
-                    .deadline_ms()
-                    .saturating_sub(self.inner.clock.now_millis()),
-            );
             // The session expires without anyone writing: stop at its deadline too.
+            let until_expiry =
+                Duration::from_millis(current.deadline_ms().saturating_sub(now_ms));
             let end = deadline.min(now + until_expiry);
             if now >= end {
                 return Ok(Some(current));
@@ -689,6 +691,10 @@ impl SessionStore for RedisStore {
 
     fn live_waiters(&self) -> usize {
         self.inner.fanout.live()
+    }
+
+    fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
+        Arc::new(RedisRateLimiter::new(self.clone()))
     }
 }
 

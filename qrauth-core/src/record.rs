@@ -1,6 +1,6 @@
-//! The QR login session and its state machine.
+//! The stored QR session record and its pure transitions.
 //!
-//! A [`SessionRecord`] is what a store keeps. Transitions are pure functions from one record to
+//! A [`SessionRecord`] is what a store keeps; the flow that drives it lives in `flow`. Transitions are pure functions from one record to
 //! the next; stores apply them with a compare-and-set on [`SessionRecord::version`], so two
 //! replicas racing on one session can never both win.
 
@@ -97,6 +97,8 @@ pub struct SessionRecord {
     pub match_code: Option<String>,
     /// Opaque provider data (e.g. the upstream QR id); never sent to a browser.
     pub provider_data: Option<String>,
+    /// The upstream IdP no longer knows the session (it expired as `unknown_qrcode`).
+    pub upstream_lost: bool,
 }
 
 impl SessionRecord {
@@ -125,6 +127,7 @@ impl SessionRecord {
             failed_attempts: 0,
             match_code: None,
             provider_data: None,
+            upstream_lost: false,
         }
     }
 
@@ -279,6 +282,43 @@ impl SessionRecord {
         self.check_phone(now_ms, subject, token)?;
         let mut next = self.next(QrState::Cancelled);
         next.confirm_token_hash = None;
+        Ok(next)
+    }
+
+    /// `pending → scanned`, reported by an upstream IdP whose own app scanned the QR.
+    pub fn scan_upstream(&self, now_ms: u64, scanner: Scanner) -> Result<Self> {
+        self.require(now_ms, &[QrState::Pending], "scan")?;
+        let mut next = self.next(QrState::Scanned);
+        next.scanner = Some(scanner);
+        Ok(next)
+    }
+
+    /// `pending | scanned → confirmed`, reported by an upstream IdP that confirmed the login on
+    /// its side: mints the ticket nonce like [`confirm`](Self::confirm), without a phone token.
+    pub fn confirm_upstream(
+        &self,
+        now_ms: u64,
+        scanner: Scanner,
+        ticket_nonce: [u8; 16],
+        ticket_ttl_ms: u64,
+    ) -> Result<Self> {
+        self.require(now_ms, &[QrState::Pending, QrState::Scanned], "confirm")?;
+        let mut next = self.next(QrState::Confirmed);
+        next.scanner = Some(scanner);
+        next.confirm_token_hash = None;
+        next.ticket_nonce = Some(ticket_nonce);
+        next.ticket_expire_at_ms = now_ms.saturating_add(ticket_ttl_ms);
+        Ok(next)
+    }
+
+    /// `pending | scanned → expired` now, because the upstream IdP says so (`lost`: it no
+    /// longer knows the session at all).
+    pub fn end_upstream(&self, now_ms: u64, lost: bool) -> Result<Self> {
+        self.require(now_ms, &[QrState::Pending, QrState::Scanned], "expire")?;
+        let mut next = self.next(QrState::Expired);
+        next.expire_at_ms = next.expire_at_ms.min(now_ms);
+        next.confirm_token_hash = None;
+        next.upstream_lost = lost;
         Ok(next)
     }
 

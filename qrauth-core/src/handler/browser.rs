@@ -1,0 +1,263 @@
+//! The browser's routes: `POST /qrcode`, `GET /qrcode/status`, `GET /qrcode/events`,
+//! `POST /qrcode/exchange`.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use http::header::{SET_COOKIE, USER_AGENT};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::request::{body_is_empty, header_str, hex_sha256, parse_json, query_param};
+use super::status::status_body;
+use super::{ApiRequest, ApiResponse, QrAuthService, SignIn, events};
+use crate::error::{Error, Result};
+use crate::flow::waits_for_upstream;
+use crate::provider::{ConfirmedLogin, SessionStart};
+use crate::record::Initiator;
+use crate::secret::{BindingSecret, QrCodeId, Ticket};
+use crate::types::QrStatus;
+
+/// `POST /qrcode`: qrauth reads `nonce`; every other field belongs to the provider.
+#[derive(Deserialize, Default)]
+struct GenerateBody {
+    nonce: Option<String>,
+    #[serde(flatten)]
+    extensions: Map<String, Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExchangeBody {
+    ticket: String,
+}
+
+impl QrAuthService {
+    pub(super) async fn generate(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let limits = self.inner.limits;
+        let flow = &self.inner.flow;
+        self.limit(
+            format!("gen:{}", self.caller_key(request)),
+            limits.generate_per_minute,
+            Duration::from_secs(60),
+        )
+        .await?;
+        let body: GenerateBody = if body_is_empty(request) {
+            GenerateBody::default()
+        } else {
+            parse_json(request)?
+        };
+        // Reuse the browser's binding so its other tabs keep working; mint one otherwise.
+        let binding = match self.binding(&request.headers) {
+            Some(b) => b,
+            None => BindingSecret::generate()?,
+        };
+        self.limit(
+            format!("bind:{}", binding.hash().to_hex()),
+            limits.sessions_per_binding,
+            flow.lifetimes().qr_code,
+        )
+        .await?;
+        let user_agent = header_str(&request.headers, USER_AGENT).unwrap_or("");
+        let initiator = Initiator {
+            ip: self.client_ip(request),
+            device: crate::user_agent::describe(user_agent).to_string(),
+        };
+        let id = QrCodeId::generate()?;
+        let now_ms = flow.clock().now_millis();
+        let expire_at_ms = now_ms.saturating_add(flow.lifetimes().qr_code.as_millis() as u64);
+        let content = self
+            .inner
+            .provider
+            .start(SessionStart {
+                id: &id,
+                initiator: &initiator,
+                nonce: body.nonce.as_deref(),
+                extensions: &body.extensions,
+                now_ms,
+                expire_at_ms,
+            })
+            .await?;
+        let record = flow
+            .create(id, &binding, initiator, body.nonce, content.provider_data)
+            .await?;
+        if self.inner.provider.capabilities().upstream.is_some() {
+            // Start watching the IdP at once: the browser's first poll follows.
+            self.inner.upstream_loops.interest(&record.id);
+        }
+        let image = crate::qr::svg_data_url(&content.content)?;
+        let now = flow.clock().now_millis();
+        let expires_in = record.expire_at_ms.saturating_sub(now).div_ceil(1000);
+        let mut answer = json!({
+            "qrcodeId": record.id.as_str(),
+            "qrcodeContent": content.content,
+            "image": image,
+            "expiresIn": expires_in,
+            "expireAt": record.expire_at_ms,
+            "interval": flow.poll_interval().as_secs().max(1),
+        });
+        if let (Some(code), Some(obj)) = (content.user_code, answer.as_object_mut()) {
+            obj.insert("userCode".into(), json!(code));
+        }
+        // Re-sent every time so that it outlives the newest QR (plus a ticket's lifetime).
+        let cookie = self
+            .inner
+            .cookies
+            .set_binding(binding.expose_secret(), expires_in + 300);
+        Ok(ApiResponse::json(StatusCode::CREATED, &answer).with_header(SET_COOKIE, &cookie))
+    }
+
+    fn query_id(&self, request: &ApiRequest) -> Result<Option<QrCodeId>> {
+        match query_param(request, "qrcodeId") {
+            None => Err(Error::InvalidRequest("qrcodeId is required".into())),
+            Some(raw) => Ok(QrCodeId::parse(&raw).ok()),
+        }
+    }
+
+    /// Plain polls may come once per advertised interval, with some slack for network jitter.
+    fn poll_window(&self) -> Duration {
+        self.inner
+            .flow
+            .poll_interval()
+            .saturating_sub(Duration::from_millis(250))
+            .max(Duration::from_millis(100))
+    }
+
+    pub(super) async fn status(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let id = self.query_id(request)?;
+        let wait = match query_param(request, "wait") {
+            None => None,
+            Some(w) if w.is_empty() => Some(self.inner.default_wait),
+            Some(w) => Some(
+                w.parse::<u64>()
+                    .map(|s| Duration::from_secs(s).min(self.inner.max_wait))
+                    .map_err(|_| {
+                        Error::InvalidRequest("wait must be a number of seconds".into())
+                    })?,
+            ),
+        };
+        let since = match query_param(request, "since") {
+            None => None,
+            Some(s) => Some(
+                s.parse::<u64>()
+                    .map_err(|_| Error::InvalidRequest("since must be a version number".into()))?,
+            ),
+        };
+        if wait.is_none_or(|w| w.is_zero()) && self.inner.limits.enforce_poll_interval {
+            // Before any lookup, keyed by what the caller presents: unknown, foreign and expired
+            // ids cost the same budget.
+            let caller = match self.binding(&request.headers) {
+                Some(b) => b.hash().to_hex(),
+                None => self.caller_key(request),
+            };
+            let presented = query_param(request, "qrcodeId").unwrap_or_default();
+            self.limit(
+                format!("poll:{caller}:{}", hex_sha256(&presented)),
+                1,
+                self.poll_window(),
+            )
+            .await?;
+        }
+        let binding = self.require_binding(&request.headers)?;
+        let id = id.ok_or(Error::NotBound)?;
+        let status = match wait {
+            Some(wait) if !wait.is_zero() => {
+                self.wait_for_change(&id, &binding, since, Instant::now() + wait)
+                    .await?
+            }
+            _ => self.poll(&id, &binding).await?,
+        };
+        Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
+    }
+
+    /// The session's status for its bound browser; keeps the upstream loop of a session that
+    /// waits for the IdP alive, and reports the IdP's failure while it lasts.
+    pub(super) async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
+        let status = self.inner.flow.status(id, binding).await?;
+        if self.inner.provider.capabilities().upstream.is_some() && waits_for_upstream(status.state)
+        {
+            if let Some(failure) = self.inner.upstream_loops.interest(id).failure() {
+                return Err(failure);
+            }
+        }
+        Ok(status)
+    }
+
+    /// Waits for the next change after `since` (the current version when `None`), as long-poll
+    /// and event streams do; an upstream failure ends the wait with its error.
+    pub(super) async fn wait_for_change(
+        &self,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+        since: Option<u64>,
+        deadline: Instant,
+    ) -> Result<QrStatus> {
+        let flow = &self.inner.flow;
+        if self.inner.provider.capabilities().upstream.is_none() {
+            return flow.wait_for_change(id, binding, since, deadline).await;
+        }
+        let guard = self.inner.upstream_loops.wait(id);
+        if let Some(failure) = guard.lp.failure() {
+            return Err(failure);
+        }
+        tokio::select! {
+            changed = flow.wait_for_change(id, binding, since, deadline) => changed,
+            failure = guard.lp.next_failure() => Err(failure),
+        }
+    }
+
+    pub(super) async fn events(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let id = self.query_id(request)?;
+        let binding = self.require_binding(&request.headers)?;
+        let id = id.ok_or(Error::NotBound)?;
+        let last_event_id = header_str(&request.headers, "last-event-id")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        // Check binding and existence before committing to a stream.
+        let first = self.poll(&id, &binding).await?;
+        Ok(events::stream(
+            self.clone(),
+            id,
+            binding,
+            first,
+            last_event_id,
+            self.inner.keep_alive,
+        ))
+    }
+
+    pub(super) async fn exchange(&self, request: &ApiRequest) -> Result<ApiResponse> {
+        let body: ExchangeBody = parse_json(request)?;
+        let binding = self.require_binding(&request.headers)?;
+        let ticket = Ticket::parse(&body.ticket).map_err(|_| Error::InvalidTicket)?;
+        let flow = &self.inner.flow;
+        let record = flow.redeem(&ticket, &binding).await?;
+        let login = ConfirmedLogin::new(
+            &record,
+            flow.clock().now_millis(),
+            flow.lifetimes().ticket.as_millis() as u64,
+        );
+        let issued = self.inner.provider.issue_tokens(login).await?;
+        tracing::info!("QR login completed");
+        if let Some(hook) = &self.inner.on_sign_in {
+            hook(&SignIn {
+                claims: issued.claims,
+                browser: crate::user_agent::describe(
+                    header_str(&request.headers, USER_AGENT).unwrap_or(""),
+                )
+                .to_string(),
+                ip: self.client_ip(request),
+            });
+        }
+        let tokens = issued.tokens;
+        let max_age = self
+            .inner
+            .cookies
+            .session_max_age
+            .unwrap_or(tokens.expires_in);
+        let session = self.inner.cookies.set_session(&tokens.id_token, max_age);
+        let clear = self.inner.cookies.clear_binding();
+        Ok(ApiResponse::json(StatusCode::OK, &tokens)
+            .with_header(SET_COOKIE, &session)
+            .with_header(SET_COOKIE, &clear))
+    }
+}

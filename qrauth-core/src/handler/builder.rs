@@ -1,0 +1,259 @@
+//! [`QrAuthServiceBuilder`]: every setting of the service in one place.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::cookies::CookieSettings;
+use super::{Inner, QrAuthService};
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::Result;
+use crate::flow::{SessionFlow, UpstreamLoops};
+use crate::lifetimes::Lifetimes;
+use crate::limits::Limits;
+use crate::provider::QrAuthProvider;
+use crate::store::{MemoryStore, SessionStore};
+use crate::types::Claims;
+use crate::verify::{IdTokenVerifier, IssuerConfig};
+
+/// A completed QR login, for notifications ("you just signed in on Chrome on Windows").
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SignIn {
+    /// The verified claims of the issued id_token.
+    pub claims: Claims,
+    /// The signed-in browser and OS, e.g. "Chrome on Windows".
+    pub browser: String,
+    /// The signed-in browser's address.
+    pub ip: Option<IpAddr>,
+}
+
+/// Called once per successful ticket exchange.
+pub(crate) type SignInHook = Arc<dyn Fn(&SignIn) + Send + Sync>;
+
+/// Configures a [`QrAuthService`]: where sessions live, how long things last, the limits, the
+/// cookies, and which other issuers' id_tokens `AuthenticatedUser` accepts.
+///
+/// ```
+/// # fn demo(provider: std::sync::Arc<dyn qrauth_core::QrAuthProvider>) -> qrauth_core::Result<()> {
+/// use std::time::Duration;
+/// use qrauth_core::{Lifetimes, Limits, QrAuthService};
+///
+/// let service = QrAuthService::builder(provider)
+///     .lifetimes(Lifetimes::default().qr_code(Duration::from_secs(90)))
+///     .limits(Limits::default().generate_per_minute(10))
+///     .build()?;
+/// # let _ = service; Ok(()) }
+/// ```
+#[must_use]
+pub struct QrAuthServiceBuilder {
+    provider: Arc<dyn QrAuthProvider>,
+    store: Option<Arc<dyn SessionStore>>,
+    clock: SharedClock,
+    lifetimes: Lifetimes,
+    number_matching: bool,
+    limits: Limits,
+    cookies: CookieSettings,
+    trusted_proxies: Vec<IpAddr>,
+    allowed_origins: Vec<String>,
+    default_wait: Duration,
+    max_wait: Duration,
+    keep_alive: Duration,
+    on_sign_in: Option<SignInHook>,
+    other_issuers: Vec<IssuerConfig>,
+    other_verifier: Option<IdTokenVerifier>,
+}
+
+impl QrAuthServiceBuilder {
+    pub(super) fn new(provider: Arc<dyn QrAuthProvider>) -> Self {
+        Self {
+            provider,
+            store: None,
+            clock: Arc::new(SystemClock),
+            lifetimes: Lifetimes::default(),
+            number_matching: false,
+            limits: Limits::default(),
+            cookies: CookieSettings::default(),
+            trusted_proxies: Vec::new(),
+            allowed_origins: Vec::new(),
+            default_wait: Duration::from_secs(25),
+            max_wait: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(15),
+            on_sign_in: None,
+            other_issuers: Vec::new(),
+            other_verifier: None,
+        }
+    }
+
+    /// Where sessions, tickets and abuse-limit counters live (default: a fresh
+    /// [`MemoryStore`]). Give every replica the same shared store (`RedisStore`): it carries
+    /// both the sessions and the limits.
+    pub fn store(mut self, store: impl SessionStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Like [`store`](Self::store), for a store the application keeps a handle to.
+    pub fn shared_store(mut self, store: Arc<dyn SessionStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How long QR codes, confirm tokens and tickets live, and the poll interval (default:
+    /// [`Lifetimes::default`]). Checked by [`build`](Self::build).
+    pub fn lifetimes(mut self, lifetimes: Lifetimes) -> Self {
+        self.lifetimes = lifetimes;
+        self
+    }
+
+    /// The clock of the session flow (default: the system clock). Tests pass a
+    /// [`ManualClock`](crate::ManualClock) to run lifetimes without sleeping.
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Number matching: after scan the browser shows a two-digit code that the phone user must
+    /// send with confirm (default off), a defence against relayed QR codes.
+    pub fn number_matching(mut self, on: bool) -> Self {
+        self.number_matching = on;
+        self
+    }
+
+    /// Drops `Secure` and the `__Host-` prefix from cookies so that a plain-HTTP `localhost`
+    /// demo works. Never use it in production.
+    pub fn insecure_dev_cookies(mut self) -> Self {
+        self.cookies.secure = false;
+        self
+    }
+
+    /// Cookie settings.
+    pub fn cookies(mut self, cookies: CookieSettings) -> Self {
+        self.cookies = cookies;
+        self
+    }
+
+    /// Reverse proxies whose `X-Forwarded-For` is believed.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
+    /// Origins the phone routes accept in an `Origin` header (default: the request's own
+    /// `Host`). Requests without `Origin` (native apps) are accepted.
+    pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.allowed_origins = origins.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Long-poll wait when the client asks for `wait` without a value (default 25 s), and the
+    /// cap on what it may ask (default 30 s).
+    pub fn long_poll(mut self, default: Duration, max: Duration) -> Self {
+        self.max_wait = max;
+        self.default_wait = default.min(max);
+        self
+    }
+
+    /// Abuse limits (default: [`Limits::default`]).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Interval of SSE keep-alive comments (default 15 s).
+    pub fn keep_alive(mut self, interval: Duration) -> Self {
+        self.keep_alive = interval;
+        self
+    }
+
+    /// Calls `hook` once for every completed login (after the ticket exchange), with the
+    /// signed-in device's description: send the user a "new sign-in" notification from here.
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) {
+    /// let service = builder
+    ///     .on_sign_in(|sign_in| println!("{} signed in on {}", sign_in.claims.sub, sign_in.browser))
+    ///     .build();
+    /// # }
+    /// ```
+    pub fn on_sign_in(mut self, hook: impl Fn(&SignIn) + Send + Sync + 'static) -> Self {
+        self.on_sign_in = Some(Arc::new(hook));
+        self
+    }
+
+    /// Also accepts id_tokens of another issuer (the application's existing IdP) wherever
+    /// `AuthenticatedUser` checks a token. Call it once per issuer.
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
+    /// use qrauth_core::IssuerConfig;
+    /// let service = builder
+    ///     .accept_id_tokens_from(IssuerConfig::new("https://login.example.com", "web-app"))
+    ///     .build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn accept_id_tokens_from(mut self, issuer: IssuerConfig) -> Self {
+        self.other_issuers.push(issuer);
+        self
+    }
+
+    /// Like [`accept_id_tokens_from`](Self::accept_id_tokens_from), with a verifier the
+    /// application configured itself (leeway, HTTP client, several issuers).
+    pub fn accept_id_tokens_verified_by(mut self, verifier: IdTokenVerifier) -> Self {
+        self.other_verifier = Some(verifier);
+        self
+    }
+
+    /// Builds the service.
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::Error::Config) for lifetimes out of range, or an issuer given to
+    /// [`accept_id_tokens_from`](Self::accept_id_tokens_from) that does not configure.
+    pub fn build(self) -> Result<QrAuthService> {
+        let lifetimes = self.lifetimes.validate()?;
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>);
+        let limiter = store.rate_limiter();
+        let flow = SessionFlow::new(store, self.clock.clone(), lifetimes, self.number_matching);
+        let other_verifier = match (self.other_verifier, self.other_issuers.is_empty()) {
+            (Some(verifier), true) => Some(verifier),
+            (verifier, _) => {
+                let mut builder = IdTokenVerifier::builder().clock(self.clock.clone());
+                let mut any = false;
+                for issuer in self.other_issuers {
+                    builder = builder.issuer(issuer);
+                    any = true;
+                }
+                match (verifier, any) {
+                    (Some(_), true) => {
+                        return Err(crate::Error::Config(
+                            "use accept_id_tokens_from or accept_id_tokens_verified_by, not both"
+                                .into(),
+                        ));
+                    }
+                    (_, true) => Some(builder.build()?),
+                    (_, false) => None,
+                }
+            }
+        };
+        let upstream_loops = UpstreamLoops::new(self.provider.clone(), flow.clone());
+        Ok(QrAuthService {
+            inner: Arc::new(Inner {
+                provider: self.provider,
+                flow,
+                upstream_loops,
+                limiter,
+                on_sign_in: self.on_sign_in,
+                limits: self.limits,
+                cookies: self.cookies,
+                trusted_proxies: self.trusted_proxies,
+                allowed_origins: self.allowed_origins,
+                default_wait: self.default_wait,
+                max_wait: self.max_wait,
+                keep_alive: self.keep_alive,
+                other_verifier,
+            }),
+        })
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading requests (JSON bodies, query parameters, headers, cookies) and the guards every
+//! route shares: client address, origin check, abuse limits.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, ORIGIN};
+use serde::de::DeserializeOwned;
+
+use super::{ApiRequest, MAX_BODY_BYTES, QrAuthService, client_ip, cookies};
+use crate::error::{Error, Result};
+use crate::secret::{BindingSecret, SecretHash, sha256};
+
+impl QrAuthService {
+    pub(crate) fn client_ip(&self, request: &ApiRequest) -> Option<IpAddr> {
+        client_ip::client_ip(request.peer, &request.headers, &self.inner.trusted_proxies)
+    }
+
+    pub(crate) fn binding(&self, headers: &HeaderMap) -> Option<BindingSecret> {
+        cookies::read_cookie(headers, &self.inner.cookies.binding_name())
+            .and_then(|v| BindingSecret::parse(v).ok())
+    }
+
+    pub(crate) fn require_binding(&self, headers: &HeaderMap) -> Result<BindingSecret> {
+        self.binding(headers).ok_or(Error::NotBound)
+    }
+
+    /// Counts a hit; over the limit is `429 slow_down` with `Retry-After`.
+    pub(crate) async fn limit(&self, key: String, limit: u32, window: Duration) -> Result<()> {
+        if limit == u32::MAX {
+            return Ok(());
+        }
+        match self.inner.limiter.hit(&key, limit, window).await? {
+            None => Ok(()),
+            Some(retry_after) => Err(Error::SlowDown { retry_after }),
+        }
+    }
+
+    /// The key of limits per client: its address, as seen through the trusted proxies.
+    pub(crate) fn caller_key(&self, request: &ApiRequest) -> String {
+        match self.client_ip(request) {
+            Some(ip) => ip.to_string(),
+            None => "unknown".to_owned(),
+        }
+    }
+
+    /// Refuses a request whose `Origin` is foreign (default: not the request's own `Host`).
+    /// Requests without `Origin` (native apps) pass.
+    pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<()> {
+        let Some(origin) = header_str(headers, ORIGIN) else {
+            return Ok(());
+        };
+        let allowed = if self.inner.allowed_origins.is_empty() {
+            let host = header_str(headers, HOST).unwrap_or("");
+            url::Url::parse(origin)
+                .ok()
+                .and_then(|u| {
+                    let h = u.host_str()?.to_owned();
+                    Some(match u.port() {
+                        Some(p) => format!("{h}:{p}"),
+                        None => h,
+                    })
+                })
+                .is_some_and(|o| !host.is_empty() && o.eq_ignore_ascii_case(host))
+        } else {
+            self.inner.allowed_origins.iter().any(|a| a == origin)
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("cross-origin request refused".into()))
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`, if that is what the header holds.
+pub(crate) fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    header_str(headers, AUTHORIZATION)
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .filter(|t| !t.is_empty())
+}
+
+/// Hex SHA-256 of a client-supplied value, for limit keys that must not store it in clear.
+pub(crate) fn hex_sha256(value: &str) -> String {
+    SecretHash::from_bytes(sha256(value.as_bytes())).to_hex()
+}
+
+pub(crate) fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub(crate) fn query_param(request: &ApiRequest, name: &str) -> Option<String> {
+    let query = request.query.as_deref()?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Whether the body is empty (or only whitespace): routes whose body is optional.
+pub(crate) fn body_is_empty(request: &ApiRequest) -> bool {
+    request.body.iter().all(u8::is_ascii_whitespace)
+}
+
+/// Parses a JSON body: `application/json` only, at most 4 KiB, errors that name the field but
+/// never echo a value.
+pub(crate) fn parse_json<T: DeserializeOwned>(request: &ApiRequest) -> Result<T> {
+    let content_type = header_str(&request.headers, CONTENT_TYPE).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(Error::UnsupportedMediaType);
+    }
+    if request.body.len() > MAX_BODY_BYTES {
+        return Err(Error::PayloadTooLarge);
+    }
+    serde_json::from_slice(&request.body).map_err(|e| Error::InvalidRequest(json_error(&e)))
+}
+
+fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => {
+            // Name the field, but never echo a value from the body.
+            let msg = e.to_string();
+            let msg = msg.split(" at line").next().unwrap_or("");
+            if msg.starts_with("unknown field") || msg.starts_with("missing field") {
+                let field = msg.split(", expected").next().unwrap_or(msg);
+                format!("invalid JSON body: {field}")
+            } else {
+                "invalid JSON body: a field has the wrong type".to_owned()
+            }
+        }
+        Category::Syntax | Category::Eof | Category::Io => "malformed JSON body".to_owned(),
+    }
+}
