@@ -114,3 +114,17 @@ pub(crate) async fn handle(
     };
     into_response(api)
 }
+
+/// Handles a request for a path under `/qrcode/` that is none of qrauth's routes.
+pub(crate) async fn handle_extension(
+    service: QrAuthService,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let path = request.match_info().get("tail").unwrap_or("").to_owned();
+    let api = match api_request(&service, &request, payload).await {
+        Ok(api) => service.handle_extension(&path, api).await,
+        Err(error) => service.error_response(Route::Extension, &error),
+    };
+    into_response(api)
+}

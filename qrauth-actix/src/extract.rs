@@ -13,9 +13,13 @@ use crate::convert::{headers, into_response};
 /// The verified user of a request: the id_token from `Authorization: Bearer …` or from the
 /// session cookie set at login, verified by the provider.
 ///
-/// Needs the [`QrAuthService`] as app data (`App::new().app_data(service)`), or the
-/// [`require_authentication`](crate::require_authentication) middleware in front.
-/// `Option<AuthenticatedUser>` gives `None` instead of a 401.
+/// Needs the [`QrAuthService`] as app data: [`mount`](crate::mount) (or
+/// [`configure`](crate::configure)) puts it there, as does the
+/// [`require_authentication`](crate::require_authentication) middleware.
+///
+/// For pages that serve anonymous visitors too, take [`MaybeAuthenticatedUser`]: `None` for
+/// anonymous requests and refused tokens, but a verifier outage is still an error. (actix-web's
+/// own `Option<AuthenticatedUser>` turns every error into `None`, outages included.)
 ///
 /// ```
 /// use actix_web::{App, web};
@@ -100,12 +104,47 @@ impl FromRequest for AuthenticatedUser {
             let Some(service) = service else {
                 return Err(Unauthorized {
                     error: Error::Config(
-                        "QrAuthService missing from app data: add .app_data(service)".into(),
+                        "QrAuthService missing from app data: mount the routes with \
+                         .configure(qrauth_actix::mount(path, service))"
+                            .into(),
                     ),
                     service: None,
                 });
             };
             authenticate(&service, &request_headers).await
+        })
+    }
+}
+
+/// The verified user, if any: `None` for anonymous requests and refused tokens; a failure of
+/// the verifier itself (JWKS endpoint down, store unreachable) is still an error, as on axum's
+/// `Option<AuthenticatedUser>`.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use qrauth_actix::MaybeAuthenticatedUser;
+///
+/// async fn home(MaybeAuthenticatedUser(user): MaybeAuthenticatedUser) -> &'static str {
+///     if user.is_some() { "welcome back" } else { "please scan the QR code" }
+/// }
+///
+/// let app = App::new().route("/", web::get().to(home));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MaybeAuthenticatedUser(pub Option<AuthenticatedUser>);
+
+impl FromRequest for MaybeAuthenticatedUser {
+    type Error = Unauthorized;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let user = AuthenticatedUser::from_request(request, payload);
+        Box::pin(async move {
+            match user.await {
+                Ok(user) => Ok(Self(Some(user))),
+                Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => Ok(Self(None)),
+                Err(rejection) => Err(rejection),
+            }
         })
     }
 }

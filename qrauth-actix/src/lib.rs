@@ -1,33 +1,31 @@
 //! # qrauth-actix
 //!
 //! "Scan the QR code with your phone app to log in" for [actix-web] applications: mount the
-//! routes with [`scope`] (under a prefix) or [`configure`] (at the root), and protect handlers
+//! routes with [`mount`] (under a prefix) or [`configure`] (at the root), and protect handlers
 //! with the [`AuthenticatedUser`] extractor or the [`require_authentication`] middleware.
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use actix_web::{App, HttpServer, web};
-//! use qrauth_actix::{AuthenticatedUser, QrAuthService};
-//! # use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
+//! use qrauth_actix::{AuthenticatedUser, BuiltinProvider, QrAuthService};
+//! # use qrauth_actix::{PhoneAuthenticator, PhoneUser};
 //! # struct MyPhoneApp;
 //! # #[async_trait::async_trait]
 //! # impl PhoneAuthenticator for MyPhoneApp {
 //! #     async fn authenticate(&self, _: &str) -> qrauth_core::Result<PhoneUser> { Err(qrauth_core::Error::Unauthenticated) }
 //! # }
-//!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-//! let provider = BuiltinProvider::builder(Arc::new(MyPhoneApp)).issuer("https://example.com/auth").build()?;
-//! let qrauth = QrAuthService::builder(Arc::new(provider)).build();
+//! let provider = BuiltinProvider::builder(Arc::new(MyPhoneApp))
+//!     .issuer("https://example.com/auth").audience("example-web")
+//!     .phone_url("https://example.com/m/confirm").build()?;
+//! let qrauth = QrAuthService::builder(Arc::new(provider)).build()?;
 //!
 //! HttpServer::new(move || {
 //!     App::new()
-//!         .app_data(qrauth.clone())
-//!         .service(qrauth_actix::scope("/auth", qrauth.clone()))
+//!         .configure(qrauth_actix::mount("/auth", qrauth.clone()))
 //!         .route("/me", web::get().to(|user: AuthenticatedUser| async move { user.claims.sub }))
 //! })
-//! .bind("127.0.0.1:3001")?
-//! .run()
-//! .await?;
+//! .bind("127.0.0.1:3001")?.run().await?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -38,10 +36,10 @@ mod extract;
 mod middleware;
 mod routes;
 
-pub use extract::{AuthenticatedUser, Unauthorized};
+pub use extract::{AuthenticatedUser, MaybeAuthenticatedUser, Unauthorized};
 pub use middleware::require_authentication;
-pub use qrauth_core::QrAuthService;
-pub use routes::{configure, scope};
+pub use qrauth_core::{BuiltinProvider, PhoneAuthenticator, PhoneUser, QrAuthService};
+pub use routes::{configure, mount, scope};
 
 /// Turns off Nagle's algorithm on each accepted connection, for
 /// [`HttpServer::on_connect`](actix_web::HttpServer::on_connect).

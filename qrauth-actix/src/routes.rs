@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, Scope, web};
 use qrauth_core::{QrAuthService, Route};
 
-use crate::convert::handle;
+use crate::convert::{handle, handle_extension};
 
 fn register(service: &QrAuthService, mut add: impl FnMut(&str, actix_web::Route)) {
     for (path, route) in Route::ALL {
@@ -19,19 +19,34 @@ fn register(service: &QrAuthService, mut add: impl FnMut(&str, actix_web::Route)
     add(
         "/qrcode/{tail:.*}",
         web::to(move |request: HttpRequest, payload: web::Payload| {
-            handle(service.clone(), Route::NotFound, request, payload)
+            handle_extension(service.clone(), request, payload)
         }),
     );
 }
 
-/// Every qrauth route under `path` (e.g. `"/auth"`), as a [`Scope`].
-///
-/// Also registers the service as app data of the scope, so [`AuthenticatedUser`] works
-/// inside it; add `.app_data(service)` to the `App` for handlers outside.
-///
-/// A scope matches every path under its prefix: to mount at the root use [`configure`].
+/// Every qrauth route under `path` (e.g. `"/auth"`), and the service as app data of the whole
+/// application, so that [`AuthenticatedUser`] works in every handler: for `App::configure`.
 ///
 /// [`AuthenticatedUser`]: crate::AuthenticatedUser
+///
+/// ```
+/// # fn demo(qrauth: qrauth_actix::QrAuthService) {
+/// let app = actix_web::App::new().configure(qrauth_actix::mount("/auth", qrauth));
+/// # }
+/// ```
+pub fn mount(path: &str, service: QrAuthService) -> impl FnOnce(&mut web::ServiceConfig) {
+    let path = path.to_owned();
+    move |config| {
+        config.app_data(service.clone());
+        config.service(scope(&path, service));
+    }
+}
+
+/// Every qrauth route under `path` (e.g. `"/auth"`), as a [`Scope`] with the service as its
+/// app data. Handlers outside the scope need the service as app data of their own:
+/// [`mount`] does both.
+///
+/// A scope matches every path under its prefix: to mount at the root use [`configure`].
 ///
 /// ```
 /// # fn demo(qrauth: qrauth_actix::QrAuthService) {
@@ -46,17 +61,17 @@ pub fn scope(path: &str, service: QrAuthService) -> Scope {
     scope.unwrap_or_else(|| web::scope(path))
 }
 
-/// Every qrauth route at the application's root, for `App::configure`.
+/// Every qrauth route at the application's root, and the service as app data of the whole
+/// application: for `App::configure`.
 ///
 /// ```
 /// # fn demo(qrauth: qrauth_actix::QrAuthService) {
-/// let app = actix_web::App::new()
-///     .app_data(qrauth.clone())
-///     .configure(qrauth_actix::configure(qrauth));
+/// let app = actix_web::App::new().configure(qrauth_actix::configure(qrauth));
 /// # }
 /// ```
 pub fn configure(service: QrAuthService) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
+        config.app_data(service.clone());
         register(&service, |p, r| {
             config.route(p, r);
         });

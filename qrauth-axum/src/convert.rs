@@ -82,3 +82,16 @@ pub(crate) async fn handle(service: QrAuthService, route: Route, request: Reques
     };
     into_response(api).into_response()
 }
+
+/// Handles a request for `rest`, a path under `/qrcode/` that is none of qrauth's routes.
+pub(crate) async fn handle_extension(
+    service: QrAuthService,
+    rest: String,
+    request: Request,
+) -> Response {
+    let api = match api_request(&service, request).await {
+        Ok(api) => service.handle_extension(&rest, api).await,
+        Err(error) => service.error_response(Route::Extension, &error),
+    };
+    into_response(api).into_response()
+}

@@ -10,8 +10,12 @@ use crate::convert::into_response;
 /// The verified user of a request: the id_token from `Authorization: Bearer …` or from the
 /// session cookie set at login, verified by the provider.
 ///
-/// Needs the [`QrAuthService`] in the request extensions (`.layer(Extension(service))`), or a
+/// Needs the [`QrAuthService`] in the request extensions: mounting the routes with
+/// [`QrAuthRouterExt::qrauth`](crate::QrAuthRouterExt::qrauth) puts it there, as does a
 /// [`RequireAuthenticationLayer`](crate::RequireAuthenticationLayer) in front of the handler.
+///
+/// `Option<AuthenticatedUser>` (or [`MaybeAuthenticatedUser`], the same on both adapters) is
+/// `None` for anonymous requests and refused tokens; a verifier outage is still an error.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -67,7 +71,7 @@ async fn authenticate(parts: &Parts) -> Result<AuthenticatedUser, Unauthorized> 
         return Err(Unauthorized::new(
             None,
             Error::Config(
-                "QrAuthService missing from request extensions: add .layer(Extension(service))"
+                "QrAuthService missing from request extensions: mount the routes with .qrauth(prefix, service)"
                     .into(),
             ),
         ));
@@ -100,5 +104,31 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedUser {
             Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => Ok(None),
             Err(rejection) => Err(rejection),
         }
+    }
+}
+
+/// The verified user, if any: the same as `Option<AuthenticatedUser>`, under the name the
+/// actix-web adapter uses too.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use qrauth_axum::MaybeAuthenticatedUser;
+///
+/// async fn home(MaybeAuthenticatedUser(user): MaybeAuthenticatedUser) -> &'static str {
+///     if user.is_some() { "welcome back" } else { "please scan the QR code" }
+/// }
+///
+/// let app: Router = Router::new().route("/", get(home));
+/// ```
+#[derive(Debug, Clone)]
+pub struct MaybeAuthenticatedUser(pub Option<AuthenticatedUser>);
+
+impl<S: Send + Sync> FromRequestParts<S> for MaybeAuthenticatedUser {
+    type Rejection = Unauthorized;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        <AuthenticatedUser as OptionalFromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Self)
     }
 }

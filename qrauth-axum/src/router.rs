@@ -1,11 +1,11 @@
 //! The QR login routes as an axum [`Router`].
 
-use axum::Router;
-use axum::extract::Request;
+use axum::extract::{Path, Request};
+use axum::{Extension, Router};
 use axum::routing::any;
 use qrauth_core::{QrAuthService, Route};
 
-use crate::convert::handle;
+use crate::convert::{handle, handle_extension};
 
 /// Every qrauth route (`/qrcode`, `/qrcode/status`, `/qrcode/events`, `/qrcode/exchange`, the
 /// built-in provider's phone routes and `/.well-known/*`), ready to `nest` under a prefix or
@@ -32,6 +32,39 @@ where
     }
     router.route(
         "/qrcode/{*rest}",
-        any(move |request: Request| handle(service.clone(), Route::NotFound, request)),
+        any(move |Path(rest): Path<String>, request: Request| {
+            handle_extension(service.clone(), rest, request)
+        }),
     )
+}
+
+/// Mounting qrauth on a [`Router`] in one call: the routes under a prefix, and the service in
+/// the request extensions of every route added so far, so that
+/// [`AuthenticatedUser`](crate::AuthenticatedUser) works in all of them.
+///
+/// Like any axum layer, it covers the routes added before it: call it last.
+///
+/// ```
+/// use axum::{Router, routing::get};
+/// use qrauth_axum::{AuthenticatedUser, QrAuthRouterExt};
+///
+/// # fn demo(qrauth: qrauth_axum::QrAuthService) {
+/// let app: Router = Router::new()
+///     .route("/me", get(|user: AuthenticatedUser| async move { user.claims.sub }))
+///     .qrauth("/auth", qrauth);
+/// # }
+/// ```
+pub trait QrAuthRouterExt {
+    /// Nests [`routes`] under `prefix` and makes `service` available to the extractors.
+    fn qrauth(self, prefix: &str, service: QrAuthService) -> Self;
+}
+
+impl<S> QrAuthRouterExt for Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    fn qrauth(self, prefix: &str, service: QrAuthService) -> Self {
+        self.nest(prefix, routes(service.clone()))
+            .layer(Extension(service))
+    }
 }
