@@ -142,7 +142,9 @@ impl FromRequest for MaybeAuthenticatedUser {
         Box::pin(async move {
             match user.await {
                 Ok(user) => Ok(Self(Some(user))),
-                Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => Ok(Self(None)),
+                Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => {
+                    Ok(Self(None))
+                }
                 Err(rejection) => Err(rejection),
             }
         })

@@ -1,8 +1,8 @@
 //! The QR login routes as an axum [`Router`].
 
 use axum::extract::{Path, Request};
-use axum::{Extension, Router};
 use axum::routing::any;
+use axum::{Extension, Router};
 use qrauth_core::{QrAuthService, Route};
 
 use crate::convert::{handle, handle_extension};
@@ -55,7 +55,8 @@ where
 /// # }
 /// ```
 pub trait QrAuthRouterExt {
-    /// Nests [`routes`] under `prefix` and makes `service` available to the extractors.
+    /// Nests [`routes`] under `prefix` (`"/"`: at the root) and makes `service` available to
+    /// the extractors.
     fn qrauth(self, prefix: &str, service: QrAuthService) -> Self;
 }
 
@@ -64,7 +65,12 @@ where
     S: Clone + Send + Sync + 'static,
 {
     fn qrauth(self, prefix: &str, service: QrAuthService) -> Self {
-        self.nest(prefix, routes(service.clone()))
-            .layer(Extension(service))
+        let prefix = prefix.trim_end_matches('/');
+        let mounted = if prefix.is_empty() {
+            self.merge(routes(service.clone()))
+        } else {
+            self.nest(prefix, routes(service.clone()))
+        };
+        mounted.layer(Extension(service))
     }
 }

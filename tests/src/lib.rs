@@ -20,10 +20,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use demo_common::DemoPhoneAuthenticator;
-use qrauth_core::limits::RateLimiter;
-use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm, SigningKey};
 use qrauth_core::store::{MemoryStore, RedisStore, SessionStore};
-use qrauth_core::{Lifetimes, QrAuthService, Sessions};
+use qrauth_core::{BuiltinProvider, Lifetimes, Limits, QrAuthService, SigningAlgorithm, SigningKey};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, SET_COOKIE, USER_AGENT};
 use reqwest::{Method, RequestBuilder};
 use serde_json::{Value, json};
@@ -109,7 +107,7 @@ pub struct ServerOptions {
     /// The issuer (default: the server's own base URL).
     pub issuer: Option<String>,
     /// Abuse limits (default: none, so that tests may poll as fast as they like).
-    pub limits: Option<qrauth_core::limits::Limits>,
+    pub limits: Option<Limits>,
     /// The Redis to keep sessions in (implies [`StoreKind::Redis`]); default: with
     /// `StoreKind::Redis`, a `redis-server` of the server's own.
     pub redis_url: Option<String>,
@@ -120,6 +118,8 @@ pub struct ServerOptions {
     /// Ticket lifetime (default: the library's 60 s); sessions are kept until their last
     /// possible ticket expired, plus the retention grace.
     pub ticket_lifetime: Option<Duration>,
+    /// Other issuers whose id_tokens `AuthenticatedUser` accepts (the application's own IdP).
+    pub other_issuers: Vec<qrauth_core::IssuerConfig>,
 }
 
 impl ServerOptions {
@@ -130,7 +130,7 @@ impl ServerOptions {
     }
 
     /// Options with these abuse limits.
-    pub fn limits(mut self, limits: qrauth_core::limits::Limits) -> Self {
+    pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = Some(limits);
         self
     }
@@ -171,6 +171,12 @@ impl ServerOptions {
         self
     }
 
+    /// Options that also accept id_tokens of `issuer`.
+    pub fn accept_issuer(mut self, issuer: qrauth_core::IssuerConfig) -> Self {
+        self.other_issuers.push(issuer);
+        self
+    }
+
     /// Options with this bound on every Redis call.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.redis_timeout = Some(timeout);
@@ -208,28 +214,23 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
     if let Some(ticket) = options.ticket_lifetime {
         lifetimes = lifetimes.ticket(ticket);
     }
-    let (store, limiter): (Arc<dyn SessionStore>, Option<Arc<dyn RateLimiter>>) =
-        match &options.redis_url {
-            Some(url) => {
-                let store = RedisStore::builder(url.as_str())
-                    .key_prefix(REDIS_PREFIX)
-                    .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)))
-                    .connect()
-                    .await
-                    .expect("connect to the test redis-server");
-                let limiter = Arc::new(store.rate_limiter());
-                (Arc::new(store), Some(limiter))
-            }
-            None => (Arc::new(MemoryStore::new()), None),
-        };
-    let sessions = Sessions::new(store, lifetimes).expect("valid test lifetimes");
+    let store: Arc<dyn SessionStore> = match &options.redis_url {
+        Some(url) => Arc::new(
+            RedisStore::builder(url.as_str())
+                .key_prefix(REDIS_PREFIX)
+                .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)))
+                .connect()
+                .await
+                .expect("connect to the test redis-server"),
+        ),
+        None => Arc::new(MemoryStore::new()),
+    };
     let key = options
         .signing_key
         .clone()
         .unwrap_or_else(shared_signing_key);
     let issuer = options.issuer.clone().unwrap_or_else(|| base.to_owned());
     let provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator))
-        .sessions(sessions)
         .signing_key(key)
         .issuer(issuer)
         .audience(AUDIENCE)
@@ -237,19 +238,21 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
         .phone_url(format!("{base}/phone"))
         .build()
         .expect("built-in provider");
-    let mut builder = QrAuthService::builder(Arc::new(provider)).limits(
-        options
-            .limits
-            .unwrap_or_else(qrauth_core::limits::Limits::unlimited),
-    );
-    if let Some(limiter) = limiter {
-        builder = builder.rate_limiter(limiter);
-    }
-    if options.secure_cookies {
-        builder.build()
+    let builder = QrAuthService::builder(Arc::new(provider))
+        .shared_store(store)
+        .lifetimes(lifetimes)
+        .limits(options.limits.unwrap_or_else(Limits::unlimited));
+    let builder = options
+        .other_issuers
+        .iter()
+        .cloned()
+        .fold(builder, |b, issuer| b.accept_id_tokens_from(issuer));
+    let builder = if options.secure_cookies {
+        builder
     } else {
-        builder.insecure_dev_cookies().build()
-    }
+        builder.insecure_dev_cookies()
+    };
+    builder.build().expect("valid test service")
 }
 
 enum Stopper {

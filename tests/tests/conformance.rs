@@ -48,6 +48,7 @@ macro_rules! conformance_suite {
             expiry,
             bad_input,
             protected_route_rejections,
+            application_issuer_accepted,
             limit_generate_per_ip,
             limit_sessions_per_binding,
             limit_poll_interval,
@@ -98,8 +99,117 @@ fn one_mib_json() -> Vec<u8> {
     body
 }
 
+/// A JWKS document served on a loopback port, as an application's own IdP would.
+async fn serve_jwks(keys: &[&qrauth_core::SigningKey]) -> (String, tokio::task::JoinHandle<()>) {
+    let jwks = json!({ "keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
+    let app = axum::Router::new().route(
+        "/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { axum::Json(jwks) }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (base, task)
+}
+
 mod cases {
     use super::*;
+
+    /// An application's existing IdP, configured with one builder call, is accepted by
+    /// `AuthenticatedUser` (bearer), while tokens of an issuer nobody configured are 401.
+    pub async fn application_issuer_accepted(kind: Target) {
+        let idp_key =
+            qrauth_core::SigningKey::generate(qrauth_core::SigningAlgorithm::Rs256).expect("key");
+        let stranger_key =
+            qrauth_core::SigningKey::generate(qrauth_core::SigningAlgorithm::Rs256).expect("key");
+        let (idp, _jwks) = serve_jwks(&[&idp_key, &stranger_key]).await;
+        let issuer = qrauth_core::IssuerConfig::new(idp.clone(), "app-web")
+            .jwks_url(format!("{idp}/jwks.json"))
+            .allow_insecure_http(true);
+        // A second IdP whose JWKS endpoint is down (nothing listens on the port).
+        let down = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            format!("http://{}", l.local_addr().expect("addr"))
+        };
+        let unreachable = qrauth_core::IssuerConfig::new(down.clone(), "app-web")
+            .jwks_url(format!("{down}/jwks.json"))
+            .allow_insecure_http(true);
+        let server = spawn(
+            kind,
+            ServerOptions::default()
+                .accept_issuer(issuer)
+                .accept_issuer(unreachable),
+        )
+        .await;
+        let browser = server.browser();
+        let now = now_secs();
+        let token = |key: &qrauth_core::SigningKey, iss: &str| {
+            key.sign(
+                "JWT",
+                &json!({ "iss": iss, "sub": "employee-7", "aud": "app-web", "iat": now, "exp": now + 600 }),
+            )
+            .expect("sign")
+        };
+        let me = Resp::send(
+            browser
+                .request(Method::GET, "/api/me")
+                .header(AUTHORIZATION, format!("Bearer {}", token(&idp_key, &idp))),
+        )
+        .await
+        .assert_app_json(200);
+        assert_eq!(me["sub"], "employee-7");
+        assert_eq!(me["iss"], idp);
+
+        // Same JWKS, but an issuer nobody configured: refused.
+        let foreign = "https://unconfigured.example";
+        let refused = Resp::send(
+            browser
+                .request(Method::GET, "/api/me")
+                .header(AUTHORIZATION, format!("Bearer {}", token(&stranger_key, foreign))),
+        )
+        .await;
+        refused.assert_error(401, "invalid_token");
+        assert!(refused.header("www-authenticate").is_some());
+
+        // The configured issuer with the wrong audience: refused too.
+        let wrong_aud = idp_key
+            .sign(
+                "JWT",
+                &json!({ "iss": idp, "sub": "x", "aud": "another-app", "iat": now, "exp": now + 600 }),
+            )
+            .expect("sign");
+        Resp::send(
+            browser
+                .request(Method::GET, "/api/me")
+                .header(AUTHORIZATION, format!("Bearer {wrong_aud}")),
+        )
+        .await
+        .assert_error(401, "invalid_token");
+
+        // The optional extractor (`/me` page) agrees on both adapters: anonymous → None (the
+        // page redirects to the login), a verifier outage → an error, never "anonymous".
+        let anonymous = browser.get("/me").await;
+        assert_eq!(anonymous.status, 303, "anonymous /me redirects to the login page");
+        let outage = Resp::send(
+            browser
+                .request(Method::GET, "/me")
+                .header(AUTHORIZATION, format!("Bearer {}", token(&idp_key, &down))),
+        )
+        .await;
+        assert_eq!(outage.status, 502, "a JWKS outage is not an anonymous visitor");
+        assert_eq!(outage.json()["error"], "upstream_unavailable");
+
+        // And qrauth's own logins keep working beside it.
+        let (_browser, tokens) = login(&server).await;
+        assert_eq!(jwt_payload(tokens["id_token"].as_str().expect("id_token"))["iss"], server.base);
+    }
 
     /// The whole login, with every field the contract promises.
     pub async fn full_flow(kind: Target) {
@@ -382,7 +492,7 @@ mod cases {
 
     /// 24: the 21st `POST /qrcode` in a minute from one IP is 429 `slow_down` with Retry-After.
     pub async fn limit_generate_per_ip(kind: Target) {
-        let limits = qrauth_core::limits::Limits::default();
+        let limits = qrauth_core::Limits::default();
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         for _ in 0..20 {
             server.browser().generate().await;
@@ -400,7 +510,7 @@ mod cases {
 
     /// 24: one browser binding holds at most 5 live sessions.
     pub async fn limit_sessions_per_binding(kind: Target) {
-        let limits = qrauth_core::limits::Limits::unlimited().sessions_per_binding(5);
+        let limits = qrauth_core::Limits::unlimited().sessions_per_binding(5);
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         let mut browser = server.browser();
         for _ in 0..5 {
@@ -416,7 +526,7 @@ mod cases {
     /// 25: two plain polls 100 ms apart: the second is 429 `slow_down` with Retry-After;
     /// long-polls are not limited.
     pub async fn limit_poll_interval(kind: Target) {
-        let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
+        let limits = qrauth_core::Limits::unlimited().enforce_poll_interval(true);
         let server = spawn(kind, ServerOptions::default().limits(limits)).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
@@ -434,7 +544,7 @@ mod cases {
     /// 26: with limits on, unknown, foreign and expired ids get identical status, headers and
     /// bodies, and each costs one poll.
     pub async fn limit_same_answer_for_unknown_foreign_and_expired_ids(kind: Target) {
-        let limits = qrauth_core::limits::Limits::unlimited().enforce_poll_interval(true);
+        let limits = qrauth_core::Limits::unlimited().enforce_poll_interval(true);
         let options = ServerOptions::default()
             .limits(limits)
             .qr_lifetime(Duration::from_secs(1));

@@ -3,14 +3,13 @@
 
 use actix_web::http::header::{ContentType, LOCATION};
 use actix_web::{HttpResponse, web};
-use qrauth_actix::{AuthenticatedUser, QrAuthService};
+use qrauth_actix::{AuthenticatedUser, MaybeAuthenticatedUser, QrAuthService};
 
 /// The demo: login page at `/`, phone page at `/phone`, the protected `/me` (HTML) and
-/// `/api/me` (JSON), and qrauth's routes at the root. Register `qrauth` as app data too.
+/// `/api/me` (JSON), and qrauth's routes at the root (with the service as app data).
 pub fn configure(qrauth: QrAuthService) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
         config
-            .app_data(qrauth.clone())
             .route(
                 "/",
                 web::get().to(|| async { html(demo_common::LOGIN_PAGE.to_owned()) }),
@@ -31,7 +30,7 @@ fn html(body: String) -> HttpResponse {
         .body(body)
 }
 
-async fn me_page(user: Option<AuthenticatedUser>) -> HttpResponse {
+async fn me_page(MaybeAuthenticatedUser(user): MaybeAuthenticatedUser) -> HttpResponse {
     match user {
         Some(user) => html(demo_common::me_page(&user.claims)),
         None => HttpResponse::SeeOther()

@@ -5,11 +5,7 @@ use demo_common::DemoArgs;
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    demo_common::init_tracing();
     let args = DemoArgs::from_env(3001)?;
     let qrauth = demo_common::service_for(&args).await?;
     println!("qrauth actix demo: open {}/ in a browser", args.public_url);

@@ -3,8 +3,8 @@
 
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use axum::{Extension, Json, Router};
-use qrauth_axum::{AuthenticatedUser, QrAuthService};
+use axum::{Json, Router};
+use qrauth_axum::{AuthenticatedUser, QrAuthRouterExt, QrAuthService};
 
 /// The demo: login page at `/`, phone page at `/phone`, the protected `/me` (HTML) and
 /// `/api/me` (JSON), and qrauth's routes at the root.
@@ -14,8 +14,7 @@ pub fn app(qrauth: QrAuthService) -> Router {
         .route("/phone", get(|| async { Html(demo_common::PHONE_PAGE) }))
         .route("/me", get(me_page))
         .route("/api/me", get(me_json))
-        .merge(qrauth_axum::routes(qrauth.clone()))
-        .layer(Extension(qrauth))
+        .qrauth("/", qrauth)
 }
 
 async fn me_page(user: Option<AuthenticatedUser>) -> Response {

@@ -1,22 +1,49 @@
-//! What the axum and actix demo apps share: the command line, the demo phone users and the
-//! HTML pages. **Demo only**: the phone authenticator here accepts fixed, public credentials.
+//! What the demo apps share: the command line, the demo phone users, the HTML pages and HTML
+//! escaping, tracing set-up, and serving an axum app (TCP_NODELAY, graceful shutdown).
+//! **Demo only**: the phone authenticator here accepts fixed, public credentials.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod pages;
 
-pub use pages::{LOGIN_PAGE, PHONE_PAGE, me_page};
+pub use pages::{LOGIN_PAGE, PHONE_PAGE, escape_html, me_page};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use qrauth_core::handler::QrAuthServiceBuilder;
-use qrauth_core::provider::builtin::{
-    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
-};
+use axum::serve::ListenerExt;
 use qrauth_core::store::RedisStore;
-use qrauth_core::{Error, QrAuthService, Result};
+use qrauth_core::{
+    BuiltinProvider, Error, PhoneAuthenticator, PhoneUser, QrAuthService, QrAuthServiceBuilder,
+    Result, SigningAlgorithm, SigningKey,
+};
+
+/// Logs to stderr at `info`, or what `RUST_LOG` says.
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+}
+
+/// Serves an axum app on `listen` until Ctrl-C: client addresses for qrauth's limits and
+/// confirm screen, and no Nagle delay (SSE events and long-poll answers are small writes that
+/// must leave at once).
+pub async fn serve_axum(listen: SocketAddr, app: axum::Router) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
 
 /// **Demo only.** Three fixed phone users whose "credential" is the public string
 /// `Bearer demo-<name>`. A real application checks its phone app's session token instead.
@@ -109,7 +136,7 @@ impl DemoArgs {
 /// The demo's qrauth service: the built-in provider with the demo phone users, mounted at the
 /// root of `public_url`. Cookies drop `Secure` only when the URL is plain HTTP.
 pub fn demo_service(public_url: &str) -> Result<QrAuthService> {
-    Ok(demo_service_builder(public_url, None, None)?.build())
+    demo_service_builder(public_url, None)?.build()
 }
 
 /// The service for `args`: [`demo_service`], signing with the configured key if there is one,
@@ -138,7 +165,7 @@ pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         None => None,
     };
     let Some(url) = &args.redis else {
-        return Ok(demo_service_builder(&args.public_url, key, None)?.build());
+        return demo_service_builder(&args.public_url, key)?.build();
     };
     if key.is_none() {
         eprintln!(
@@ -150,26 +177,20 @@ pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         .key_prefix("qrauth-demo:")
         .connect()
         .await?;
-    let limiter = Arc::new(store.rate_limiter());
-    let sessions = qrauth_core::Sessions::new(Arc::new(store), qrauth_core::Lifetimes::default())?;
-    Ok(demo_service_builder(&args.public_url, key, Some(sessions))?
-        .rate_limiter(limiter)
-        .build())
+    demo_service_builder(&args.public_url, key)?
+        .store(store)
+        .build()
 }
 
-/// [`demo_service`], before `build()`, for callers that change more settings: the signing
-/// key (default: generated) and the session flow (default: in memory).
+/// [`demo_service`], before `build()`, for callers that change more settings (the store, the
+/// lifetimes, …), signing with `signing_key` (default: a generated key).
 pub fn demo_service_builder(
     public_url: &str,
     signing_key: Option<SigningKey>,
-    sessions: Option<qrauth_core::Sessions>,
 ) -> Result<QrAuthServiceBuilder> {
     let mut provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator));
     if let Some(key) = signing_key {
         provider = provider.signing_key(key);
-    }
-    if let Some(sessions) = sessions {
-        provider = provider.sessions(sessions);
     }
     let provider = provider
         .issuer(public_url)

@@ -6,7 +6,12 @@ pub const LOGIN_PAGE: &str = include_str!("login.html");
 /// The phone confirm page the QR points to (demo users instead of a real phone app).
 pub const PHONE_PAGE: &str = include_str!("phone.html");
 
-fn escape(s: &str) -> String {
+/// Escapes text for HTML element content and quoted attribute values (`&`, `<`, `>`, `"`, `'`).
+///
+/// ```
+/// assert_eq!(demo_common::escape_html("<a href='x'>&</a>"), "&lt;a href=&#39;x&#39;&gt;&amp;&lt;/a&gt;");
+/// ```
+pub fn escape_html(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -26,7 +31,11 @@ pub fn me_page(claims: &Claims) -> String {
                 serde_json::Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            format!("<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(&v))
+            format!(
+                "<tr><th>{}</th><td>{}</td></tr>",
+                escape_html(k),
+                escape_html(&v)
+            )
         })
         .collect();
     let name = claims
@@ -39,7 +48,7 @@ pub fn me_page(claims: &Claims) -> String {
 <title>Signed in — qrauth demo</title><style>{STYLE}</style></head><body><main>
 <h1 id="welcome">Signed in as {}</h1><p>These claims come from the verified id_token in your session cookie.</p>
 <table>{rows}</table><p><a href="/">Log in again</a></p></main></body></html>"#,
-        escape(name)
+        escape_html(name)
     )
 }
 

@@ -306,7 +306,9 @@ impl SessionFlow {
         }
         let consume = |r: &SessionRecord, now| match r.consume(now) {
             Ok(next) => Ok(next),
-            Err(Error::ExpiredQrCode | Error::Conflict(_)) => Err(Refusal::from(Error::InvalidTicket)),
+            Err(Error::ExpiredQrCode | Error::Conflict(_)) => {
+                Err(Refusal::from(Error::InvalidTicket))
+            }
             Err(other) => Err(other.into()),
         };
         let next = consume(&record, self.now()).map_err(|r| r.error)?;
@@ -340,7 +342,10 @@ impl SessionFlow {
                         if r.state != QrState::Pending {
                             return Err(Error::Conflict("already scanned".into()).into());
                         }
-                        r.scan_upstream(now, upstream_scanner(None, user.clone(), Default::default()))?
+                        r.scan_upstream(
+                            now,
+                            upstream_scanner(None, user.clone(), Default::default()),
+                        )?
                     }
                     UpstreamEvent::Confirmed(login) => {
                         let mut next = r.confirm_upstream(

@@ -181,7 +181,8 @@ impl UpstreamLoops {
             .upstream
             .map_or(Duration::from_secs(1), |d| d.interval());
         // Plain polls come every `poll_interval`: keep the loop over two of them.
-        let linger = (flow.lifetimes().poll_interval * 2).max(interval * 3) + Duration::from_secs(1);
+        let linger =
+            (flow.lifetimes().poll_interval * 2).max(interval * 3) + Duration::from_secs(1);
         Self {
             inner: Arc::new(Inner {
                 loops: Mutex::new(HashMap::new()),

@@ -3,8 +3,8 @@
 //! other issuers the application accepts), and the RFC 6750 refusal.
 
 use http::HeaderMap;
-use http::header::CACHE_CONTROL;
 use http::HeaderValue;
+use http::header::CACHE_CONTROL;
 
 use super::request::bearer_token;
 use super::{ApiResponse, QrAuthService, cookies};

@@ -8,8 +8,8 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
 
-use super::response::{ApiBody, ApiResponse};
 use super::QrAuthService;
+use super::response::{ApiBody, ApiResponse};
 use super::status::status_body;
 use crate::error::Error;
 use crate::secret::{BindingSecret, QrCodeId};

@@ -233,9 +233,6 @@ impl QrAuthService {
             .capabilities()
             .issuer
             .ok_or(Error::NotFound)?;
-        Ok(
-            ApiResponse::json(http::StatusCode::OK, &document(issuer))
-                .cache("public, max-age=300"),
-        )
+        Ok(ApiResponse::json(http::StatusCode::OK, &document(issuer)).cache("public, max-age=300"))
     }
 }

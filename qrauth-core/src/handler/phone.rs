@@ -69,7 +69,10 @@ impl QrAuthService {
                 browser: record.initiator.device.clone(),
                 ip: record.initiator.ip.map(|ip| ip.to_string()),
                 created_at: record.created_at_ms,
-                network_mismatch: crate::provider::hooks::network_mismatch(record.initiator.ip, phone_ip),
+                network_mismatch: crate::provider::hooks::network_mismatch(
+                    record.initiator.ip,
+                    phone_ip,
+                ),
             };
             return Ok(ApiResponse::json(
                 StatusCode::OK,

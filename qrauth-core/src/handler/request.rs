@@ -89,7 +89,10 @@ pub(crate) fn hex_sha256(value: &str) -> String {
     SecretHash::from_bytes(sha256(value.as_bytes())).to_hex()
 }
 
-pub(crate) fn header_str(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
+pub(crate) fn header_str(
+    headers: &HeaderMap,
+    name: impl http::header::AsHeaderName,
+) -> Option<&str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -95,7 +95,10 @@ impl<'a> ConfirmedLogin<'a> {
     /// The confirming user's subject: the phone user's for phone-direct providers, the one the
     /// upstream reported (possibly empty, when the IdP names the user only in its tokens).
     pub fn subject(&self) -> &'a str {
-        self.record.scanner.as_ref().map_or("", |s| s.subject.as_str())
+        self.record
+            .scanner
+            .as_ref()
+            .map_or("", |s| s.subject.as_str())
     }
 
     /// What the browser was shown about the user (nickname, photo).

@@ -11,9 +11,9 @@ use tokio::time::Instant;
 use super::{SessionStore, keeps_waiting};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
-use crate::secret::{QrCodeId, SecretHash};
 use crate::limits::{MemoryRateLimiter, RateLimiter};
 use crate::record::SessionRecord;
+use crate::secret::{QrCodeId, SecretHash};
 
 /// The embedded session store: one process, bounded memory, entries dropped after their
 /// retention time.

@@ -145,7 +145,9 @@ impl BuiltinProvider {
         let exp = now + self.token_lifetime.as_secs();
         let subject = login.subject();
         if subject.is_empty() {
-            return Err(Error::Internal("confirmed session without a subject".into()));
+            return Err(Error::Internal(
+                "confirmed session without a subject".into(),
+            ));
         }
         let mut id_claims = login.claims().cloned().unwrap_or_else(Map::new);
         for reserved in [
@@ -196,7 +198,6 @@ impl BuiltinProvider {
             .map_err(|e| Error::Internal(format!("issued claims do not parse: {e}")))?;
         Ok(IssuedTokens::new(tokens, claims))
     }
-
 }
 
 fn build_verifier(

@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 
 use crate::error::{Error, Result};
-use crate::secret::{QrCodeId, SecretHash};
 use crate::record::{Initiator, Scanner, SessionRecord};
+use crate::secret::{QrCodeId, SecretHash};
 use crate::types::QrState;
 
 /// Hash field names. Part of the storage format: renaming one orphans live sessions.

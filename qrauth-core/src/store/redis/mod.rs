@@ -1,40 +1,43 @@
 //! [`RedisStore`]: sessions shared by every replica through Redis (feature `redis`).
 
+mod builder;
 mod codec;
 mod limiter;
 mod waiters;
+
+pub use self::builder::RedisStoreBuilder;
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, ErrorKind, RedisError, RedisResult, Script};
+use ::redis::aio::ConnectionManager;
+use ::redis::{ErrorKind, RedisError, RedisResult, Script};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use self::limiter::RedisRateLimiter;
-use self::waiters::{Fanout, Subscription};
+use self::waiters::Fanout;
 use super::{SessionStore, keeps_waiting};
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::SharedClock;
 use crate::error::{Error, Result};
-use crate::secret::{QrCodeId, SecretHash, os_random};
 use crate::limits::RateLimiter;
 use crate::record::SessionRecord;
+use crate::secret::{QrCodeId, SecretHash};
 
 /// Default bound on every Redis call.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Default key prefix.
-const DEFAULT_PREFIX: &str = "qrauth:";
+pub(super) const DEFAULT_PREFIX: &str = "qrauth:";
 /// While the subscriber is down, waiters re-read this often.
 const FALLBACK_POLL: Duration = Duration::from_millis(500);
 
 /// Creates the session hash only if the key does not exist.
 ///
 /// KEYS[1] session key; ARGV[1] `PEXPIREAT` (Unix ms); ARGV[2..] field, value pairs.
-const INSERT_LUA: &str = r"
+pub(super) const INSERT_LUA: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
@@ -45,7 +48,7 @@ return 1
 ///
 /// KEYS[1] ticket key; ARGV[1] session key prefix. Returns `{id, {field, value, …}}`, or nil
 /// when the handle is unknown (never issued, already taken, or expired).
-const TAKE_TICKET_LUA: &str = r"
+pub(super) const TAKE_TICKET_LUA: &str = r"
 local id = redis.call('GETDEL', KEYS[1])
 if not id then return false end
 return {id, redis.call('HGETALL', ARGV[1] .. id)}
@@ -57,7 +60,7 @@ return {id, redis.call('HGETALL', ARGV[1] .. id)}
 /// ARGV[4] n; ARGV[5 .. 4+2n] field, value pairs to write; ARGV[5+2n ..] fields to remove.
 /// `HSET`/`HDEL` keep the key's expiry. Returns 1 if applied, 0 if the version differs or the
 /// session is gone.
-const CAS_LUA: &str = r"
+pub(super) const CAS_LUA: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
 local n = tonumber(ARGV[4])
 redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * n))
@@ -120,14 +123,14 @@ return 1
 /// # Example
 ///
 /// ```no_run
-/// # async fn demo() -> qrauth_core::Result<()> {
-/// use std::sync::Arc;
+/// # async fn demo(provider: std::sync::Arc<dyn qrauth_core::QrAuthProvider>) -> qrauth_core::Result<()> {
+/// use qrauth_core::QrAuthService;
 /// use qrauth_core::store::RedisStore;
-/// use qrauth_core::{Lifetimes, Sessions};
 ///
 /// let store = RedisStore::connect("redis://127.0.0.1:6379/").await?;
-/// let sessions = Sessions::new(Arc::new(store), Lifetimes::default())?;
-/// # let _ = sessions;
+/// // Sessions, tickets and the abuse-limit counters all live in this Redis.
+/// let service = QrAuthService::builder(provider).store(store).build()?;
+/// # let _ = service;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -135,7 +138,7 @@ pub struct RedisStore {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     connection: ConnectionManager,
     prefix: String,
     timeout: Duration,
@@ -165,242 +168,20 @@ impl fmt::Debug for RedisStore {
     }
 }
 
-/// Configures a [`RedisStore`].
-///
-/// ```no_run
-/// # async fn demo() -> qrauth_core::Result<()> {
-/// use std::time::Duration;
-/// use qrauth_core::store::RedisStore;
-///
-/// let store = RedisStore::builder("redis://:password@redis.internal:6379/0")
-///     .key_prefix("shop-login:")
-///     .command_timeout(Duration::from_millis(500))
-///     .connect()
-///     .await?;
-/// # let _ = store;
-/// # Ok(()) }
-/// ```
-#[derive(Clone)]
-pub struct RedisStoreBuilder {
-    url: String,
-    prefix: String,
-    timeout: Duration,
-    clock: Option<SharedClock>,
-}
-
-impl fmt::Debug for RedisStoreBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisStoreBuilder")
-            .field("prefix", &self.prefix)
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RedisStoreBuilder {
-    /// Prefix of every key and channel (default `qrauth:`), so that several applications can
-    /// share one Redis. Must not contain the glob characters `*?[]\`.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
-    ///     .key_prefix("app-a:qr:")
-    ///     .connect()
-    ///     .await?;
-    /// assert_eq!(store.key_prefix(), "app-a:qr:");
-    /// # Ok(()) }
-    /// ```
-    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Bound on every Redis call, including connecting (default 2 s). A call that takes
-    /// longer fails with [`Error::StoreUnavailable`].
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// use std::time::Duration;
-    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
-    ///     .command_timeout(Duration::from_millis(300))
-    ///     .connect()
-    ///     .await?;
-    /// # let _ = store;
-    /// # Ok(()) }
-    /// ```
-    pub fn command_timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// The clock used to compute when a waiting session's own deadline passes (default: the
-    /// system clock). Key expiry is always Redis's clock.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// use std::sync::Arc;
-    /// use qrauth_core::SystemClock;
-    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
-    ///     .clock(Arc::new(SystemClock))
-    ///     .connect()
-    ///     .await?;
-    /// # let _ = store;
-    /// # Ok(()) }
-    /// ```
-    pub fn clock(mut self, clock: SharedClock) -> Self {
-        self.clock = Some(clock);
-        self
-    }
-
-    /// Connects, checks that the server supports `GETDEL` (Redis ≥ 6.2) and Lua scripts, and
-    /// starts the subscriber.
-    ///
-    /// Fails with [`Error::Config`] for a bad URL or prefix, or a server that lacks `GETDEL`
-    /// or scripting, and with [`Error::StoreUnavailable`] when Redis cannot be reached within
-    /// the command timeout.
-    ///
-    /// ```no_run
-    /// # async fn demo() -> qrauth_core::Result<()> {
-    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
-    ///     .connect()
-    ///     .await?;
-    /// # let _ = store;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect(self) -> Result<RedisStore> {
-        if self.prefix.contains(['*', '?', '[', ']', '\\']) {
-            return Err(Error::Config(
-                "the Redis key prefix must not contain any of *?[]\\".into(),
-            ));
-        }
-        if self.timeout.is_zero() {
-            return Err(Error::Config(
-                "the Redis command timeout must be positive".into(),
-            ));
-        }
-        let timeout = self.timeout;
-        let client = Client::open(self.url.as_str())
-            .map_err(|e| Error::Config(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connection = bounded(
-            timeout,
-            "connect",
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await?;
-        let insert = Script::new(INSERT_LUA);
-        let cas = Script::new(CAS_LUA);
-        let take_ticket = Script::new(TAKE_TICKET_LUA);
-        let mut conn = connection.clone();
-        check_server(&mut conn, &self.prefix, timeout, &[&insert, &cas, &take_ticket]).await?;
-
-        let subscription = Subscription {
-            client,
-            pattern: format!("{}ev:*", self.prefix),
-            channel_prefix: format!("{}ev:", self.prefix),
-            timeout,
-            publisher: connection.clone(),
-        };
-        let fanout = Arc::new(Fanout::default());
-        let first = subscription.connect(&fanout).await.map_err(|e| {
-            if is_server_refusal(&e) {
-                Error::Config(format!(
-                    "Redis refuses PSUBSCRIBE/PUBLISH on {}ev:* ({e}); check the ACL \
-                         channel permissions",
-                    self.prefix
-                ))
-            } else {
-                store_error("subscribe", &e)
-            }
-        })?;
-        let subscriber = tokio::spawn(subscription.run(fanout.clone(), first));
-        Ok(RedisStore {
-            inner: Arc::new(Inner {
-                connection,
-                prefix: self.prefix,
-                timeout,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-                insert,
-                cas,
-                take_ticket,
-                fanout,
-                subscriber,
-            }),
-        })
-    }
-}
-
-/// Fails unless the server has `GETDEL` (Redis ≥ 6.2) and accepts the scripts.
-async fn check_server(
-    conn: &mut ConnectionManager,
-    prefix: &str,
-    timeout: Duration,
-    scripts: &[&Script],
-) -> Result<()> {
-    let mut random = [0u8; 16];
-    os_random(&mut random)?;
-    let probe = format!("{prefix}probe:{}", codec::hex(&random));
-    let mut getdel = ::redis::cmd("GETDEL");
-    getdel.arg(&probe);
-    match tokio::time::timeout(timeout, getdel.query_async::<Option<Vec<u8>>>(conn)).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) if is_server_refusal(&e) => {
-            let version = server_version(conn, timeout).await;
-            return Err(Error::Config(format!(
-                "Redis at version {version} does not support GETDEL ({e}); qrauth needs \
-                 Redis >= 6.2 (or a compatible Valkey or Dragonfly)"
-            )));
-        }
-        Ok(Err(e)) => return Err(store_error("GETDEL check", &e)),
-        Err(_) => return Err(timed_out("GETDEL check", timeout)),
-    }
-    for script in scripts {
-        let invocation = script.prepare_invoke();
-        match tokio::time::timeout(timeout, invocation.load_async(conn)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) if is_server_refusal(&e) => {
-                return Err(Error::Config(format!(
-                    "Redis refuses Lua scripts ({e}); qrauth needs EVAL/EVALSHA"
-                )));
-            }
-            Ok(Err(e)) => return Err(store_error("SCRIPT LOAD", &e)),
-            Err(_) => return Err(timed_out("SCRIPT LOAD", timeout)),
-        }
-    }
-    Ok(())
-}
-
-/// The server's `redis_version` from `INFO server`, or `unknown`.
-async fn server_version(conn: &mut ConnectionManager, timeout: Duration) -> String {
-    let mut info = ::redis::cmd("INFO");
-    info.arg("server");
-    match tokio::time::timeout(timeout, info.query_async::<String>(conn)).await {
-        Ok(Ok(info)) => info
-            .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
-            .map_or_else(|| "unknown".to_owned(), |v| v.trim().to_owned()),
-        _ => "unknown".to_owned(),
-    }
-}
-
 /// An error reply from a reachable server (e.g. `ERR unknown command`), as opposed to a
 /// network failure.
-fn is_server_refusal(e: &RedisError) -> bool {
+pub(super) fn is_server_refusal(e: &RedisError) -> bool {
     matches!(e.kind(), ErrorKind::Server(_) | ErrorKind::Extension)
 }
 
-fn timed_out(op: &str, timeout: Duration) -> Error {
+pub(super) fn timed_out(op: &str, timeout: Duration) -> Error {
     Error::StoreUnavailable(format!(
         "Redis {op} timed out after {} ms",
         timeout.as_millis()
     ))
 }
 
-fn store_error(op: &str, e: &RedisError) -> Error {
+pub(super) fn store_error(op: &str, e: &RedisError) -> Error {
     match e.kind() {
         ErrorKind::UnexpectedReturnType => {
             Error::Internal(format!("unexpected Redis reply to {op}: {e}"))
@@ -410,7 +191,7 @@ fn store_error(op: &str, e: &RedisError) -> Error {
 }
 
 /// Runs one Redis call with the timeout, mapping every failure to a qrauth error.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     timeout: Duration,
     op: &'static str,
     call: impl Future<Output = RedisResult<T>>,
@@ -448,12 +229,7 @@ impl RedisStore {
     /// # Ok(()) }
     /// ```
     pub fn builder(url: impl Into<String>) -> RedisStoreBuilder {
-        RedisStoreBuilder {
-            url: url.into(),
-            prefix: DEFAULT_PREFIX.to_owned(),
-            timeout: DEFAULT_TIMEOUT,
-            clock: None,
-        }
+        RedisStoreBuilder::new(url.into())
     }
 
     /// The prefix of every key and channel this store uses.
@@ -668,8 +444,7 @@ impl SessionStore for RedisStore {
             }
             let now = Instant::now();
             // The session expires without anyone writing: stop at its deadline too.
-            let until_expiry =
-                Duration::from_millis(current.deadline_ms().saturating_sub(now_ms));
+            let until_expiry = Duration::from_millis(current.deadline_ms().saturating_sub(now_ms));
             let end = deadline.min(now + until_expiry);
             if now >= end {
                 return Ok(Some(current));

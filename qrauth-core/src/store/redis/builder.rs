@@ -1,0 +1,254 @@
+//! [`RedisStoreBuilder`]: connecting, and checking the server before the first session.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{Client, Script};
+
+use super::waiters::{Fanout, Subscription};
+use super::{
+    CAS_LUA, DEFAULT_PREFIX, DEFAULT_TIMEOUT, INSERT_LUA, Inner, RedisStore, TAKE_TICKET_LUA,
+    bounded, codec, is_server_refusal, store_error, timed_out,
+};
+use crate::clock::{SharedClock, SystemClock};
+use crate::error::{Error, Result};
+use crate::secret::os_random;
+
+/// Configures a [`RedisStore`].
+///
+/// ```no_run
+/// # async fn demo() -> qrauth_core::Result<()> {
+/// use std::time::Duration;
+/// use qrauth_core::store::RedisStore;
+///
+/// let store = RedisStore::builder("redis://:password@redis.internal:6379/0")
+///     .key_prefix("shop-login:")
+///     .command_timeout(Duration::from_millis(500))
+///     .connect()
+///     .await?;
+/// # let _ = store;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStoreBuilder {
+    url: String,
+    prefix: String,
+    timeout: Duration,
+    clock: Option<SharedClock>,
+}
+
+impl fmt::Debug for RedisStoreBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStoreBuilder")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStoreBuilder {
+    pub(super) fn new(url: String) -> Self {
+        Self {
+            url,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            clock: None,
+        }
+    }
+
+    /// Prefix of every key and channel (default `qrauth:`), so that several applications can
+    /// share one Redis. Must not contain the glob characters `*?[]\`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
+    ///     .key_prefix("app-a:qr:")
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(store.key_prefix(), "app-a:qr:");
+    /// # Ok(()) }
+    /// ```
+    pub fn key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Bound on every Redis call, including connecting (default 2 s). A call that takes
+    /// longer fails with [`Error::StoreUnavailable`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// use std::time::Duration;
+    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
+    ///     .command_timeout(Duration::from_millis(300))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The clock used to compute when a waiting session's own deadline passes (default: the
+    /// system clock). Key expiry is always Redis's clock.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use qrauth_core::SystemClock;
+    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
+    ///     .clock(Arc::new(SystemClock))
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Connects, checks that the server supports `GETDEL` (Redis ≥ 6.2) and Lua scripts, and
+    /// starts the subscriber.
+    ///
+    /// Fails with [`Error::Config`] for a bad URL or prefix, or a server that lacks `GETDEL`
+    /// or scripting, and with [`Error::StoreUnavailable`] when Redis cannot be reached within
+    /// the command timeout.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::builder("redis://127.0.0.1/")
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(self) -> Result<RedisStore> {
+        if self.prefix.contains(['*', '?', '[', ']', '\\']) {
+            return Err(Error::Config(
+                "the Redis key prefix must not contain any of *?[]\\".into(),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::Config(
+                "the Redis command timeout must be positive".into(),
+            ));
+        }
+        let timeout = self.timeout;
+        let client = Client::open(self.url.as_str())
+            .map_err(|e| Error::Config(format!("invalid Redis URL: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1));
+        let connection = bounded(
+            timeout,
+            "connect",
+            ConnectionManager::new_with_config(client.clone(), config),
+        )
+        .await?;
+        let insert = Script::new(INSERT_LUA);
+        let cas = Script::new(CAS_LUA);
+        let take_ticket = Script::new(TAKE_TICKET_LUA);
+        let mut conn = connection.clone();
+        check_server(
+            &mut conn,
+            &self.prefix,
+            timeout,
+            &[&insert, &cas, &take_ticket],
+        )
+        .await?;
+
+        let subscription = Subscription {
+            client,
+            pattern: format!("{}ev:*", self.prefix),
+            channel_prefix: format!("{}ev:", self.prefix),
+            timeout,
+            publisher: connection.clone(),
+        };
+        let fanout = Arc::new(Fanout::default());
+        let first = subscription.connect(&fanout).await.map_err(|e| {
+            if is_server_refusal(&e) {
+                Error::Config(format!(
+                    "Redis refuses PSUBSCRIBE/PUBLISH on {}ev:* ({e}); check the ACL \
+                         channel permissions",
+                    self.prefix
+                ))
+            } else {
+                store_error("subscribe", &e)
+            }
+        })?;
+        let subscriber = tokio::spawn(subscription.run(fanout.clone(), first));
+        Ok(RedisStore {
+            inner: Arc::new(Inner {
+                connection,
+                prefix: self.prefix,
+                timeout,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
+                insert,
+                cas,
+                take_ticket,
+                fanout,
+                subscriber,
+            }),
+        })
+    }
+}
+
+/// Fails unless the server has `GETDEL` (Redis ≥ 6.2) and accepts the scripts.
+async fn check_server(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    timeout: Duration,
+    scripts: &[&Script],
+) -> Result<()> {
+    let mut random = [0u8; 16];
+    os_random(&mut random)?;
+    let probe = format!("{prefix}probe:{}", codec::hex(&random));
+    let mut getdel = ::redis::cmd("GETDEL");
+    getdel.arg(&probe);
+    match tokio::time::timeout(timeout, getdel.query_async::<Option<Vec<u8>>>(conn)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if is_server_refusal(&e) => {
+            let version = server_version(conn, timeout).await;
+            return Err(Error::Config(format!(
+                "Redis at version {version} does not support GETDEL ({e}); qrauth needs \
+                 Redis >= 6.2 (or a compatible Valkey or Dragonfly)"
+            )));
+        }
+        Ok(Err(e)) => return Err(store_error("GETDEL check", &e)),
+        Err(_) => return Err(timed_out("GETDEL check", timeout)),
+    }
+    for script in scripts {
+        let invocation = script.prepare_invoke();
+        match tokio::time::timeout(timeout, invocation.load_async(conn)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if is_server_refusal(&e) => {
+                return Err(Error::Config(format!(
+                    "Redis refuses Lua scripts ({e}); qrauth needs EVAL/EVALSHA"
+                )));
+            }
+            Ok(Err(e)) => return Err(store_error("SCRIPT LOAD", &e)),
+            Err(_) => return Err(timed_out("SCRIPT LOAD", timeout)),
+        }
+    }
+    Ok(())
+}
+
+/// The server's `redis_version` from `INFO server`, or `unknown`.
+async fn server_version(conn: &mut ConnectionManager, timeout: Duration) -> String {
+    let mut info = ::redis::cmd("INFO");
+    info.arg("server");
+    match tokio::time::timeout(timeout, info.query_async::<String>(conn)).await {
+        Ok(Ok(info)) => info
+            .lines()
+            .find_map(|l| l.strip_prefix("redis_version:"))
+            .map_or_else(|| "unknown".to_owned(), |v| v.trim().to_owned()),
+        _ => "unknown".to_owned(),
+    }
+}
