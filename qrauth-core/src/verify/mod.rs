@@ -29,6 +29,7 @@ mod cache;
 mod claims;
 mod config;
 mod jwks;
+mod keys;
 
 pub use config::{IdTokenVerifierBuilder, IssuerConfig};
 
