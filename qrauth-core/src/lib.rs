@@ -69,3 +69,8 @@ pub use provider::builtin::{
 pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
 pub use types::{Audience, Claims, QrState, TokenSet, UserInfo};
 pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
+
+/// The examples of `docs/writing-a-provider.md`, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/writing-a-provider.md")]
+mod writing_a_provider {}
