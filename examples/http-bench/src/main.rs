@@ -149,23 +149,27 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
     } else {
         qrauth_core::Lifetimes::default()
     };
-    let sessions = qrauth_core::Sessions::new(store.clone(), lifetimes)?;
     // QRAUTH_BENCH_ALG=es256: sign with P-256 instead of the demo's RS256 (cheaper per login).
     let key = match std::env::var("QRAUTH_BENCH_ALG").as_deref() {
-        Ok("es256") => Some(qrauth_core::provider::builtin::SigningKey::generate(
-            qrauth_core::provider::builtin::SigningAlgorithm::Es256,
+        Ok("es256") => Some(qrauth_core::SigningKey::generate(
+            qrauth_core::SigningAlgorithm::Es256,
         )?),
         _ => None,
     };
     // No abuse limits: the load generator polls far faster than any browser may.
-    let service = demo_common::demo_service_builder(&public, key, Some(sessions))?
-        .limits(qrauth_core::limits::Limits::unlimited())
-        .build();
-    let stats = move || {
-        server_stats(
-            store.live_waiters(),
-            in_memory.then(|| memory.stored_sessions()),
-        )
+    let service = demo_common::demo_service_builder(&public, key)?
+        .shared_store(store)
+        .lifetimes(lifetimes)
+        .limits(qrauth_core::Limits::unlimited())
+        .build()?;
+    let stats = {
+        let service = service.clone();
+        move || {
+            server_stats(
+                service.live_waiters(),
+                in_memory.then(|| memory.stored_sessions()),
+            )
+        }
     };
     match framework {
         "axum" => runtime()?.block_on(async move {
