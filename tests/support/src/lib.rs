@@ -1,0 +1,21 @@
+//! What qrauth's tests share, in one `publish = false` crate:
+//!
+//! - [`serve`]: a real axum or actix-web server on a loopback port for any app, stopped on drop;
+//! - [`logs`]: capture every tracing event at every level, to prove no secret is logged;
+//! - [`redis_server`]: a throwaway `redis-server` per test (a missing binary fails with the
+//!   install command);
+//! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
+//! - [`phone`]: the phone users the tests log in with;
+//! - [`provider`]: a test-only upstream-confirmed provider, written on qrauth-core's public API.
+#![forbid(unsafe_code)]
+
+pub mod logs;
+pub mod phone;
+pub mod provider;
+pub mod redis_server;
+pub mod scripted_upstream;
+pub mod serve;
+
+pub use logs::LogCapture;
+pub use redis_server::RedisServer;
+pub use serve::{Framework, Served};
