@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use qrauth_core::limits::Limits;
+use qrauth_core::Limits;
 use qrauth_tests::{ServerKind, ServerOptions, spawn};
 use serde_json::Value;
 

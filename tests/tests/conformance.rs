@@ -169,11 +169,10 @@ mod cases {
 
         // Same JWKS, but an issuer nobody configured: refused.
         let foreign = "https://unconfigured.example";
-        let refused = Resp::send(
-            browser
-                .request(Method::GET, "/api/me")
-                .header(AUTHORIZATION, format!("Bearer {}", token(&stranger_key, foreign))),
-        )
+        let refused = Resp::send(browser.request(Method::GET, "/api/me").header(
+            AUTHORIZATION,
+            format!("Bearer {}", token(&stranger_key, foreign)),
+        ))
         .await;
         refused.assert_error(401, "invalid_token");
         assert!(refused.header("www-authenticate").is_some());
@@ -196,19 +195,28 @@ mod cases {
         // The optional extractor (`/me` page) agrees on both adapters: anonymous → None (the
         // page redirects to the login), a verifier outage → an error, never "anonymous".
         let anonymous = browser.get("/me").await;
-        assert_eq!(anonymous.status, 303, "anonymous /me redirects to the login page");
+        assert_eq!(
+            anonymous.status, 303,
+            "anonymous /me redirects to the login page"
+        );
         let outage = Resp::send(
             browser
                 .request(Method::GET, "/me")
                 .header(AUTHORIZATION, format!("Bearer {}", token(&idp_key, &down))),
         )
         .await;
-        assert_eq!(outage.status, 502, "a JWKS outage is not an anonymous visitor");
+        assert_eq!(
+            outage.status, 502,
+            "a JWKS outage is not an anonymous visitor"
+        );
         assert_eq!(outage.json()["error"], "upstream_unavailable");
 
         // And qrauth's own logins keep working beside it.
         let (_browser, tokens) = login(&server).await;
-        assert_eq!(jwt_payload(tokens["id_token"].as_str().expect("id_token"))["iss"], server.base);
+        assert_eq!(
+            jwt_payload(tokens["id_token"].as_str().expect("id_token"))["iss"],
+            server.base
+        );
     }
 
     /// The whole login, with every field the contract promises.

@@ -474,7 +474,7 @@ async fn redis_holds_no_secret_and_forgets_sessions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_hold_across_replicas() {
     bounded("shared limits", async {
-        let limits = qrauth_core::limits::Limits::default().sessions_per_binding(u32::MAX);
+        let limits = qrauth_core::Limits::default().sessions_per_binding(u32::MAX);
         let r = replicas(ServerOptions::default().limits(limits)).await;
         let mut ids = Vec::new();
         for i in 0..20 {
