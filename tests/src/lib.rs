@@ -354,3 +354,21 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
         redis,
     }
 }
+
+/// Serves the service that `build` makes for the server's base URL (qrauth's routes at the
+/// root, `/api/me` through `AuthenticatedUser`) on `kind`: for providers other than the demo's.
+pub async fn spawn_service(
+    kind: ServerKind,
+    build: impl FnOnce(&str) -> QrAuthService,
+) -> TestServer {
+    let (listener, base) = qrauth_test_support::serve::bind();
+    let service = build(&base);
+    let served = qrauth_test_support::serve::qrauth_app(kind, listener, service.clone()).await;
+    TestServer {
+        base,
+        kind,
+        service,
+        _served: served,
+        redis: None,
+    }
+}
