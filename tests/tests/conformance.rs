@@ -102,11 +102,11 @@ fn one_mib_json() -> Vec<u8> {
 /// A JWKS document served on a loopback port, as an application's own IdP would.
 async fn serve_jwks(keys: &[&qrauth_core::SigningKey]) -> (String, tokio::task::JoinHandle<()>) {
     let jwks = json!({ "keys": keys.iter().map(|k| k.public_jwk()).collect::<Vec<_>>() });
-    let app = axum::Router::new().route(
+    let app = ::axum::Router::new().route(
         "/jwks.json",
-        axum::routing::get(move || {
+        ::axum::routing::get(move || {
             let jwks = jwks.clone();
-            async move { axum::Json(jwks) }
+            async move { ::axum::Json(jwks) }
         }),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -114,7 +114,7 @@ async fn serve_jwks(keys: &[&qrauth_core::SigningKey]) -> (String, tokio::task::
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = ::axum::serve(listener, app).await;
     });
     (base, task)
 }
