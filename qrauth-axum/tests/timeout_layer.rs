@@ -8,9 +8,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use qrauth_axum::QrAuthService;
 use qrauth_core::Error;
-use qrauth_core::provider::builtin::{
-    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
-};
+use qrauth_core::{BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm};
 use tower_http::timeout::TimeoutLayer;
 
 struct NoPhones;
@@ -30,7 +28,8 @@ async fn a_25_second_long_poll_passes_a_30_second_timeout_layer() {
         .unwrap();
     let qrauth = QrAuthService::builder(Arc::new(provider))
         .insecure_dev_cookies()
-        .build();
+        .build()
+        .unwrap();
     let app: Router = Router::new()
         .nest("/auth", qrauth_axum::routes(qrauth))
         .layer(TimeoutLayer::with_status_code(
