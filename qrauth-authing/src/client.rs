@@ -12,12 +12,19 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::config::{ApiVersion, AuthingConfig, TokenAuthMethod};
-use crate::error::{Error, Result};
-use crate::provider::FastpassRequest;
-use crate::types::{TokenSet, UserInfo};
+use qrauth_core::{Error, Result, SharedClock, TokenSet, UserInfo};
+
+use crate::config::{ApiVersion, AuthingConfig, TokenAuthMethod};
+use crate::fastpass::FastpassRequest;
 
 /// Authing's code for "QR code does not exist" (V2 `code`; used as V3 `apiCode` too).
+///
+/// A check that Authing answers with it ends the session: its browser gets
+/// `404 unknown_qrcode`, not `410 expired_qrcode`.
+///
+/// ```
+/// assert_eq!(qrauth_authing::QRCODE_NOT_FOUND, 2241);
+/// ```
 pub const QRCODE_NOT_FOUND: i64 = 2241;
 
 /// Which call an answer belongs to: the same business code means different things per call.
@@ -62,10 +69,15 @@ pub(crate) struct UpstreamQr {
 pub(crate) struct AuthingClient {
     http: reqwest::Client,
     config: AuthingConfig,
+    clock: SharedClock,
 }
 
 impl AuthingClient {
-    pub fn new(config: AuthingConfig, http: Option<reqwest::Client>) -> Result<Self> {
+    pub fn new(
+        config: AuthingConfig,
+        http: Option<reqwest::Client>,
+        clock: SharedClock,
+    ) -> Result<Self> {
         let http = match http {
             Some(http) => http,
             None => reqwest::Client::builder()
@@ -75,7 +87,11 @@ impl AuthingClient {
                 .build()
                 .map_err(|e| Error::Config(format!("Authing HTTP client: {e}")))?,
         };
-        Ok(Self { http, config })
+        Ok(Self {
+            http,
+            config,
+            clock,
+        })
     }
 
     pub fn config(&self) -> &AuthingConfig {
@@ -257,9 +273,10 @@ impl AuthingClient {
         }
         let request = request.json(&Value::Object(body));
         let data = self.send(Call::Exchange, c.api_version, request).await?;
+        let now = self.clock.now_secs();
         match c.api_version {
-            ApiVersion::V3 => parse_token_set(&data),
-            ApiVersion::V2 => parse_v2_user(&data),
+            ApiVersion::V3 => parse_token_set(&data, now),
+            ApiVersion::V2 => parse_v2_user(&data, now),
         }
     }
 
@@ -397,14 +414,14 @@ fn parse_v2_status(data: &Value) -> Result<UpstreamStatus> {
 }
 
 /// V3 `LoginTokenResponseDataDto` (note `expire_in`, not `expires_in`).
-fn parse_token_set(data: &Value) -> Result<TokenSet> {
+fn parse_token_set(data: &Value, now: u64) -> Result<TokenSet> {
     let access_token = required_str(data, "access_token", Call::Exchange)?;
     let id_token = required_str(data, "id_token", Call::Exchange)?;
     let expires_in = data
         .get("expire_in")
         .or_else(|| data.get("expires_in"))
         .and_then(Value::as_u64)
-        .or_else(|| seconds_left(&id_token))
+        .or_else(|| seconds_left(&id_token, now))
         .unwrap_or(0);
     Ok(TokenSet {
         access_token,
@@ -417,9 +434,9 @@ fn parse_token_set(data: &Value) -> Result<TokenSet> {
 }
 
 /// V2 `userinfo`: a user whose `token` is the user's id_token.
-fn parse_v2_user(data: &Value) -> Result<TokenSet> {
+fn parse_v2_user(data: &Value, now: u64) -> Result<TokenSet> {
     let token = required_str(data, "token", Call::Exchange)?;
-    let expires_in = seconds_left(&token).unwrap_or(0);
+    let expires_in = seconds_left(&token, now).unwrap_or(0);
     Ok(TokenSet {
         access_token: token.clone(),
         id_token: token,
@@ -430,9 +447,8 @@ fn parse_v2_user(data: &Value) -> Result<TokenSet> {
     })
 }
 
-/// Seconds until the (unverified) `exp` of a JWT.
-fn seconds_left(token: &str) -> Option<u64> {
-    let now = crate::clock::Clock::now_secs(&crate::clock::SystemClock);
+/// Seconds from `now` until the (unverified) `exp` of a JWT.
+fn seconds_left(token: &str, now: u64) -> Option<u64> {
     jwt_exp(token).map(|exp| exp.saturating_sub(now))
 }
 

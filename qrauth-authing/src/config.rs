@@ -4,8 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::sessions::Sessions;
+use qrauth_core::{Error, Result, SharedClock, SystemClock};
 
 /// Which generation of Authing's QR API the user pool speaks.
 ///
@@ -83,14 +82,29 @@ impl AuthingConfig {
     }
 }
 
-/// Configures an [`AuthingProvider`](super::AuthingProvider); see
-/// [`AuthingProvider::builder`](super::AuthingProvider::builder).
+/// Configures an [`AuthingProvider`](crate::AuthingProvider); see
+/// [`AuthingProvider::builder`](crate::AuthingProvider::builder).
+///
+/// ```
+/// use std::time::Duration;
+/// use qrauth_authing::{ApiVersion, AuthingProvider, TokenAuthMethod};
+///
+/// let provider = AuthingProvider::builder("app-id", "app-secret", "https://example.authing.cn", "pool-id")
+///     .api_version(ApiVersion::V3)
+///     .token_auth_method(TokenAuthMethod::ClientSecretBasic)
+///     .poll_interval(Duration::from_millis(800))
+///     .timeouts(Duration::from_secs(5), Duration::from_secs(3))
+///     .max_custom_data_bytes(1024)
+///     .build()?;
+/// # let _ = provider;
+/// # Ok::<_, qrauth_core::Error>(())
+/// ```
 #[must_use = "call .build() to get a provider"]
 pub struct AuthingProviderBuilder {
     pub(crate) config: AuthingConfig,
     pub(crate) allow_none: bool,
-    pub(crate) sessions: Option<Sessions>,
     pub(crate) http_client: Option<reqwest::Client>,
+    pub(crate) clock: SharedClock,
 }
 
 impl fmt::Debug for AuthingProviderBuilder {
@@ -124,8 +138,8 @@ impl AuthingProviderBuilder {
                 allow_insecure_http: false,
             },
             allow_none: false,
-            sessions: None,
             http_client: None,
+            clock: std::sync::Arc::new(SystemClock),
         }
     }
 
@@ -178,10 +192,12 @@ impl AuthingProviderBuilder {
         self
     }
 
-    /// The session flow (store and lifetimes); default: in memory, default lifetimes. Keep the
-    /// QR lifetime at most Authing's (120 s by default).
-    pub fn sessions(mut self, sessions: Sessions) -> Self {
-        self.sessions = Some(sessions);
+    /// The clock of id_token verification and of an `expires_in` computed from a token's `exp`
+    /// (default: the system clock). The session lifetimes and the store are the service's
+    /// settings ([`QrAuthServiceBuilder`](qrauth_core::QrAuthServiceBuilder)); keep the QR
+    /// lifetime at most Authing's (120 s by default).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -235,7 +251,7 @@ impl AuthingProviderBuilder {
         if c.poll_interval < Duration::from_millis(100) {
             return config("poll interval must be at least 100 ms");
         }
-        if c.hs256 && c.app_secret.0.len() < crate::verify::MIN_HS256_SECRET_BYTES {
+        if c.hs256 && c.app_secret.0.len() < qrauth_core::verify::MIN_HS256_SECRET_BYTES {
             return config("HS256 needs an app secret of at least 32 bytes");
         }
         Ok(())

@@ -1,51 +1,91 @@
-//! The Authing provider (feature `authing`): the same QR, scanned by the same Authing app, for
-//! the same users and tokens as Authing's own web SDK, with the ticket kept on the server and
-//! push (long-poll, SSE) to the browser instead of 800 ms polling.
+//! # qrauth-authing
 //!
-//! - generate: Authing's gene-qrcode; qrauth creates its own session bound to the browser and
-//!   the QR carries Authing's QR payload so the Authing app can scan it.
-//! - status: one server-side check-qrcode-status loop per live session, however many tabs
-//!   wait (module `poller`); Authing's status is mapped to qrauth's, `userInfo` reduced to nickname
-//!   and photo.
-//! - exchange: qrauth's own single-use ticket is redeemed, then Authing's ticket (kept
-//!   server-side, module `state`) is exchanged with the configured client authentication.
-//! - verify: Authing id_tokens, RS256 through the discovered JWKS, HS256 with the app secret
-//!   when enabled; `iss` = `<app host>/oidc`, `aud` = app id.
-//! - fastpass: `POST /qrcode/fastpass` for a logged-in user (gene-fastpass-qrcode-info).
+//! The Authing provider for [qrauth](qrauth_core): the same QR, scanned by the same Authing
+//! app, for the same users and tokens as Authing's own web SDK ("APP 扫码登录"), with the ticket
+//! kept on the server and push (long-poll, SSE) to the browser instead of 800 ms polling. It
+//! uses qrauth-core's public API only.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use qrauth_authing::{AuthingProvider, TokenAuthMethod};
+//! use qrauth_core::QrAuthService;
+//!
+//! let provider = AuthingProvider::builder(
+//!     "6342b8537axxxx047d314109",          // app id
+//!     "4203d30e5e915xxxxxx26c31c9adce68",  // app secret
+//!     "https://example.authing.cn",        // app host
+//!     "62e221xxxxxxxxxxx5b8f6f1",          // user pool id
+//! )
+//! .token_auth_method(TokenAuthMethod::ClientSecretBasic) // as configured at Authing
+//! .build()?;
+//! // Store, lifetimes, limits and cookies are the service's settings.
+//! let qrauth = QrAuthService::builder(Arc::new(provider)).build()?;
+//! // Mount it: `Router::new().qrauth("/", qrauth)` (qrauth-axum) or
+//! // `App::new().configure(qrauth_actix::mount("/", qrauth))` (qrauth-actix).
+//! # let _ = qrauth;
+//! # Ok::<_, qrauth_core::Error>(())
+//! ```
+//!
+//! What happens, hook by hook:
+//!
+//! - `POST /qrcode` ([`start`](QrAuthProvider::start)): Authing's gene-qrcode; the browser gets
+//!   qrauth's own session, bound to it, and the QR carries Authing's QR payload so that the
+//!   Authing app can scan it. The body may hold Authing's `scene` (`APP_AUTH` only) and
+//!   `userDefinedData` (a JSON object, passed on as `customData`); any other field is refused.
+//! - status: qrauth-core runs one check-qrcode-status loop per live session, however many tabs
+//!   wait; Authing's status is mapped to qrauth's, `userInfo` reduced to nickname and photo,
+//!   and Authing's ticket kept server-side.
+//! - `POST /qrcode/exchange` ([`issue_tokens`](QrAuthProvider::issue_tokens)): qrauth's own
+//!   single-use ticket is redeemed, then Authing's ticket is exchanged with the configured
+//!   client authentication and the returned id_token verified.
+//! - [`verify`](QrAuthProvider::verify): Authing id_tokens, RS256 through the discovered JWKS,
+//!   HS256 with the app secret when enabled; `iss` = `<app host>/oidc`, `aud` = app id.
+//! - `POST /qrcode/fastpass` (an extension route): a fastpass QR for a logged-in user
+//!   (gene-fastpass-qrcode-info), with `Authorization: Bearer <access_token>` and an optional
+//!   [`FastpassRequest`] body.
 //!
 //! What the browser sees: qrauth's own `qrcodeId`, binding cookie, status and ticket. The QR
 //! image necessarily encodes Authing's QR id (the Authing app needs it); Authing's status
 //! answers, its ticket and its user details never leave the server.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod client;
 mod config;
-mod poller;
+mod fastpass;
 mod state;
+mod upstream;
+
+/// The README's example, compiled as a doc test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 
 pub use client::QRCODE_NOT_FOUND;
 pub use config::{ApiVersion, AuthingProviderBuilder, TokenAuthMethod};
+pub use fastpass::FastpassRequest;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use serde_json::{Value, json};
-use tokio::time::Instant;
+use qrauth_core::provider::{Capabilities, ConfirmedLogin, IssuedTokens, QrContent, SessionStart};
+use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
+use qrauth_core::{Claims, Error, QrAuthProvider, Result};
+use serde_json::{Map, Value, json};
 
 use self::client::AuthingClient;
-use self::poller::Poller;
+use self::fastpass::FastpassRoutes;
 use self::state::UpstreamState;
-use crate::error::{Error, Result};
-use crate::lifetimes::Lifetimes;
-use crate::provider::{FastpassApi, FastpassRequest, GenerateRequest, QrAuthProvider};
-use crate::secret::{BindingSecret, QrCodeId, Ticket};
-use crate::sessions::Sessions;
-use crate::types::{Claims, QrCode, QrState, QrStatus, TokenSet};
-use crate::verify::{IdTokenVerifier, IssuerConfig};
+use self::upstream::StatusDriver;
 
-/// Log in with the Authing app.
+/// The `POST /qrcode` body fields the Authing provider reads (besides qrauth's `nonce`).
+const EXTENSION_FIELDS: [&str; 2] = ["scene", "userDefinedData"];
+
+/// Log in with the Authing app: a [`QrAuthProvider`] whose users confirm in the Authing app,
+/// at Authing.
 ///
 /// ```
-/// use qrauth_core::provider::authing::{AuthingProvider, TokenAuthMethod};
+/// use qrauth_authing::{AuthingProvider, TokenAuthMethod};
 ///
 /// let provider = AuthingProvider::builder(
 ///     "6342b8537axxxx047d314109",          // app id
@@ -54,15 +94,35 @@ use crate::verify::{IdTokenVerifier, IssuerConfig};
 ///     "62e221xxxxxxxxxxx5b8f6f1",          // user pool id
 /// )
 /// .token_auth_method(TokenAuthMethod::ClientSecretBasic)
-/// .build()
-/// .unwrap();
+/// .build()?;
 /// assert_eq!(provider.issuer_url(), "https://example.authing.cn/oidc");
+/// # Ok::<_, qrauth_core::Error>(())
+/// ```
+///
+/// Fields of the `POST /qrcode` body other than `nonce`, `scene` and `userDefinedData` are
+/// refused before Authing is called:
+///
+/// ```
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use qrauth_authing::AuthingProvider;
+/// use qrauth_core::{ApiRequest, QrAuthService, Route};
+///
+/// let provider = AuthingProvider::builder("app", "secret", "https://example.authing.cn", "pool")
+///     .build()?;
+/// let service = QrAuthService::builder(Arc::new(provider)).build()?;
+/// let mut request = ApiRequest::new(http::Method::POST);
+/// request.headers.insert(http::header::CONTENT_TYPE, "application/json".parse().unwrap());
+/// request.body = r#"{"scene":"WEB_AUTH"}"#.into();
+/// let response = service.handle(Route::Generate, request).await;
+/// assert_eq!(response.status, 400); // invalid_request: scene must be APP_AUTH
+/// # Ok::<_, qrauth_core::Error>(()) }).unwrap();
 /// ```
 pub struct AuthingProvider {
     client: Arc<AuthingClient>,
-    sessions: Sessions,
-    poller: Poller,
     verifier: IdTokenVerifier,
+    driver: StatusDriver,
+    routes: FastpassRoutes,
 }
 
 impl std::fmt::Debug for AuthingProvider {
@@ -90,24 +150,47 @@ impl AuthingProvider {
         )
     }
 
-    /// The flow underneath.
-    pub fn sessions(&self) -> &Sessions {
-        &self.sessions
-    }
-
     /// The issuer of the application's id_tokens: `<app host>/oidc`.
     pub fn issuer_url(&self) -> String {
         self.client.config().issuer()
     }
 
-    /// Upstream status loops running now (one per live session that someone waits on).
-    pub fn live_upstream_loops(&self) -> usize {
-        self.poller.live()
-    }
-
-    /// Upstream status loops started since the provider was built.
-    pub fn upstream_loops_started(&self) -> u64 {
-        self.poller.started()
+    /// Checks the provider fields of the `POST /qrcode` body; returns the `userDefinedData` to
+    /// pass to Authing as `customData`.
+    fn custom_data(&self, extensions: &Map<String, Value>) -> Result<Option<Value>> {
+        if let Some(unknown) = extensions
+            .keys()
+            .find(|k| !EXTENSION_FIELDS.contains(&k.as_str()))
+        {
+            return Err(Error::InvalidRequest(format!(
+                "invalid JSON body: unknown field `{}`",
+                shortened(unknown)
+            )));
+        }
+        match extensions.get("scene") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(scene)) if scene == "APP_AUTH" => {}
+            Some(_) => {
+                return Err(Error::InvalidRequest(
+                    "scene must be APP_AUTH for the Authing provider".into(),
+                ));
+            }
+        }
+        match extensions.get("userDefinedData") {
+            None | Some(Value::Null) => Ok(None),
+            Some(data @ Value::Object(_)) => {
+                let size = serde_json::to_vec(data)
+                    .map(|v| v.len())
+                    .unwrap_or(usize::MAX);
+                if size > self.client.config().max_custom_data_bytes {
+                    return Err(Error::InvalidRequest("userDefinedData is too large".into()));
+                }
+                Ok(Some(data.clone()))
+            }
+            Some(_) => Err(Error::InvalidRequest(
+                "userDefinedData must be a JSON object".into(),
+            )),
+        }
     }
 
     /// The QR payload the Authing app scans: the shape of Authing's own QR
@@ -125,7 +208,7 @@ impl AuthingProvider {
             ApiVersion::V3 => "qrcodeId",
             ApiVersion::V2 => "random",
         };
-        let mut payload = serde_json::Map::new();
+        let mut payload = Map::new();
         payload.insert("scene".into(), json!("APP_AUTH"));
         payload.insert(id_field.into(), json!(upstream_id));
         payload.insert("userPoolId".into(), json!(c.user_pool_id));
@@ -134,30 +217,14 @@ impl AuthingProvider {
         payload.insert("customData".into(), custom.clone());
         Value::Object(payload).to_string()
     }
-
-    /// A session that Authing no longer knows answers `unknown_qrcode`, not `expired_qrcode`.
-    async fn explain_expiry(&self, id: &QrCodeId, error: Error) -> Error {
-        if !matches!(error, Error::ExpiredQrCode) {
-            return error;
-        }
-        match self.sessions.load(id).await {
-            Ok(record) if UpstreamState::read(&record).is_some_and(|u| u.lost) => {
-                Error::UnknownQrCode
-            }
-            _ => error,
-        }
-    }
-
-    async fn status(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
-        match self.sessions.status(id, binding).await {
-            Ok(status) => Ok(status),
-            Err(e) => Err(self.explain_expiry(id, e).await),
-        }
-    }
 }
 
-fn waiting_for_authing(state: QrState) -> bool {
-    matches!(state, QrState::Pending | QrState::Scanned)
+/// At most 64 characters of a client-chosen name, for error messages.
+fn shortened(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
 }
 
 impl AuthingProviderBuilder {
@@ -170,7 +237,7 @@ impl AuthingProviderBuilder {
     /// timeouts.
     ///
     /// ```
-    /// use qrauth_core::provider::authing::{AuthingProvider, TokenAuthMethod};
+    /// use qrauth_authing::{AuthingProvider, TokenAuthMethod};
     /// let none = AuthingProvider::builder("app", "secret", "https://x.authing.cn", "pool")
     ///     .token_auth_method(TokenAuthMethod::None);
     /// assert!(none.build().is_err());
@@ -178,7 +245,6 @@ impl AuthingProviderBuilder {
     pub fn build(self) -> Result<AuthingProvider> {
         self.check()?;
         let config = self.config;
-        let sessions = self.sessions.unwrap_or_else(Sessions::in_memory);
         let issuer = config.issuer();
         let mut issuer_config = IssuerConfig::new(issuer.clone(), config.app_id.clone())
             .discovery_url(issuer)
@@ -188,19 +254,22 @@ impl AuthingProviderBuilder {
         }
         let mut verifier = IdTokenVerifier::builder()
             .issuer(issuer_config)
-            .clock(sessions.clock().clone())
+            .clock(self.clock.clone())
             .http_timeout(config.timeout);
         if let Some(http) = &self.http_client {
             verifier = verifier.http_client(http.clone());
         }
         let verifier = verifier.build()?;
-        let interval = config.poll_interval;
-        let client = Arc::new(AuthingClient::new(config, self.http_client)?);
-        let poller = Poller::new(client.clone(), sessions.clone(), interval);
+        let client = Arc::new(AuthingClient::new(config, self.http_client, self.clock)?);
         Ok(AuthingProvider {
+            driver: StatusDriver {
+                client: client.clone(),
+            },
+            routes: FastpassRoutes {
+                client: client.clone(),
+                verifier: verifier.clone(),
+            },
             client,
-            sessions,
-            poller,
             verifier,
         })
     }
@@ -208,129 +277,50 @@ impl AuthingProviderBuilder {
 
 #[async_trait]
 impl QrAuthProvider for AuthingProvider {
-    async fn generate(&self, request: GenerateRequest) -> Result<QrCode> {
-        if request.scene.as_deref().is_some_and(|s| s != "APP_AUTH") {
-            return Err(Error::InvalidRequest(
-                "scene must be APP_AUTH for the Authing provider".into(),
-            ));
-        }
-        let custom = match request.user_defined_data {
-            None | Some(Value::Null) => None,
-            Some(data @ Value::Object(_)) => {
-                let size = serde_json::to_vec(&data)
-                    .map(|v| v.len())
-                    .unwrap_or(usize::MAX);
-                if size > self.client.config().max_custom_data_bytes {
-                    return Err(Error::InvalidRequest("userDefinedData is too large".into()));
-                }
-                Some(data)
-            }
-            Some(_) => {
-                return Err(Error::InvalidRequest(
-                    "userDefinedData must be a JSON object".into(),
-                ));
-            }
-        };
+    async fn start(&self, session: SessionStart<'_>) -> Result<QrContent> {
+        let custom = self.custom_data(session.extensions)?;
         let upstream = self.client.gene(custom.as_ref()).await?;
         let data = UpstreamState::new(upstream.id.clone()).write()?;
-        let record = self
-            .sessions
-            .create(
-                &request.binding,
-                request.initiator,
-                request.nonce,
-                Some(data),
-            )
-            .await?;
-        let now = self.sessions.clock().now_millis();
-        let expires_in = record.expire_at_ms.saturating_sub(now).div_ceil(1000);
+        let expires_in = session
+            .expire_at_ms
+            .saturating_sub(session.now_ms)
+            .div_ceil(1000);
         let content = self.qr_content(
             &upstream.id,
-            record.created_at_ms,
+            session.now_ms,
             upstream.expires_in.unwrap_or(expires_in),
             custom.as_ref().unwrap_or(&json!({})),
         );
-        // Start watching Authing at once: the browser's first poll follows.
-        self.poller.interest(&record.id);
-        Ok(QrCode {
-            content,
-            expires_in,
-            expire_at_ms: record.expire_at_ms,
-            interval: self.sessions.poll_interval().as_secs().max(1),
-            id: record.id,
-        })
+        Ok(QrContent::new(content).provider_data(data))
     }
 
-    async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
-        let status = self.status(id, binding).await?;
-        if waiting_for_authing(status.state) {
-            if let Some(failure) = self.poller.interest(id).failure() {
-                return Err(failure);
-            }
-        }
-        Ok(status)
-    }
-
-    async fn wait_for_change(
-        &self,
-        id: &QrCodeId,
-        binding: &BindingSecret,
-        since_version: u64,
-        deadline: Instant,
-    ) -> Result<QrStatus> {
-        let first = self.poll(id, binding).await?;
-        if first.version != since_version || !waiting_for_authing(first.state) {
-            return Ok(first);
-        }
-        let guard = self.poller.wait(id);
-        tokio::select! {
-            changed = self.sessions.wait_for_change(id, binding, since_version, deadline) => {
-                match changed {
-                    Ok(status) => Ok(status),
-                    Err(e) => Err(self.explain_expiry(id, e).await),
-                }
-            }
-            failure = guard.lp.next_failure() => Err(failure),
-        }
-    }
-
-    async fn exchange(&self, ticket: &Ticket, binding: &BindingSecret) -> Result<TokenSet> {
-        let record = self.sessions.redeem(ticket, binding).await?;
-        let upstream_ticket = UpstreamState::read(&record)
+    async fn issue_tokens(&self, login: ConfirmedLogin<'_>) -> Result<IssuedTokens> {
+        let upstream_ticket = UpstreamState::read(login.provider_data())
             .and_then(|u| u.ticket)
             .ok_or_else(|| Error::Internal("confirmed session without Authing ticket".into()))?;
         let tokens = self.client.exchange(&upstream_ticket).await?;
+        let claims = match self.verifier.verify(&tokens.id_token).await {
+            Ok(claims) => claims,
+            // Authing's answer, not the browser's fault.
+            Err(Error::InvalidToken(reason)) => {
+                return Err(Error::Upstream(format!(
+                    "exchange: Authing's id_token does not verify: {reason}"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
         tracing::info!("Authing QR login completed");
-        Ok(tokens)
+        Ok(IssuedTokens::new(tokens, claims))
     }
 
     async fn verify(&self, id_token: &str) -> Result<Claims> {
         self.verifier.verify(id_token).await
     }
 
-    fn lifetimes(&self) -> Lifetimes {
-        *self.sessions.lifetimes()
-    }
-
-    fn fastpass(&self) -> Option<&dyn FastpassApi> {
-        Some(self)
-    }
-}
-
-#[async_trait]
-impl FastpassApi for AuthingProvider {
-    async fn fastpass(&self, access_token: &str, request: FastpassRequest) -> Result<Value> {
-        // Only this application's users: the access token must verify like an id_token
-        // (Authing signs both with the application's key; `aud` is the app id).
-        self.verifier.verify(access_token).await?;
-        if request
-            .scope
-            .as_deref()
-            .is_some_and(|s| !s.split_whitespace().any(|p| p == "openid"))
-        {
-            return Err(Error::InvalidRequest("scope must contain openid".into()));
-        }
-        self.client.fastpass(access_token, &request).await
+    fn capabilities(&self) -> Capabilities<'_> {
+        Capabilities::none()
+            .upstream(&self.driver)
+            .routes(&self.routes)
     }
 }
 

@@ -4,12 +4,12 @@
 //! where every replica can read it): Authing's QR id from the start, Authing's ticket from the
 //! moment Authing reports `AUTHORIZED` until the record is dropped after its retention (the
 //! ticket is single use at Authing and is spent by the exchange). `provider_data` is never
-//! serialised into any browser-facing answer.
+//! serialised into any browser-facing answer. That Authing no longer knows a QR (code 2241) is
+//! the session's own state (`UpstreamEvent::Vanished`), not kept here.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
-use crate::session::SessionRecord;
+use qrauth_core::{Error, Result};
 
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct UpstreamState {
@@ -23,9 +23,6 @@ pub(crate) struct UpstreamState {
         skip_serializing_if = "Option::is_none"
     )]
     pub ticket: Option<String>,
-    /// Authing no longer knows the QR (code 2241).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub lost: bool,
 }
 
 impl std::fmt::Debug for UpstreamState {
@@ -33,22 +30,18 @@ impl std::fmt::Debug for UpstreamState {
         f.debug_struct("UpstreamState")
             .field("qr", &self.qr)
             .field("ticket", &self.ticket.as_ref().map(|_| "<redacted>"))
-            .field("lost", &self.lost)
             .finish()
     }
 }
 
 impl UpstreamState {
     pub fn new(qr: String) -> Self {
-        Self {
-            qr,
-            ticket: None,
-            lost: false,
-        }
+        Self { qr, ticket: None }
     }
 
-    pub fn read(record: &SessionRecord) -> Option<Self> {
-        serde_json::from_str(record.provider_data.as_deref()?).ok()
+    /// The state kept in a session's provider data, if it holds one.
+    pub fn read(provider_data: Option<&str>) -> Option<Self> {
+        serde_json::from_str(provider_data?).ok()
     }
 
     pub fn write(&self) -> Result<String> {

@@ -1,20 +1,14 @@
 //! The Authing provider through both adapters against the fake Authing server
 //! (`qrauth-fake-authing`): real HTTP servers on loopback on both sides, nothing of qrauth mocked.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qrauth_core::handler::QrAuthService;
-use qrauth_core::limits::Limits;
-use qrauth_core::provider::QrAuthProvider;
-use qrauth_core::provider::authing::{
-    ApiVersion, AuthingProvider, AuthingProviderBuilder, TokenAuthMethod,
-};
-use qrauth_core::sessions::Sessions;
-use qrauth_core::store::MemoryStore;
-use qrauth_core::{Error, Lifetimes, TokenError};
+use qrauth_authing::{ApiVersion, AuthingProvider, AuthingProviderBuilder, TokenAuthMethod};
+use qrauth_core::store::{MemoryStore, RedisStore, SessionStore};
+use qrauth_core::{Error, Lifetimes, Limits, QrAuthProvider, QrAuthService, TokenError};
 use qrauth_fake_authing::{AuthMethod, FakeAuthing, FakeConfig, Faults, IdTokenAlg};
+use qrauth_test_support::{Framework as Kind, RedisServer, Served};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 
@@ -27,36 +21,30 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_millis(1500);
 /// The latency fault: longer than [`UPSTREAM_TIMEOUT`].
 const FAULT_LATENCY: Duration = Duration::from_secs(4);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Axum,
-    Actix,
-}
-
-enum Stopper {
-    Axum(tokio::task::JoinHandle<()>),
-    Actix(actix_web::dev::ServerHandle),
-}
-
 /// The fake Authing, a qrauth app on it, and a browser.
 struct Env {
     fake: Arc<FakeAuthing>,
     provider: Arc<AuthingProvider>,
+    service: QrAuthService,
     base: String,
     binding_name: String,
     session_name: String,
-    stopper: Stopper,
+    /// The qrauth server; dropping it stops the server.
+    _served: Served,
     http: reqwest::Client,
     /// Every body the browser received.
     seen: Arc<Mutex<Vec<String>>>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        match &self.stopper {
-            Stopper::Axum(task) => task.abort(),
-            Stopper::Actix(handle) => drop(handle.stop(false)),
-        }
+impl Env {
+    /// Upstream status loops running now.
+    fn live_upstream_loops(&self) -> usize {
+        self.service.upstream_loops().0
+    }
+
+    /// Upstream status loops started since the service was built.
+    fn upstream_loops_started(&self) -> u64 {
+        self.service.upstream_loops().1
     }
 }
 
@@ -104,13 +92,7 @@ fn fake_config(method: AuthMethod) -> FakeConfig {
 
 fn builder(fake: &FakeAuthing) -> AuthingProviderBuilder {
     let c = fake.config();
-    let lifetimes = Lifetimes::default()
-        .poll_interval(Duration::from_secs(1))
-        .validate()
-        .expect("lifetimes");
-    let sessions = Sessions::new(Arc::new(MemoryStore::new()), lifetimes).expect("sessions");
     AuthingProvider::builder(&c.app_id, &c.app_secret, fake.base_url(), &c.user_pool_id)
-        .sessions(sessions)
         .poll_interval(UPSTREAM_INTERVAL)
         // Generous for a loaded CI machine; the latency fault (FAULT_LATENCY) exceeds it.
         .timeouts(UPSTREAM_TIMEOUT, UPSTREAM_TIMEOUT)
@@ -131,29 +113,34 @@ async fn env_custom(
 ) -> Env {
     let fake = Arc::new(FakeAuthing::spawn(config).await.expect("fake Authing"));
     let provider = make(&fake).build().expect("provider");
-    env_on(kind, fake, provider).await
+    env_on(kind, fake, provider, Arc::new(MemoryStore::new())).await
 }
 
-/// A qrauth server of `kind` with `provider`, on an existing fake.
-async fn env_on(kind: Kind, fake: Arc<FakeAuthing>, provider: AuthingProvider) -> Env {
+/// A qrauth server of `kind` with `provider` and sessions in `store`, on an existing fake.
+async fn env_on(
+    kind: Kind,
+    fake: Arc<FakeAuthing>,
+    provider: AuthingProvider,
+    store: Arc<dyn SessionStore>,
+) -> Env {
     let provider = Arc::new(provider);
     let service = QrAuthService::builder(provider.clone())
+        .shared_store(store)
+        .lifetimes(Lifetimes::default().poll_interval(Duration::from_secs(1)))
         .limits(Limits::unlimited())
         .insecure_dev_cookies()
-        .build();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let stopper = match kind {
-        Kind::Axum => spawn_axum(listener, service.clone()),
-        Kind::Actix => spawn_actix(listener, service.clone()).await,
-    };
+        .build()
+        .expect("service");
+    let (listener, base) = qrauth_test_support::serve::bind();
+    let served = qrauth_test_support::serve::qrauth_app(kind, listener, service.clone()).await;
     Env {
         fake,
         provider,
         base,
         binding_name: service.cookies().binding_name(),
         session_name: service.cookies().session_name(),
-        stopper,
+        service,
+        _served: served,
         http: reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(20))
@@ -161,61 +148,6 @@ async fn env_on(kind: Kind, fake: Arc<FakeAuthing>, provider: AuthingProvider) -
             .expect("client"),
         seen: Arc::default(),
     }
-}
-
-fn spawn_axum(listener: std::net::TcpListener, service: QrAuthService) -> Stopper {
-    use axum::routing::get;
-    use axum::{Extension, Json, Router};
-    listener.set_nonblocking(true).expect("non-blocking");
-    let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-    let app = Router::new()
-        .route(
-            "/api/me",
-            get(|user: qrauth_axum::AuthenticatedUser| async move { Json(user.claims) }),
-        )
-        .merge(qrauth_axum::routes(service.clone()))
-        .layer(Extension(service));
-    Stopper::Axum(tokio::spawn(async move {
-        let _ = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await;
-    }))
-}
-
-async fn spawn_actix(listener: std::net::TcpListener, service: QrAuthService) -> Stopper {
-    use actix_web::{App, HttpServer, web};
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            let server = HttpServer::new(move || {
-                App::new()
-                    .app_data(service.clone())
-                    .route(
-                        "/api/me",
-                        web::get().to(|user: qrauth_actix::AuthenticatedUser| async move {
-                            web::Json(user.claims)
-                        }),
-                    )
-                    .configure(qrauth_actix::configure(service.clone()))
-            })
-            .workers(1)
-            .listen(listener);
-            match server {
-                Ok(server) => {
-                    let server = server.run();
-                    let _ = tx.send(Some(server.handle()));
-                    let _ = server.await;
-                }
-                Err(_) => {
-                    let _ = tx.send(None);
-                }
-            }
-        });
-    });
-    let handle = rx.await.ok().flatten().expect("actix server started");
-    Stopper::Actix(handle)
 }
 
 /// A browser: keeps its binding cookie by hand.
@@ -498,6 +430,8 @@ both_adapters!(
     cancel_on_the_phone,
     fifty_waiters_one_upstream_loop,
     fastpass_for_logged_in_user,
+    fastpass_methods_and_paths,
+    generate_refuses_foreign_fields,
     fault_gene_server_error,
     fault_gene_timeout,
     fault_gene_malformed_json,
@@ -566,7 +500,7 @@ async fn cancel_on_the_phone(kind: Kind) {
     assert!(cancelled["ticket"].is_null());
     // The session ended: its upstream loop stops.
     tokio::time::sleep(UPSTREAM_INTERVAL * 3).await;
-    assert_eq!(env.provider.live_upstream_loops(), 0);
+    assert_eq!(env.live_upstream_loops(), 0);
     env.assert_no_upstream_leak();
 }
 
@@ -599,8 +533,8 @@ async fn fifty_waiters_one_upstream_loop(kind: Kind) {
         "{checks} upstream checks in {elapsed:?} (one loop: <= {one_loop})"
     );
     assert!(checks >= 2, "the loop polls: {checks}");
-    assert_eq!(env.provider.upstream_loops_started(), 1);
-    assert_eq!(env.provider.live_upstream_loops(), 1);
+    assert_eq!(env.upstream_loops_started(), 1);
+    assert_eq!(env.live_upstream_loops(), 1);
 
     let alice = env.fake.alice();
     env.fake.app_scan(&content, &alice).await.expect("scan");
@@ -613,7 +547,7 @@ async fn fifty_waiters_one_upstream_loop(kind: Kind) {
     env.exchange(&browser, &ticket).await.ok(200);
     // The session ended: the loop is gone and Authing is not asked any more.
     tokio::time::sleep(UPSTREAM_INTERVAL * 3).await;
-    assert_eq!(env.provider.live_upstream_loops(), 0);
+    assert_eq!(env.live_upstream_loops(), 0);
     let after = env.fake.status_checks();
     tokio::time::sleep(UPSTREAM_INTERVAL * 5).await;
     assert_eq!(
@@ -659,6 +593,82 @@ async fn fastpass_for_logged_in_user(kind: Kind) {
     assert_eq!(env.fake.count("gene-fastpass-qrcode-info"), calls);
 }
 
+/// Fastpass answers POST only (405 with `Allow: POST` otherwise); other paths under `/qrcode/`
+/// are qrauth's 404, and Authing is not called.
+async fn fastpass_methods_and_paths(kind: Kind) {
+    let env = env(kind, FakeConfig::default(), |b| b).await;
+    let token = env.fake.access_token_for(&env.fake.alice());
+    let get = env
+        .send(
+            &env.browser(),
+            env.http
+                .get(format!("{}/qrcode/fastpass", env.base))
+                .header(AUTHORIZATION, format!("Bearer {token}")),
+        )
+        .await;
+    get.error(405, "method_not_allowed");
+    assert_eq!(
+        get.headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
+    assert_eq!(
+        get.headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok()),
+        Some("no-store")
+    );
+    env.send(
+        &env.browser(),
+        env.http.post(format!("{}/qrcode/fastpass/more", env.base)),
+    )
+    .await
+    .error(404, "not_found");
+    env.send(
+        &env.browser(),
+        env.http.post(format!("{}/qrcode/elsewhere", env.base)),
+    )
+    .await
+    .error(404, "not_found");
+    assert_eq!(env.fake.count("gene-fastpass-qrcode-info"), 0);
+}
+
+/// `POST /qrcode` takes Authing's `scene` (APP_AUTH only) and `userDefinedData` (an object of
+/// at most 1 KiB) besides `nonce`; anything else is refused with 400 before Authing is called.
+async fn generate_refuses_foreign_fields(kind: Kind) {
+    let env = env(kind, FakeConfig::default(), |b| b).await;
+    let mut browser = env.browser();
+    let refused = [
+        json!({ "scene": "WEB_AUTH" }),
+        json!({ "scene": 1 }),
+        json!({ "userDefinedData": "pku" }),
+        json!({ "userDefinedData": { "blob": "x".repeat(2000) } }),
+        json!({ "colour": "blue" }),
+    ];
+    for body in refused {
+        let response = env.generate(&mut browser, Some(body.clone())).await;
+        response.error(400, "invalid_request");
+        assert!(response.cookie(&env.binding_name).is_none(), "{body}");
+    }
+    let unknown = env
+        .generate(&mut browser, Some(json!({ "colour": "blue" })))
+        .await;
+    assert!(
+        unknown.json()["error_description"]
+            .as_str()
+            .is_some_and(|d| d.contains("colour"))
+    );
+    assert_eq!(env.fake.count("gene-qrcode"), 0);
+    assert_eq!(env.fake.count("/api/v2/qrcode/gene"), 0);
+    // What is accepted: nothing, nulls, and the known fields.
+    for body in [
+        json!({}),
+        json!({ "scene": null, "userDefinedData": null, "nonce": "n-1" }),
+        json!({ "scene": "APP_AUTH", "userDefinedData": {} }),
+    ] {
+        env.generate(&mut browser, Some(body)).await.ok(201);
+    }
+}
+
 async fn fault_gene(kind: Kind, faults: Faults, status: u16) {
     let env = env(kind, FakeConfig::default(), |b| b).await;
     env.fake.set_faults(faults);
@@ -666,7 +676,7 @@ async fn fault_gene(kind: Kind, faults: Faults, status: u16) {
     let response = env.generate(&mut browser, None).await;
     response.error(status, "upstream_unavailable");
     assert!(response.cookie(&env.binding_name).is_none());
-    assert_eq!(env.provider.live_upstream_loops(), 0);
+    assert_eq!(env.live_upstream_loops(), 0);
     // Authing recovers: the next QR works.
     env.fake.clear_faults();
     env.generate(&mut browser, None).await.ok(201);
@@ -1112,18 +1122,18 @@ async fn loop_stops_when_nobody_waits() {
         let qr = env.generate(&mut browser, None).await.ok(201);
         let id = qr["qrcodeId"].as_str().expect("id");
         env.status(&browser, id, None).await.ok(200);
-        assert_eq!(env.provider.live_upstream_loops(), 1);
+        assert_eq!(env.live_upstream_loops(), 1);
         // Lifetimes' poll interval is 1 s in these tests: linger = 2 s + 1 s.
         tokio::time::sleep(Duration::from_millis(4500)).await;
-        assert_eq!(env.provider.live_upstream_loops(), 0);
+        assert_eq!(env.live_upstream_loops(), 0);
         let checks = env.fake.status_checks();
         tokio::time::sleep(UPSTREAM_INTERVAL * 4).await;
         assert_eq!(env.fake.status_checks(), checks);
         // A new poll starts a new loop, and the session still works.
         let body = env.status(&browser, id, None).await.ok(200);
         assert_eq!(body["status"], "pending");
-        assert_eq!(env.provider.live_upstream_loops(), 1);
-        assert_eq!(env.provider.upstream_loops_started(), 2);
+        assert_eq!(env.live_upstream_loops(), 1);
+        assert_eq!(env.upstream_loops_started(), 2);
     })
     .await;
 }
@@ -1256,37 +1266,25 @@ async fn no_secret_in_logs() {
     .await;
 }
 
-#[path = "../../qrauth-core/tests/support/redis_server.rs"]
-mod redis_server;
-
 /// Two replicas sharing one Redis: the browser creates the QR on A and waits on B; B's upstream
 /// loop records Authing's confirmation (and Authing's ticket) in Redis; A serves the ticket and
 /// exchanges Authing's ticket it never saw itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_the_session_through_redis() {
-    let redis = redis_server::RedisServer::start();
+    let redis = RedisServer::start();
     bounded(async {
         let fake = Arc::new(
             FakeAuthing::spawn(FakeConfig::default())
                 .await
                 .expect("fake"),
         );
-        let replica = |store: qrauth_core::store::RedisStore| {
-            let lifetimes = Lifetimes::default()
-                .poll_interval(Duration::from_secs(1))
-                .validate()
-                .expect("lifetimes");
-            let sessions = Sessions::new(Arc::new(store), lifetimes).expect("sessions");
-            builder(&fake).sessions(sessions).build().expect("provider")
-        };
-        let store_a = qrauth_core::store::RedisStore::connect(&redis.url())
-            .await
-            .expect("redis A");
-        let store_b = qrauth_core::store::RedisStore::connect(&redis.url())
-            .await
-            .expect("redis B");
-        let a = env_on(Kind::Axum, fake.clone(), replica(store_a)).await;
-        let b = env_on(Kind::Actix, fake.clone(), replica(store_b)).await;
+        let replica = || builder(&fake).build().expect("provider");
+        let store_a: Arc<dyn SessionStore> =
+            Arc::new(RedisStore::connect(&redis.url()).await.expect("redis A"));
+        let store_b: Arc<dyn SessionStore> =
+            Arc::new(RedisStore::connect(&redis.url()).await.expect("redis B"));
+        let a = env_on(Kind::Axum, fake.clone(), replica(), store_a).await;
+        let b = env_on(Kind::Actix, fake.clone(), replica(), store_b).await;
         assert_eq!(a.binding_name, b.binding_name);
 
         let mut browser = a.browser();

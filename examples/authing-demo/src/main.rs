@@ -13,9 +13,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use qrauth_axum::{AuthenticatedUser, QrAuthService};
-use qrauth_core::provider::authing::{ApiVersion, AuthingProvider, TokenAuthMethod};
+use axum::{Json, Router};
+use qrauth_authing::{ApiVersion, AuthingProvider, TokenAuthMethod};
+use qrauth_axum::{AuthenticatedUser, QrAuthRouterExt, QrAuthService};
 use qrauth_fake_authing::{FakeAuthing, FakeConfig};
 use serde_json::{Value, json};
 
@@ -118,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Plain-HTTP demo cookies; in production drop `insecure_dev_cookies` and serve HTTPS.
     let qrauth = QrAuthService::builder(Arc::new(provider))
         .insecure_dev_cookies()
-        .build();
+        .build()?;
     let banner = if fake.is_some() {
         FAKE_BANNER
     } else {
@@ -129,9 +129,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/", get(move || async move { Html(page) }))
         .route("/me", get(me))
         .route("/fake-app/{action}", post(fake_app))
-        .merge(qrauth_axum::routes(qrauth.clone()))
-        .layer(Extension(qrauth))
-        .with_state(Demo { fake });
+        .with_state(Demo { fake })
+        .qrauth("/", qrauth);
     let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("qrauth Authing demo: open http://{listen}/ in a browser");
     axum::serve(

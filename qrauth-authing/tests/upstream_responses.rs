@@ -1,33 +1,29 @@
-//! Property tests of what an upstream IdP may answer: the Authing provider talks to a real
-//! HTTP server on loopback whose every answer (status, body) is drawn by proptest. Whatever it
-//! says, the provider answers with a typed error of the documented kind (502/504 for Authing's
-//! fault, the mapped 4xx for Authing's documented refusals), never a panic and never a 500.
+//! Property tests of what an upstream IdP may answer: the Authing provider, inside a
+//! `QrAuthService`, talks to a real HTTP server on loopback whose every answer (status, body) is
+//! drawn by proptest. Whatever it says, the service answers with a typed error of the
+//! documented kind (502/504 for Authing's fault, the mapped 4xx for Authing's documented
+//! refusals), never a panic and never a 500.
 //!
-//! `PROPTEST_CASES=5000 cargo test -p qrauth-core --features authing --release --test
-//! upstream_responses` for a longer run.
-#![cfg(feature = "authing")]
+//! `PROPTEST_CASES=5000 cargo test -p qrauth-authing --release --test upstream_responses` for a
+//! longer run.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use proptest::prelude::*;
-use qrauth_core::provider::authing::{ApiVersion, AuthingProvider};
-use qrauth_core::provider::{GenerateRequest, QrAuthProvider};
-use qrauth_core::session::Initiator;
-use qrauth_core::{BindingSecret, Error};
-
-#[path = "support/scripted_upstream.rs"]
-mod scripted_upstream;
-
-use scripted_upstream::{ScriptedUpstream as Upstream, http_status};
+use qrauth_authing::{ApiVersion, AuthingProvider};
+use qrauth_core::{ApiRequest, ApiResponse, Lifetimes, Limits, QrAuthService, Route};
+use qrauth_test_support::scripted_upstream::{self, ScriptedUpstream as Upstream, http_status};
+use serde_json::Value;
 
 trait AuthingUpstream {
-    fn provider(&self, version: ApiVersion) -> AuthingProvider;
+    fn service(&self, version: ApiVersion) -> QrAuthService;
 }
 
 impl AuthingUpstream for Upstream {
-    fn provider(&self, version: ApiVersion) -> AuthingProvider {
+    fn service(&self, version: ApiVersion) -> QrAuthService {
         let _guard = self.runtime.enter();
-        AuthingProvider::builder(
+        let provider = AuthingProvider::builder(
             "app-id-0000",
             "app-secret-0000",
             self.base_url(),
@@ -38,8 +34,51 @@ impl AuthingUpstream for Upstream {
         .poll_interval(Duration::from_millis(100))
         .timeouts(Duration::from_secs(2), Duration::from_secs(1))
         .build()
-        .expect("provider")
+        .expect("provider");
+        QrAuthService::builder(Arc::new(provider))
+            .lifetimes(Lifetimes::default().poll_interval(Duration::from_secs(1)))
+            // The polls of a case come faster than the advertised interval.
+            .limits(Limits::unlimited())
+            .insecure_dev_cookies()
+            .build()
+            .expect("service")
     }
+}
+
+/// A browser's `POST /qrcode` (empty body); returns the response and its binding cookie.
+async fn generate(service: &QrAuthService) -> (ApiResponse, Option<String>) {
+    let response = service
+        .handle(Route::Generate, ApiRequest::new(http::Method::POST))
+        .await;
+    let name = service.cookies().binding_name();
+    let cookie = response
+        .headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            let (pair, _) = v.split_once(';').unwrap_or((v, ""));
+            let (n, value) = pair.split_once('=')?;
+            (n.trim() == name).then(|| format!("{name}={}", value.trim()))
+        });
+    (response, cookie)
+}
+
+/// The bound browser's plain `GET /qrcode/status`.
+async fn poll(service: &QrAuthService, id: &str, cookie: &str) -> ApiResponse {
+    let mut request = ApiRequest::new(http::Method::GET);
+    request.query = Some(format!("qrcodeId={id}"));
+    request
+        .headers
+        .insert(http::header::COOKIE, cookie.parse().expect("cookie header"));
+    service.handle(Route::Status, request).await
+}
+
+fn json_body(response: &ApiResponse) -> Value {
+    response
+        .body_bytes()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// `default` cases, or `PROPTEST_CASES`.
@@ -112,10 +151,14 @@ fn upstream_body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-/// The errors an upstream answer may legitimately turn into.
-fn acceptable(error: &Error) -> bool {
-    let status = error.status().as_u16();
+/// The error statuses an upstream answer may legitimately turn into.
+fn acceptable(status: u16) -> bool {
     status != 500 && (status == 502 || status == 504 || (400..500).contains(&status))
+}
+
+/// An error answer of the contract: `{error, error_description}`.
+fn is_error_body(body: &Value) -> bool {
+    body["error"].is_string() && body["error_description"].is_string()
 }
 
 fn valid_gene(version: ApiVersion) -> Vec<u8> {
@@ -142,15 +185,19 @@ proptest! {
         v2 in any::<bool>(), status in http_status(), body in upstream_body(),
     ) {
         let upstream = Upstream::start();
-        let provider = upstream.provider(version(v2));
+        let service = upstream.service(version(v2));
         upstream.answer(status, body);
-        let result = upstream.runtime.block_on(async {
-            let binding = BindingSecret::generate().expect("binding");
-            provider.generate(GenerateRequest::new(binding, Initiator::default())).await
-        });
-        match result {
-            Ok(qr) => prop_assert!(!qr.content.is_empty()),
-            Err(e) => prop_assert!(acceptable(&e), "{e:?} → {}", e.status()),
+        let (response, _) = upstream.runtime.block_on(generate(&service));
+        let answer = json_body(&response);
+        match response.status.as_u16() {
+            201 => prop_assert!(
+                answer["qrcodeContent"].as_str().is_some_and(|c| !c.is_empty()),
+                "{answer}"
+            ),
+            status => prop_assert!(
+                acceptable(status) && is_error_body(&answer),
+                "{answer} → {status}"
+            ),
         }
     }
 }
@@ -167,28 +214,32 @@ proptest! {
     ) {
         let upstream = Upstream::start();
         let api = version(v2);
-        let provider = upstream.provider(api);
+        let service = upstream.service(api);
         upstream.answer(200, valid_gene(api));
         let outcome = upstream.runtime.block_on(async {
-            let binding = BindingSecret::generate().expect("binding");
-            let qr = provider
-                .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-                .await
-                .expect("generate against a valid gene answer");
+            let (qr, cookie) = generate(&service).await;
+            assert_eq!(qr.status, 201, "generate against a valid gene answer");
+            let id = json_body(&qr)["qrcodeId"].as_str().expect("qrcodeId").to_owned();
+            let cookie = cookie.expect("binding cookie");
             upstream.answer(status, body);
             // A couple of upstream rounds at the 100 ms interval (with one retry each).
             tokio::time::sleep(Duration::from_millis(350)).await;
-            let first = provider.poll(&qr.id, &binding).await;
-            let second = provider.poll(&qr.id, &binding).await;
+            let first = poll(&service, &id, &cookie).await;
+            let second = poll(&service, &id, &cookie).await;
             (first, second)
         });
-        for result in [outcome.0, outcome.1] {
-            match result {
-                Ok(s) => prop_assert!(
-                    s.version >= 1 && (s.ticket.is_none() || s.state == qrauth_core::QrState::Confirmed),
-                    "{s:?}"
+        for response in [outcome.0, outcome.1] {
+            let s = json_body(&response);
+            match response.status.as_u16() {
+                200 => prop_assert!(
+                    s["version"].as_u64().is_some_and(|v| v >= 1)
+                        && (s["ticket"].is_null() || s["status"] == "confirmed"),
+                    "{s}"
                 ),
-                Err(e) => prop_assert!(acceptable(&e), "{e:?} → {}", e.status()),
+                status => prop_assert!(
+                    acceptable(status) && is_error_body(&s),
+                    "{s} → {status}"
+                ),
             }
         }
     }
