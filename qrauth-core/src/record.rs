@@ -1,8 +1,9 @@
 //! The stored QR session record and its pure transitions.
 //!
-//! A [`SessionRecord`] is what a store keeps; the flow that drives it lives in `flow`. Transitions are pure functions from one record to
-//! the next; stores apply them with a compare-and-set on [`SessionRecord::version`], so two
-//! replicas racing on one session can never both win.
+//! A [`SessionRecord`] is what a store keeps; the flow that drives it lives in `flow`.
+//! Transitions are pure functions from one record to the next; the flow applies them with a
+//! compare-and-set on [`SessionRecord::version`], so two replicas racing on one session can
+//! never both win.
 
 use std::net::IpAddr;
 
@@ -14,16 +15,16 @@ use crate::secret::{ConfirmToken, QrCodeId, SecretHash};
 use crate::types::{QrState, UserInfo};
 
 /// Wrong confirm tokens or number-match codes a session tolerates before it is cancelled.
-pub const MAX_FAILED_ATTEMPTS: u8 = 3;
+pub(crate) const MAX_FAILED_ATTEMPTS: u8 = 3;
 
 /// Why a phone's confirm or cancel was refused.
 #[derive(Debug)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// What to answer.
-    pub error: Error,
+    pub(crate) error: Error,
     /// The attempt used a wrong confirm token and counts towards [`MAX_FAILED_ATTEMPTS`]
     /// (see [`SessionRecord::failed_attempt`]).
-    pub counts_as_failed_attempt: bool,
+    pub(crate) counts_as_failed_attempt: bool,
 }
 
 impl From<Error> for Refusal {
@@ -173,7 +174,7 @@ impl SessionRecord {
     }
 
     /// `pending → scanned`: the first phone claims the session and gets a confirm token.
-    pub fn scan(
+    pub(crate) fn scan(
         &self,
         now_ms: u64,
         scanner: Scanner,
@@ -223,7 +224,7 @@ impl SessionRecord {
     }
 
     /// Counts one failed confirm attempt; the third cancels the session.
-    pub fn failed_attempt(&self) -> Self {
+    pub(crate) fn failed_attempt(&self) -> Self {
         let attempts = self.failed_attempts.saturating_add(1);
         // The version moves even when the state does not: two failures racing on one version
         // must not both be written as the first.
@@ -240,7 +241,7 @@ impl SessionRecord {
 
     /// `scanned → confirmed`: mints the ticket nonce. Only the scanning user, with the live
     /// confirm token, may do this; the token is used up.
-    pub fn confirm(
+    pub(crate) fn confirm(
         &self,
         now_ms: u64,
         subject: &str,
@@ -258,7 +259,7 @@ impl SessionRecord {
 
     /// Checks the number-match code the phone sent (when the session has one), in constant
     /// time. A wrong or missing code counts as a failed attempt.
-    pub fn check_match_code(&self, code: Option<&str>) -> std::result::Result<(), Refusal> {
+    pub(crate) fn check_match_code(&self, code: Option<&str>) -> std::result::Result<(), Refusal> {
         let Some(expected) = &self.match_code else {
             return Ok(());
         };
@@ -273,7 +274,7 @@ impl SessionRecord {
     }
 
     /// `scanned → cancelled` by the scanning user.
-    pub fn cancel(
+    pub(crate) fn cancel(
         &self,
         now_ms: u64,
         subject: &str,
@@ -286,7 +287,7 @@ impl SessionRecord {
     }
 
     /// `pending → scanned`, reported by an upstream IdP whose own app scanned the QR.
-    pub fn scan_upstream(&self, now_ms: u64, scanner: Scanner) -> Result<Self> {
+    pub(crate) fn scan_upstream(&self, now_ms: u64, scanner: Scanner) -> Result<Self> {
         self.require(now_ms, &[QrState::Pending], "scan")?;
         let mut next = self.next(QrState::Scanned);
         next.scanner = Some(scanner);
@@ -295,7 +296,7 @@ impl SessionRecord {
 
     /// `pending | scanned → confirmed`, reported by an upstream IdP that confirmed the login on
     /// its side: mints the ticket nonce like [`confirm`](Self::confirm), without a phone token.
-    pub fn confirm_upstream(
+    pub(crate) fn confirm_upstream(
         &self,
         now_ms: u64,
         scanner: Scanner,
@@ -313,7 +314,7 @@ impl SessionRecord {
 
     /// `pending | scanned → expired` now, because the upstream IdP says so (`lost`: it no
     /// longer knows the session at all).
-    pub fn end_upstream(&self, now_ms: u64, lost: bool) -> Result<Self> {
+    pub(crate) fn end_upstream(&self, now_ms: u64, lost: bool) -> Result<Self> {
         self.require(now_ms, &[QrState::Pending, QrState::Scanned], "expire")?;
         let mut next = self.next(QrState::Expired);
         next.expire_at_ms = next.expire_at_ms.min(now_ms);
@@ -323,7 +324,7 @@ impl SessionRecord {
     }
 
     /// `confirmed → consumed`: the ticket was exchanged.
-    pub fn consume(&self, now_ms: u64) -> Result<Self> {
+    pub(crate) fn consume(&self, now_ms: u64) -> Result<Self> {
         self.require(now_ms, &[QrState::Confirmed], "exchange")?;
         let mut next = self.next(QrState::Consumed);
         next.ticket_nonce = None;
@@ -332,7 +333,7 @@ impl SessionRecord {
 
     /// `pending | scanned | confirmed → cancelled` because the session is compromised (its
     /// ticket was presented by a browser that is not bound to it).
-    pub fn revoke(&self) -> Result<Self> {
+    pub(crate) fn revoke(&self) -> Result<Self> {
         if !self.state.is_live() {
             return Err(Error::Conflict(format!(
                 "cannot revoke a QR code that is {}",
@@ -346,7 +347,8 @@ impl SessionRecord {
     }
 
     /// `pending | scanned | confirmed → expired`, written down (reads already see it).
-    pub fn expire(&self, now_ms: u64) -> Result<Self> {
+    #[cfg(test)]
+    pub(crate) fn expire(&self, now_ms: u64) -> Result<Self> {
         if self.state.is_live() && now_ms >= self.deadline_ms() {
             let mut next = self.next(QrState::Expired);
             next.confirm_token_hash = None;

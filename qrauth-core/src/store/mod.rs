@@ -14,7 +14,7 @@ mod redis;
 #[cfg(feature = "redis")]
 pub use self::redis::{RedisRateLimiter, RedisStore, RedisStoreBuilder};
 pub use crate::limits::{MemoryRateLimiter, RateLimiter};
-pub use crate::record::{Initiator, Refusal, Scanner, SessionRecord};
+pub use crate::record::{Initiator, Scanner, SessionRecord};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
 
 use std::sync::Arc;
