@@ -19,8 +19,10 @@
 //! qrauth's own [`Error`] (which is not `Clone`), [`into_owned_error`] turns the `Arc` back into
 //! an owned error that keeps its code and HTTP status.
 //!
-//! The cache measures time with the monotonic clock of the standard library (not the injectable
-//! [`Clock`](crate::clock::Clock)): it only deals in relative lifetimes.
+//! By default the cache measures time with the monotonic clock of the standard library (it only
+//! deals in relative lifetimes). [`TokenCacheBuilder::clock`] makes it measure time with an
+//! injectable [`Clock`](crate::Clock) instead, so that tests can move time forward without
+//! sleeping.
 
 use std::fmt;
 use std::future::Future;
@@ -30,7 +32,9 @@ use std::time::{Duration, Instant};
 
 use moka::Expiry;
 use moka::future::Cache;
+use moka::ops::compute::Op;
 
+use crate::clock::SharedClock;
 use crate::error::Error;
 
 /// Default number of credentials a cache holds.
@@ -77,16 +81,26 @@ impl<V> Fetched<V> {
 #[derive(Clone)]
 struct Slot<V> {
     value: V,
-    /// Time from insertion until the credential is due for refresh.
-    fresh_for: Duration,
+    /// Time from insertion until moka drops the credential (due for refresh); `None` with an
+    /// injected clock, which decides alone (see `fresh_until_ms`).
+    expire_after: Option<Duration>,
+    /// With an injected clock: when the credential is due for refresh, on that clock (Unix ms).
+    fresh_until_ms: Option<u64>,
 }
 
-/// Per-entry expiry: each entry lives exactly as long as its own `fresh_for`.
+impl<V> Slot<V> {
+    /// Whether the credential may still be served at `now_ms` of the injected clock.
+    fn is_fresh(&self, now_ms: u64) -> bool {
+        self.fresh_until_ms.is_none_or(|until| now_ms < until)
+    }
+}
+
+/// Per-entry expiry: each entry lives exactly as long as its own `expire_after`.
 struct RefreshExpiry;
 
 impl<K, V> Expiry<K, Slot<V>> for RefreshExpiry {
     fn expire_after_create(&self, _: &K, slot: &Slot<V>, _: Instant) -> Option<Duration> {
-        Some(slot.fresh_for)
+        slot.expire_after
     }
 
     fn expire_after_update(
@@ -96,7 +110,7 @@ impl<K, V> Expiry<K, Slot<V>> for RefreshExpiry {
         _: Instant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        Some(slot.fresh_for)
+        slot.expire_after
     }
 }
 
@@ -109,11 +123,12 @@ fn fresh_for(expires_in: Duration, elapsed: Duration, margin: Duration) -> Durat
 }
 
 /// Builder for a [`TokenCache`]; see [`TokenCache::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct TokenCacheBuilder {
     max_capacity: u64,
     refresh_margin: Duration,
+    clock: Option<SharedClock>,
 }
 
 impl Default for TokenCacheBuilder {
@@ -121,7 +136,18 @@ impl Default for TokenCacheBuilder {
         Self {
             max_capacity: DEFAULT_MAX_CAPACITY,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            clock: None,
         }
+    }
+}
+
+impl fmt::Debug for TokenCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCacheBuilder")
+            .field("max_capacity", &self.max_capacity)
+            .field("refresh_margin", &self.refresh_margin)
+            .field("clock", &self.clock.as_ref().map(|_| "injected"))
+            .finish()
     }
 }
 
@@ -141,6 +167,40 @@ impl TokenCacheBuilder {
         self
     }
 
+    /// Measures lifetimes with `clock` instead of the standard library's monotonic clock, so
+    /// that a test can move time forward (with a [`ManualClock`](crate::ManualClock)) instead
+    /// of sleeping.
+    ///
+    /// The clock alone then decides when a credential is due for refresh: a cached credential
+    /// is served while the clock reads less than its fetch time plus its lifetime minus the
+    /// margin, and dropped when read after that (or when the capacity evicts it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use qrauth_core::ManualClock;
+    /// use qrauth_core::token_cache::{Fetched, TokenCache};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let clock = ManualClock::new(1_000_000);
+    /// let cache: TokenCache<(), u32> = TokenCache::builder()
+    ///     .refresh_margin(Duration::from_secs(1))
+    ///     .clock(Arc::new(clock.clone()))
+    ///     .build();
+    /// let fetch = |n: u32| async move { Ok::<_, ()>(Fetched::with_expires_in_secs(n, 4)) };
+    /// assert_eq!(cache.get_or_fetch((), || fetch(1)).await, Ok(1));
+    /// clock.advance(Duration::from_millis(2_999));
+    /// assert_eq!(cache.get_or_fetch((), || fetch(2)).await, Ok(1)); // 4 s - 1 s margin
+    /// clock.advance(Duration::from_millis(1));
+    /// assert_eq!(cache.get_or_fetch((), || fetch(2)).await, Ok(2));
+    /// # }
+    /// ```
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Builds the cache.
     pub fn build<K, V>(self) -> TokenCache<K, V>
     where
@@ -155,6 +215,7 @@ impl TokenCacheBuilder {
         TokenCache {
             inner,
             refresh_margin: self.refresh_margin,
+            clock: self.clock,
         }
     }
 }
@@ -197,8 +258,10 @@ impl TokenCacheBuilder {
 /// # }
 /// ```
 pub struct TokenCache<K, V> {
-    inner: Cache<K, Slot<V>>,
+    /// Keyed by `Arc<K>` so that a stale entry can be dropped before a fetch without `K: Clone`.
+    inner: Cache<Arc<K>, Slot<V>>,
     refresh_margin: Duration,
+    clock: Option<SharedClock>,
 }
 
 impl<K, V> Clone for TokenCache<K, V> {
@@ -206,6 +269,7 @@ impl<K, V> Clone for TokenCache<K, V> {
         Self {
             inner: self.inner.clone(),
             refresh_margin: self.refresh_margin,
+            clock: self.clock.clone(),
         }
     }
 }
@@ -216,6 +280,7 @@ impl<K, V> fmt::Debug for TokenCache<K, V> {
         f.debug_struct("TokenCache")
             .field("entries", &self.inner.entry_count())
             .field("refresh_margin", &self.refresh_margin)
+            .field("clock", &self.clock.as_ref().map(|_| "injected"))
             .finish_non_exhaustive()
     }
 }
@@ -270,10 +335,22 @@ where
         E: Send + Sync + 'static,
     {
         let margin = self.refresh_margin;
+        let key = Arc::new(key);
+        if let Some(clock) = &self.clock {
+            self.drop_if_stale(&key, clock).await;
+        }
+        let clock = self.clock.clone();
         let init = async move {
             let started = Instant::now();
+            let started_ms = clock.as_ref().map(|c| c.now_millis());
             let fetched = fetch().await?;
-            let fresh_for = fresh_for(fetched.expires_in, started.elapsed(), margin);
+            let elapsed = match (&clock, started_ms) {
+                (Some(clock), Some(started_ms)) => {
+                    Duration::from_millis(clock.now_millis().saturating_sub(started_ms))
+                }
+                _ => started.elapsed(),
+            };
+            let fresh_for = fresh_for(fetched.expires_in, elapsed, margin);
             if fresh_for.is_zero() {
                 tracing::warn!(
                     expires_in_ms = fetched.expires_in.as_millis() as u64,
@@ -286,9 +363,14 @@ where
                     "provider credential fetched"
                 );
             }
+            let fresh_until_ms = started_ms.map(|started_ms| {
+                let fresh_until = elapsed.saturating_add(fresh_for).as_millis();
+                started_ms.saturating_add(u64::try_from(fresh_until).unwrap_or(u64::MAX))
+            });
             Ok(Slot {
                 value: fetched.value,
-                fresh_for,
+                expire_after: fresh_until_ms.is_none().then_some(fresh_for),
+                fresh_until_ms,
             })
         };
         self.inner
@@ -297,10 +379,36 @@ where
             .map(|slot| slot.value)
     }
 
+    /// Drops the entry of `key` if the injected `clock` says it is due for refresh; a fresh
+    /// entry (one a concurrent fetch just put there) is left alone.
+    async fn drop_if_stale(&self, key: &Arc<K>, clock: &SharedClock) {
+        let stale = self
+            .inner
+            .get(&**key)
+            .await
+            .is_some_and(|slot| !slot.is_fresh(clock.now_millis()));
+        if stale {
+            self.inner
+                .entry(Arc::clone(key))
+                .and_compute_with(|entry| {
+                    let op = match entry {
+                        Some(entry) if !entry.value().is_fresh(clock.now_millis()) => Op::Remove,
+                        _ => Op::Nop,
+                    };
+                    std::future::ready(op)
+                })
+                .await;
+        }
+    }
+
     /// The cached credential for `key`, if there is one that is not due for refresh. Never
     /// fetches.
     pub async fn get(&self, key: &K) -> Option<V> {
-        self.inner.get(key).await.map(|slot| slot.value)
+        let slot = self.inner.get(key).await?;
+        let now_ms = self.clock.as_ref().map(|c| c.now_millis());
+        now_ms
+            .is_none_or(|now_ms| slot.is_fresh(now_ms))
+            .then_some(slot.value)
     }
 
     /// Drops the cached credential for `key` (e.g. after the upstream rejected it as invalid or
@@ -401,6 +509,47 @@ mod tests {
             assert_eq!(copy.to_string(), shared.to_string());
             assert_eq!(copy.retry_after(), shared.retry_after());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_an_injected_clock_a_stale_credential_is_refetched_once_for_all_callers() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        let clock = crate::ManualClock::new(1_000_000);
+        let cache: TokenCache<&'static str, u32> = TokenCache::builder()
+            .refresh_margin(Duration::from_secs(10))
+            .clock(Arc::new(clock.clone()))
+            .build();
+        let fetches = Arc::new(AtomicU32::new(0));
+        let fetch = |fetches: Arc<AtomicU32>| async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let n = fetches.fetch_add(1, Ordering::SeqCst) + 1;
+            Ok::<_, ()>(Fetched::with_expires_in_secs(n, 100))
+        };
+        assert_eq!(
+            cache.get_or_fetch("k", || fetch(fetches.clone())).await,
+            Ok(1)
+        );
+        // Served for 100 s - 10 s on the injected clock, however much real time passes.
+        clock.advance(Duration::from_millis(89_999));
+        assert_eq!(cache.get(&"k").await, Some(1));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(cache.get(&"k").await, None, "due for refresh");
+        let callers: Vec<_> = (0..32)
+            .map(|_| {
+                let (cache, fetches) = (cache.clone(), fetches.clone());
+                tokio::spawn(async move { cache.get_or_fetch("k", || fetch(fetches)).await })
+            })
+            .collect();
+        for caller in callers {
+            assert_eq!(caller.await.ok(), Some(Ok(2)));
+        }
+        assert_eq!(
+            fetches.load(Ordering::SeqCst),
+            2,
+            "one refetch for all callers"
+        );
+        assert_eq!(cache.get(&"k").await, Some(2));
     }
 
     #[test]

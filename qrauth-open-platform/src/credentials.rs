@@ -19,6 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use qrauth_core::SharedClock;
 use qrauth_core::token_cache::{Fetched, TokenCache};
 
 use crate::client::{OpenPlatformClient, ServerCredential};
@@ -60,12 +61,22 @@ impl fmt::Debug for Credentials {
 }
 
 /// Configures [`Credentials`].
-#[derive(Debug)]
 #[must_use]
 pub struct CredentialsBuilder {
     client: OpenPlatformClient,
     refresh_margin: Duration,
     js_ticket_max_age: Duration,
+    clock: Option<SharedClock>,
+}
+
+impl fmt::Debug for CredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsBuilder")
+            .field("client", &self.client)
+            .field("refresh_margin", &self.refresh_margin)
+            .field("js_ticket_max_age", &self.js_ticket_max_age)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CredentialsBuilder {
@@ -83,13 +94,25 @@ impl CredentialsBuilder {
         self
     }
 
+    /// Measures the credentials' lifetimes with `clock` (default: the monotonic clock), so
+    /// that tests can move time forward instead of sleeping; see
+    /// [`TokenCacheBuilder::clock`](qrauth_core::token_cache::TokenCacheBuilder::clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Credentials {
         let cache = || {
-            TokenCache::builder()
+            let builder = TokenCache::builder()
                 .max_capacity(1)
-                .refresh_margin(self.refresh_margin)
-                .build()
+                .refresh_margin(self.refresh_margin);
+            match &self.clock {
+                Some(clock) => builder.clock(clock.clone()),
+                None => builder,
+            }
+            .build()
         };
         Credentials {
             access: cache(),
@@ -112,6 +135,7 @@ impl Credentials {
             client,
             refresh_margin: qrauth_core::token_cache::DEFAULT_REFRESH_MARGIN,
             js_ticket_max_age: DEFAULT_JS_TICKET_MAX_AGE,
+            clock: None,
         }
     }
 

@@ -12,8 +12,10 @@
 //!   server access_token endpoint, with the platform's quirks handled;
 //! - [`credentials`]: the server access_token and js_ticket, cached;
 //! - [`signature`]: the JS SDK `config` signature;
-//! - [`provider`]: the [`QrAuthProvider`](qrauth_core::QrAuthProvider) and its phone
-//!   authenticator.
+//! - [`provider`]: the phone authenticator (JS SDK code → `open_id`) and
+//!   [`OpenPlatformProvider`], which builds qrauth's built-in
+//!   [`QrAuthProvider`](qrauth_core::QrAuthProvider) with it and signs the confirm page's JS SDK
+//!   `config`.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -25,10 +27,14 @@
 //!     std::env::var("OPEN_PLATFORM_SECRET")?,
 //! )
 //! .build()?;
-//! let provider = OpenPlatformProvider::builder(client)
-//!     .builtin(|b| b.issuer("https://app.example/auth").phone_url("https://app.example/m/confirm"))
-//!     .build()?;
-//! let service = qrauth_core::QrAuthService::builder(Arc::new(provider)).build();
+//! let open_platform = Arc::new(
+//!     OpenPlatformProvider::builder(client)
+//!         .builtin(|b| b.issuer("https://app.example/auth").phone_url("https://app.example/m/confirm"))
+//!         .build()?,
+//! );
+//! // The provider is qrauth's built-in one, with the platform's app as its phone side.
+//! let service = qrauth_core::QrAuthService::builder(open_platform.provider()).build()?;
+//! // Serve open_platform.js_sdk_config(page_url) to the confirm page.
 //! # let _ = service;
 //! # Ok(()) }
 //! ```

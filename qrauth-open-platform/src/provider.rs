@@ -1,4 +1,4 @@
-//! The provider: qrauth's built-in flow, with the open platform's app as the phone.
+//! The provider: qrauth's built-in provider, with the open platform's app as the phone.
 //!
 //! The platform's app scans the QR and opens the application's mobile confirm page inside the
 //! platform. That page gets a login-free `code` from the platform's JS SDK (configured with
@@ -11,6 +11,13 @@
 //!
 //! The [`CodeAuthenticator`] exchanges the code at `/OAuth2/token` for the user's `open_id`,
 //! which becomes the id_token's `sub`; qrauth signs the id_token itself (issuer = the app).
+//!
+//! **No provider type of its own.** The open platform only identifies the user, so the
+//! [`QrAuthProvider`](qrauth_core::QrAuthProvider) is qrauth's [`BuiltinProvider`] built with the
+//! [`CodeAuthenticator`] as its phone authenticator ([`OpenPlatformProvider::provider`]): the
+//! service owns the session flow, the built-in provider makes the QR, signs and verifies the
+//! id_tokens and serves the JWKS. [`OpenPlatformProvider`] holds it beside what the platform adds:
+//! the cached server credentials and the JS SDK signature of the confirm page.
 //!
 //! **Why the code is remembered.** A code is single use upstream, while a login takes two
 //! phone calls (scan, then confirm). The authenticator exchanges a code once and remembers
@@ -26,13 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use qrauth_core::provider::builtin::{
-    BuiltinProvider, BuiltinProviderBuilder, PhoneAuthenticator, PhoneUser,
-};
-use qrauth_core::provider::{GenerateRequest, IssuerDocuments, PhoneApi, QrAuthProvider};
 use qrauth_core::token_cache::{Fetched, TokenCache};
-use qrauth_core::{BindingSecret, Claims, Lifetimes, QrCode, QrCodeId, QrStatus, Ticket, TokenSet};
-use tokio::time::Instant;
+use qrauth_core::{BuiltinProvider, BuiltinProviderBuilder, PhoneAuthenticator, PhoneUser};
 
 use crate::client::{OpenPlatformClient, UserAuthorization, unix_now};
 use crate::credentials::Credentials;
@@ -129,14 +131,15 @@ impl PhoneAuthenticator for CodeAuthenticator {
     }
 }
 
-/// QR login through the open platform's app.
+/// QR login through the open platform's app, built only on qrauth-core's public API.
 ///
-/// A [`QrAuthProvider`] built only on qrauth-core's public API: it is qrauth's
-/// [`BuiltinProvider`] with a [`CodeAuthenticator`] as the phone authenticator, plus the JS SDK
-/// signature the mobile confirm page needs.
+/// It is not itself a [`QrAuthProvider`](qrauth_core::QrAuthProvider): the provider to build the
+/// service with is [`provider`](Self::provider), qrauth's [`BuiltinProvider`] with a
+/// [`CodeAuthenticator`] as its phone authenticator. Beside it this holds what the mobile confirm
+/// page needs from the platform: the cached server credentials and the JS SDK signature
+/// ([`js_sdk_config`](Self::js_sdk_config)).
 ///
 /// ```no_run
-/// use std::sync::Arc;
 /// use qrauth_open_platform::{OpenPlatformClient, OpenPlatformProvider};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -149,15 +152,14 @@ impl PhoneAuthenticator for CodeAuthenticator {
 ///             .phone_url("https://app.example/m/confirm")
 ///     })
 ///     .build()?;
-/// let provider = Arc::new(provider);
+/// let service = qrauth_core::QrAuthService::builder(provider.provider()).build()?;
 /// // For the confirm page's JS SDK `config`:
 /// let config = provider.js_sdk_config("https://app.example/m/confirm?qrcodeId=x").await?;
-/// let service = qrauth_core::QrAuthService::builder(provider).build();
 /// # let _ = (config, service);
 /// # Ok(()) }
 /// ```
 pub struct OpenPlatformProvider {
-    inner: BuiltinProvider,
+    builtin: Arc<BuiltinProvider>,
     credentials: Credentials,
     authenticator: Arc<CodeAuthenticator>,
     page_origins: Vec<String>,
@@ -166,7 +168,7 @@ pub struct OpenPlatformProvider {
 impl fmt::Debug for OpenPlatformProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OpenPlatformProvider")
-            .field("inner", &self.inner)
+            .field("builtin", &self.builtin)
             .field("credentials", &self.credentials)
             .field("page_origins", &self.page_origins)
             .finish()
@@ -198,7 +200,9 @@ impl fmt::Debug for OpenPlatformProviderBuilder {
 
 impl OpenPlatformProviderBuilder {
     /// Configures the underlying built-in provider: issuer, audience, app name, phone URL
-    /// (the mobile confirm page), sessions, signing key, token lifetime, number matching.
+    /// (the mobile confirm page), signing key, token lifetime. (The session store, the
+    /// lifetimes and number matching are settings of the
+    /// [`QrAuthService`](qrauth_core::QrAuthService).)
     pub fn builtin(
         mut self,
         configure: impl FnOnce(BuiltinProviderBuilder) -> BuiltinProviderBuilder + Send + 'static,
@@ -259,11 +263,11 @@ impl OpenPlatformProviderBuilder {
         if let Some(configure) = self.configure {
             builder = configure(builder);
         }
-        let inner = builder.build()?;
+        let builtin = Arc::new(builder.build()?);
         let page_origins = match self.page_origins {
             Some(origins) => origins,
             None => vec![
-                url::Url::parse(inner.issuer_url())
+                url::Url::parse(builtin.issuer_url())
                     .map_err(|e| qrauth_core::Error::Config(format!("issuer: {e}")))?
                     .origin()
                     .ascii_serialization(),
@@ -274,7 +278,7 @@ impl OpenPlatformProviderBuilder {
             .js_ticket_max_age(self.js_ticket_max_age)
             .build();
         Ok(OpenPlatformProvider {
-            inner,
+            builtin,
             credentials,
             authenticator,
             page_origins,
@@ -296,9 +300,16 @@ impl OpenPlatformProvider {
         }
     }
 
-    /// The built-in provider underneath (sessions, keys, issuer).
+    /// The [`QrAuthProvider`](qrauth_core::QrAuthProvider) to build the
+    /// [`QrAuthService`](qrauth_core::QrAuthService) with: the built-in provider, whose phone
+    /// side is the [`CodeAuthenticator`].
+    pub fn provider(&self) -> Arc<BuiltinProvider> {
+        Arc::clone(&self.builtin)
+    }
+
+    /// The built-in provider underneath (keys, issuer, audience).
     pub fn builtin(&self) -> &BuiltinProvider {
-        &self.inner
+        &self.builtin
     }
 
     /// The cached server credentials.
@@ -337,52 +348,5 @@ impl OpenPlatformProvider {
             unix_now(),
             page_url,
         )
-    }
-}
-
-#[async_trait]
-impl QrAuthProvider for OpenPlatformProvider {
-    async fn generate(&self, request: GenerateRequest) -> qrauth_core::Result<QrCode> {
-        self.inner.generate(request).await
-    }
-
-    async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> qrauth_core::Result<QrStatus> {
-        self.inner.poll(id, binding).await
-    }
-
-    async fn wait_for_change(
-        &self,
-        id: &QrCodeId,
-        binding: &BindingSecret,
-        since_version: u64,
-        deadline: Instant,
-    ) -> qrauth_core::Result<QrStatus> {
-        self.inner
-            .wait_for_change(id, binding, since_version, deadline)
-            .await
-    }
-
-    async fn exchange(
-        &self,
-        ticket: &Ticket,
-        binding: &BindingSecret,
-    ) -> qrauth_core::Result<TokenSet> {
-        self.inner.exchange(ticket, binding).await
-    }
-
-    async fn verify(&self, id_token: &str) -> qrauth_core::Result<Claims> {
-        self.inner.verify(id_token).await
-    }
-
-    fn lifetimes(&self) -> Lifetimes {
-        self.inner.lifetimes()
-    }
-
-    fn phone(&self) -> Option<&dyn PhoneApi> {
-        self.inner.phone()
-    }
-
-    fn issuer(&self) -> Option<&dyn IssuerDocuments> {
-        self.inner.issuer()
     }
 }

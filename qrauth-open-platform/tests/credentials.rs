@@ -5,9 +5,16 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use qrauth_core::{Clock, ManualClock, SystemClock};
 use qrauth_fake_open_platform::{Endpoint, FakeConfig, FakeOpenPlatform, Fault};
 use qrauth_open_platform::{Credentials, OpenPlatformError};
 use support::{client_for, fake};
+
+/// A manual clock at a whole second of the current time: the fake counts in whole seconds, so
+/// both read the same time whatever the tests advance.
+fn manual_clock() -> ManualClock {
+    ManualClock::new(SystemClock.now_millis() / 1000 * 1000)
+}
 
 const T: Duration = Duration::from_secs(5);
 
@@ -88,8 +95,11 @@ async fn bad_secret_on_the_access_token_endpoint_is_not_retried() {
 
 #[tokio::test]
 async fn ticket_is_refreshed_early() {
+    // One clock for the cache and the fake: time moves only when the test says so.
+    let clock = manual_clock();
     let fake = FakeOpenPlatform::start_with(FakeConfig {
         ticket_ttl: 4,
+        clock: Some(clock.clone()),
         ..FakeConfig::default()
     })
     .await
@@ -97,12 +107,13 @@ async fn ticket_is_refreshed_early() {
     // Margin 1 s: a 4 s ticket is served for 3 s.
     let credentials = Credentials::builder(client_for(&fake, T))
         .refresh_margin(Duration::from_secs(1))
+        .clock(Arc::new(clock.clone()))
         .build();
     let t1 = credentials.js_ticket().await.expect("t1");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    clock.advance(Duration::from_millis(2000));
     assert_eq!(credentials.js_ticket().await.expect("cached"), t1);
     assert_eq!(fake.counters().ticket, 1);
-    tokio::time::sleep(Duration::from_millis(1300)).await;
+    clock.advance(Duration::from_millis(1300));
     let t2 = credentials.js_ticket().await.expect("t2");
     assert_ne!(t1, t2, "refreshed before the ticket's real expiry");
     assert!(fake.ticket_is_valid(&t1), "the old one had not expired yet");
@@ -113,12 +124,14 @@ async fn ticket_is_refreshed_early() {
 #[tokio::test]
 async fn ticket_lifetime_is_capped_at_the_grace() {
     let fake = fake().await; // tickets live 7200 s upstream
+    let clock = manual_clock();
     let credentials = Credentials::builder(client_for(&fake, T))
         .js_ticket_max_age(Duration::from_secs(2))
         .refresh_margin(Duration::ZERO)
+        .clock(Arc::new(clock.clone()))
         .build();
     let t1 = credentials.js_ticket().await.expect("t1");
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    clock.advance(Duration::from_millis(2200));
     let t2 = credentials.js_ticket().await.expect("t2");
     assert_ne!(t1, t2);
 }

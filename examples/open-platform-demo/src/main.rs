@@ -15,8 +15,9 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
-use qrauth_axum::{AuthenticatedUser, QrAuthService};
+use axum::{Json, Router};
+use demo_common::escape_html;
+use qrauth_axum::{AuthenticatedUser, QrAuthRouterExt, QrAuthService};
 use qrauth_fake_open_platform::{FakeOpenPlatform, PageConfig};
 use qrauth_open_platform::{OpenPlatformClient, OpenPlatformProvider};
 use serde::Deserialize;
@@ -33,11 +34,7 @@ struct AppState {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    demo_common::init_tracing();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let listen: SocketAddr = env("OPEN_PLATFORM_DEMO_LISTEN")
         .unwrap_or_else(|| "127.0.0.1:3002".into())
@@ -78,9 +75,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .build()?;
     let provider = Arc::new(provider);
-    let qrauth = QrAuthService::builder(provider.clone())
+    // The QR login provider is qrauth's built-in one, with the platform's app as the phone.
+    let qrauth = QrAuthService::builder(provider.provider())
         .insecure_dev_cookies()
-        .build();
+        .build()?;
     let state = AppState { provider, fake };
 
     let app = Router::new()
@@ -94,18 +92,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|u: AuthenticatedUser| async move { Json(u.claims) }),
         )
         .with_state(state)
-        .nest("/auth", qrauth_axum::routes(qrauth.clone()))
-        .layer(Extension(qrauth));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+        .qrauth("/auth", qrauth);
     println!("qrauth open-platform demo: open {public_url}/ in a browser");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    // TCP_NODELAY on every connection, client addresses, graceful shutdown on Ctrl-C.
+    demo_common::serve_axum(listen, app).await?;
     Ok(())
 }
 
@@ -158,16 +148,9 @@ async fn me(user: Option<AuthenticatedUser>) -> Response {
     match user {
         Some(user) => Html(format!(
             "<!doctype html><meta charset=utf-8><title>Signed in</title><h1>Signed in</h1><p>open_id: <code>{}</code></p><p><a href=\"/\">Log in again</a></p>",
-            escape(&user.claims.sub)
+            escape_html(&user.claims.sub)
         ))
         .into_response(),
         None => Redirect::to("/").into_response(),
     }
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }

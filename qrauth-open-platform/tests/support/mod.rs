@@ -6,8 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use qrauth_core::QrAuthService;
-use qrauth_core::limits::Limits;
+use qrauth_core::{Limits, QrAuthService};
 use qrauth_fake_open_platform::FakeOpenPlatform;
 use qrauth_open_platform::{OpenPlatformClient, OpenPlatformProvider};
 use serde_json::{Value, json};
@@ -79,14 +78,16 @@ pub async fn server(kind: Kind, fake: &FakeOpenPlatform, upstream_timeout: Durat
         .build()
         .expect("provider");
     let provider = Arc::new(provider);
-    let service = QrAuthService::builder(provider.clone())
+    let service = QrAuthService::builder(provider.provider())
         .insecure_dev_cookies()
         .limits(Limits::unlimited())
-        .build();
+        .build()
+        .expect("service");
     let stop = match kind {
         Kind::Axum => {
             use axum::routing::get;
-            use axum::{Extension, Json, Router};
+            use axum::{Json, Router};
+            use qrauth_axum::QrAuthRouterExt;
             listener.set_nonblocking(true).expect("non-blocking");
             let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
             let app = Router::new()
@@ -94,8 +95,7 @@ pub async fn server(kind: Kind, fake: &FakeOpenPlatform, upstream_timeout: Durat
                     "/api/me",
                     get(|user: qrauth_axum::AuthenticatedUser| async move { Json(user.claims) }),
                 )
-                .merge(qrauth_axum::routes(service.clone()))
-                .layer(Extension(service));
+                .qrauth("/", service);
             Stop::Axum(tokio::spawn(async move {
                 let _ = axum::serve(
                     listener,
@@ -111,7 +111,6 @@ pub async fn server(kind: Kind, fake: &FakeOpenPlatform, upstream_timeout: Durat
                     use actix_web::{App, HttpServer, web};
                     let server = HttpServer::new(move || {
                         App::new()
-                            .app_data(service.clone())
                             .route(
                                 "/api/me",
                                 web::get().to(|user: qrauth_actix::AuthenticatedUser| async move {

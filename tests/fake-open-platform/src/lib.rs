@@ -26,6 +26,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use qrauth_core::{Clock, ManualClock};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -47,6 +48,9 @@ pub struct FakeConfig {
     pub code_ttl: u64,
     /// How long the previous js_tickets stay valid after a new one is fetched, seconds.
     pub ticket_grace: u64,
+    /// The clock the fake reads instead of the system's (e.g. the one the code under test
+    /// reads, so that one `advance` moves both); [`FakeOpenPlatform::advance`] still adds to it.
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for FakeConfig {
@@ -58,6 +62,7 @@ impl Default for FakeConfig {
             ticket_ttl: 7200,
             code_ttl: 300,
             ticket_grace: 600,
+            clock: None,
         }
     }
 }
@@ -168,10 +173,13 @@ impl Shared {
     }
 
     fn now(&self) -> u64 {
-        let real = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let real = match &self.config.clock {
+            Some(clock) => clock.now_secs(),
+            None => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        };
         real + self.lock().clock_offset
     }
 
