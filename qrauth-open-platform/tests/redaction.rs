@@ -2,39 +2,15 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qrauth_core::provider::builtin::PhoneAuthenticator;
 use qrauth_fake_open_platform::{Endpoint, Fault};
 use qrauth_open_platform::OpenPlatformProvider;
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut b) = self.0.lock() {
-            b.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn secret_codes_and_tokens_are_not_logged() {
-    let buffer = Buffer::default();
-    let writer = buffer.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = qrauth_test_support::LogCapture::start();
 
     let fake = support::fake().await;
     let provider =
@@ -72,7 +48,7 @@ async fn secret_codes_and_tokens_are_not_logged() {
         .expect("config");
     tracing::debug!(?provider, ?config, "state dump");
 
-    let logs = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+    let logs = capture.text();
     assert!(logs.contains("open platform call failed"), "{logs}");
     assert!(
         logs.contains("authorization_code is invalid"),

@@ -7,14 +7,11 @@
 //! `PROPTEST_CASES=5000 cargo test -p qrauth-open-platform --release --test upstream_responses`
 //! for a longer run.
 
-#[path = "../../qrauth-core/tests/support/scripted_upstream.rs"]
-mod scripted_upstream;
-
 use std::time::Duration;
 
 use proptest::prelude::*;
 use qrauth_open_platform::{CodeKind, OpenPlatformClient, OpenPlatformError};
-use scripted_upstream::{ScriptedUpstream, http_status};
+use qrauth_test_support::scripted_upstream::{self, ScriptedUpstream, http_status};
 
 fn config() -> ProptestConfig {
     ProptestConfig {

@@ -2,7 +2,6 @@
 //! provider mounted, plus a browser and a phone talking HTTP to it.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,41 +31,18 @@ pub fn http() -> reqwest::Client {
         .expect("reqwest client")
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum Kind {
-    Axum,
-    Actix,
-}
+pub use qrauth_test_support::Framework as Kind;
 
 pub struct Server {
     pub base: String,
     pub provider: Arc<OpenPlatformProvider>,
-    stop: Stop,
-}
-
-enum Stop {
-    Axum(tokio::task::JoinHandle<()>),
-    Actix(actix_web::dev::ServerHandle),
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        match &self.stop {
-            Stop::Axum(h) => h.abort(),
-            Stop::Actix(h) => {
-                let h = h.clone();
-                drop(h.stop(false));
-            }
-        }
-    }
+    _served: qrauth_test_support::Served,
 }
 
 /// A server on loopback with the open-platform provider at the root and a protected
 /// `/api/me` that answers the verified claims.
 pub async fn server(kind: Kind, fake: &FakeOpenPlatform, upstream_timeout: Duration) -> Server {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let base = format!("http://{addr}");
+    let (listener, base) = qrauth_test_support::serve::bind();
     let issuer = base.clone();
     let provider = OpenPlatformProvider::builder(client_for(fake, upstream_timeout))
         .builtin(move |b| {
@@ -83,68 +59,11 @@ pub async fn server(kind: Kind, fake: &FakeOpenPlatform, upstream_timeout: Durat
         .limits(Limits::unlimited())
         .build()
         .expect("service");
-    let stop = match kind {
-        Kind::Axum => {
-            use axum::routing::get;
-            use axum::{Json, Router};
-            use qrauth_axum::QrAuthRouterExt;
-            listener.set_nonblocking(true).expect("non-blocking");
-            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-            let app = Router::new()
-                .route(
-                    "/api/me",
-                    get(|user: qrauth_axum::AuthenticatedUser| async move { Json(user.claims) }),
-                )
-                .qrauth("/", service);
-            Stop::Axum(tokio::spawn(async move {
-                let _ = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .await;
-            }))
-        }
-        Kind::Actix => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                actix_web::rt::System::new().block_on(async move {
-                    use actix_web::{App, HttpServer, web};
-                    let server = HttpServer::new(move || {
-                        App::new()
-                            .route(
-                                "/api/me",
-                                web::get().to(|user: qrauth_actix::AuthenticatedUser| async move {
-                                    web::Json(user.claims)
-                                }),
-                            )
-                            .configure(qrauth_actix::configure(service.clone()))
-                    })
-                    .workers(1)
-                    .listen(listener);
-                    match server {
-                        Ok(s) => {
-                            let s = s.run();
-                            let _ = tx.send(Some(s.handle()));
-                            let _ = s.await;
-                        }
-                        Err(_) => {
-                            let _ = tx.send(None);
-                        }
-                    }
-                });
-            });
-            let handle = tokio::time::timeout(Duration::from_secs(10), rx)
-                .await
-                .expect("actix started in time")
-                .expect("actix thread alive")
-                .expect("actix listens");
-            Stop::Actix(handle)
-        }
-    };
+    let served = qrauth_test_support::serve::qrauth_app(kind, listener, service).await;
     Server {
         base,
         provider,
-        stop,
+        _served: served,
     }
 }
 
