@@ -1203,32 +1203,11 @@ async fn v2_unknown_qrcode() {
     .await;
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("capture").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Logs at every level during a login and a failed exchange hold no secret: not the app
 /// secret, not Authing's tickets, not qrauth's ticket, not the tokens.
 #[tokio::test(flavor = "current_thread")]
 async fn no_secret_in_logs() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = qrauth_test_support::LogCapture::start();
     bounded(async {
         let env = env(
             Kind::Axum,
@@ -1247,7 +1226,7 @@ async fn no_secret_in_logs() {
         env.generate(&mut browser, None)
             .await
             .error(502, "upstream_unavailable");
-        let logs = String::from_utf8_lossy(&capture.0.lock().expect("capture")).into_owned();
+        let logs = capture.text();
         assert!(logs.contains("Authing QR login completed"), "capture works");
         assert!(
             logs.contains("Authing call failed"),
