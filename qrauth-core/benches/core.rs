@@ -6,10 +6,13 @@
 //!   (signature, `exp`, `iss`, `aud`). `verify/async_noop` is the cost of driving one future on
 //!   the bench runtime, which the two verifier figures include and the bare decode does not.
 //! - `flow/builtin_rs256`: one whole login per iteration (generate → scan → confirm → poll →
-//!   exchange) on the built-in provider with its default RS256 key; throughput is flows/s.
+//!   exchange), each step one request through `QrAuthService::handle` (no abuse limits), on
+//!   the built-in provider with its default RS256 key; throughput is flows/s.
 //!   `flow_part/sign_one_rs256_jwt` is one of the two signatures each flow makes.
 //! - Before criterion runs, the net heap cost of a pending session in a `MemoryStore`, measured
-//!   by a counting global allocator over 100 000 `Sessions::create` calls.
+//!   by a counting global allocator over 100 000 new sessions inserted the way the service
+//!   creates them (`SessionRecord::new` + `SessionStore::insert`, retained for the QR and ticket
+//!   lifetimes plus the retention grace).
 //!
 //! `cargo bench -p qrauth-core --bench core -- --warm-up-time 1 --measurement-time 3`
 
@@ -20,16 +23,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use criterion::{Criterion, Throughput};
+use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::{HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
-use qrauth_core::provider::{GenerateRequest, PhoneRequest, QrAuthProvider};
-use qrauth_core::session::Initiator;
-use qrauth_core::store::MemoryStore;
+use qrauth_core::store::{Initiator, MemoryStore, SessionRecord, SessionStore};
 use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
 use qrauth_core::{
-    BindingSecret, Claims, Clock, Error, Lifetimes, Sessions, SystemClock, TokenSet,
+    ApiRequest, ApiResponse, BindingSecret, Claims, Clock, Error, Lifetimes, Limits, QrAuthService,
+    QrCodeId, Route, SystemClock, TokenSet,
 };
+use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
 // ---------------------------------------------------------------------------------------------
@@ -87,11 +93,7 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 const ISSUER: &str = "https://login.example.com/auth";
 const AUDIENCE: &str = "example-web";
-const PHONE: PhoneRequest<'static> = PhoneRequest {
-    authorization: "Bearer alice",
-    ip: None,
-    match_code: None,
-};
+const PHONE: &str = "Bearer alice";
 
 struct BenchPhones;
 
@@ -114,33 +116,131 @@ fn current_thread() -> Runtime {
         .expect("runtime")
 }
 
-/// The built-in provider with its defaults (RS256), over an in-memory store.
-fn builtin_rs256() -> BuiltinProvider {
-    BuiltinProvider::builder(Arc::new(BenchPhones))
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .build()
-        .expect("provider")
+/// The built-in provider with its defaults (RS256).
+fn builtin_rs256() -> Arc<BuiltinProvider> {
+    Arc::new(
+        BuiltinProvider::builder(Arc::new(BenchPhones))
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .build()
+            .expect("provider"),
+    )
 }
 
-/// One whole login: generate → scan → confirm → poll → exchange.
-async fn one_flow(provider: &BuiltinProvider) -> TokenSet {
+/// A service on `provider` over an in-memory store, without abuse limits.
+fn service(provider: &Arc<BuiltinProvider>) -> QrAuthService {
+    QrAuthService::builder(provider.clone())
+        .limits(Limits::unlimited())
+        .build()
+        .expect("service")
+}
+
+fn json_request(body: &Value) -> ApiRequest {
+    let mut request = ApiRequest::new(Method::POST);
+    request
+        .headers
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    request.body = Bytes::from(body.to_string());
+    request
+}
+
+fn body_json(response: &ApiResponse) -> Value {
+    serde_json::from_slice(response.body_bytes().expect("a full body")).expect("a JSON body")
+}
+
+fn bound(service: &QrAuthService, mut request: ApiRequest, binding: &str) -> ApiRequest {
+    let cookie = format!("{}={binding}", service.cookies().binding_name());
+    request
+        .headers
+        .insert(COOKIE, HeaderValue::from_str(&cookie).unwrap());
+    request
+}
+
+fn phone(body: Value) -> ApiRequest {
+    let mut request = json_request(&body);
+    request
+        .headers
+        .insert(AUTHORIZATION, HeaderValue::from_static(PHONE));
+    request
+}
+
+/// One whole login through the HTTP handlers: generate → scan → confirm → poll → exchange.
+async fn one_flow(service: &QrAuthService) -> TokenSet {
+    let generated = service
+        .handle(Route::Generate, ApiRequest::new(Method::POST))
+        .await;
+    assert_eq!(generated.status, StatusCode::CREATED);
+    let prefix = format!("{}=", service.cookies().binding_name());
+    let binding = generated
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(';').next())
+        .expect("a binding cookie")
+        .to_owned();
+    let id = body_json(&generated)["qrcodeId"]
+        .as_str()
+        .expect("qrcodeId")
+        .to_owned();
+    let scan = service
+        .handle(Route::Scan, phone(json!({ "qrcodeId": id })))
+        .await;
+    assert_eq!(scan.status, StatusCode::OK);
+    let token = body_json(&scan)["confirmToken"]
+        .as_str()
+        .expect("confirmToken")
+        .to_owned();
+    let confirm = service
+        .handle(
+            Route::Confirm,
+            phone(json!({ "qrcodeId": id, "confirmToken": token })),
+        )
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    let mut status = ApiRequest::new(Method::GET);
+    status.query = Some(format!("qrcodeId={id}"));
+    let status = service
+        .handle(Route::Status, bound(service, status, &binding))
+        .await;
+    let ticket = body_json(&status)["ticket"]
+        .as_str()
+        .expect("confirmed")
+        .to_owned();
+    let exchange = service
+        .handle(
+            Route::Exchange,
+            bound(
+                service,
+                json_request(&json!({ "ticket": ticket })),
+                &binding,
+            ),
+        )
+        .await;
+    assert_eq!(exchange.status, StatusCode::OK);
+    serde_json::from_value(body_json(&exchange)).expect("a token set")
+}
+
+fn millis(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// A new pending session bound to a fresh browser, stored the way the service creates one.
+async fn create(store: &MemoryStore, lifetimes: &Lifetimes, initiator: &Initiator) -> QrCodeId {
+    // A browser each, as in real traffic; the secret itself is dropped at once.
     let binding = BindingSecret::generate().unwrap();
-    let qr = provider
-        .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-        .await
-        .unwrap();
-    let phone = provider.phone().unwrap();
-    let scan = phone.scan(&qr.id, PHONE).await.unwrap();
-    phone
-        .confirm(&qr.id, &scan.confirm_token, PHONE)
-        .await
-        .unwrap();
-    let status = provider.poll(&qr.id, &binding).await.unwrap();
-    provider
-        .exchange(&status.ticket.expect("confirmed"), &binding)
-        .await
-        .unwrap()
+    let now = SystemClock.now_millis();
+    let record = SessionRecord::new(
+        QrCodeId::generate().unwrap(),
+        binding.hash(),
+        now,
+        millis(lifetimes.qr_code),
+        initiator.clone(),
+    );
+    let retain = record.expire_at_ms + millis(lifetimes.ticket) + millis(lifetimes.retention_grace);
+    store.insert(&record, retain).await.unwrap();
+    record.id
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -151,37 +251,26 @@ fn memory_per_pending_session() {
     let rt = current_thread();
     rt.block_on(async {
         let store = MemoryStore::builder().max_sessions(2 * N as u64).build();
-        let sessions =
-            Sessions::new(Arc::new(store.clone()), Lifetimes::default()).expect("sessions");
+        let lifetimes = Lifetimes::default();
         let initiator = Initiator {
             ip: Some("203.0.113.7".parse().unwrap()),
             device: "Chrome on Windows".into(),
         };
-        let binding = BindingSecret::generate().unwrap();
         // The first session pays for one-off set-up (tracing callsites, cache internals).
-        let first = sessions
-            .create(&binding, initiator.clone(), None, None)
-            .await
-            .unwrap();
+        let first = create(&store, &lifetimes, &initiator).await;
 
         let before = NET_ALLOCATED.load(Ordering::SeqCst);
         let mut last = None;
         for _ in 0..N {
-            // A browser each, as in real traffic; the secret itself is dropped at once.
-            let binding = BindingSecret::generate().unwrap();
-            let record = sessions
-                .create(&binding, initiator.clone(), None, None)
-                .await
-                .unwrap();
-            last = Some(record.id);
+            last = Some(create(&store, &lifetimes, &initiator).await);
         }
         // Let the cache apply its pending write log (it does so on later operations after
         // ~300 ms), so its per-entry bookkeeping is counted too.
         let last = last.unwrap();
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(350));
-            assert!(sessions.load(&first.id).await.is_ok());
-            assert!(sessions.load(&last).await.is_ok());
+            assert!(store.load(&first).await.unwrap().is_some());
+            assert!(store.load(&last).await.unwrap().is_some());
         }
         let after = NET_ALLOCATED.load(Ordering::SeqCst);
 
@@ -191,9 +280,8 @@ fn memory_per_pending_session() {
             "memory per pending session: {per_session:.0} bytes ({N} sessions, {:.1} MiB net; \
              size_of::<SessionRecord>() = {} bytes)",
             after.saturating_sub(before) as f64 / (1024.0 * 1024.0),
-            std::mem::size_of::<qrauth_core::session::SessionRecord>(),
+            std::mem::size_of::<SessionRecord>(),
         );
-        drop(sessions);
         drop(store);
     });
 }
@@ -204,7 +292,7 @@ fn memory_per_pending_session() {
 fn verify(c: &mut Criterion) {
     let rt = current_thread();
     let provider = builtin_rs256();
-    let tokens = rt.block_on(one_flow(&provider));
+    let tokens = rt.block_on(one_flow(&service(&provider)));
     let token = tokens.id_token;
     let jwks = provider.keys().jwks(SystemClock.now_secs());
     let config = || IssuerConfig::new(ISSUER, AUDIENCE).static_jwks(jwks.clone());
@@ -266,10 +354,11 @@ fn verify(c: &mut Criterion) {
 fn flow(c: &mut Criterion) {
     let rt = current_thread();
     let provider = builtin_rs256();
+    let service = service(&provider);
     let mut group = c.benchmark_group("flow");
     group.throughput(Throughput::Elements(1));
     group.bench_function("builtin_rs256", |b| {
-        b.to_async(&rt).iter(|| one_flow(&provider))
+        b.to_async(&rt).iter(|| one_flow(&service))
     });
     group.finish();
 

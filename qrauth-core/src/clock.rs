@@ -35,7 +35,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use qrauth_core::clock::{Clock, ManualClock};
+/// use qrauth_core::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::new(1_000);
 /// clock.advance(Duration::from_secs(2));

@@ -16,7 +16,7 @@ use crate::error::Result;
 /// The limits [`QrAuthService`](crate::QrAuthService) enforces.
 ///
 /// ```
-/// use qrauth_core::limits::Limits;
+/// use qrauth_core::Limits;
 /// let limits = Limits::default().generate_per_minute(60);
 /// assert_eq!(limits.generate_per_minute, 60);
 /// ```

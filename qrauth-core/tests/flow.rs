@@ -1,8 +1,12 @@
-//! The QR login flow end to end through the public API: `Sessions` over a `MemoryStore`, the
-//! built-in provider (`QrAuthProvider` + `PhoneApi`) and the framework-free `QrAuthService`.
+//! The QR login flow end to end through the public API: a `QrAuthService` over a
+//! `MemoryStore` with the built-in provider, driven through its HTTP handlers
+//! (`QrAuthService::handle`) by an in-process browser and phone (`support/service_client.rs`).
 //!
 //! Each test names the rule it proves; the numbers refer to §7 of
 //! `reference/qr-login-security.md`.
+
+#[path = "support/service_client.rs"]
+mod service_client;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,20 +20,21 @@ use http::{HeaderValue, Method, StatusCode};
 use qrauth_core::provider::builtin::{
     BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
 };
-use qrauth_core::provider::{GenerateRequest, PhoneApi, PhoneRequest, QrAuthProvider, ScanOutcome};
-use qrauth_core::session::Initiator;
 use qrauth_core::store::{MemoryStore, SessionStore};
 use qrauth_core::{
-    ApiRequest, ApiResponse, BindingSecret, ConfirmToken, Error, Lifetimes, ManualClock,
-    QrAuthService, QrCode, QrCodeId, QrState, Route, Sessions, Ticket, TokenSet,
+    ApiRequest, ApiResponse, BindingSecret, ConfirmToken, Error, Lifetimes, Limits, ManualClock,
+    QrAuthProvider, QrAuthService, QrAuthServiceBuilder, QrCodeId, QrState, Route, Ticket,
+    TokenSet,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
+use service_client::{Client, Qr, ScanOutcome, Status};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
 const ISSUER: &str = "https://login.example.com/auth";
 const AUDIENCE: &str = "example-web";
 const PHONE_URL: &str = "https://login.example.com/m/confirm";
+const ALICE: &str = "Bearer alice";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -51,10 +56,30 @@ impl PhoneAuthenticator for TestPhones {
     }
 }
 
-/// A built-in provider over a `MemoryStore` the test can inspect.
+fn service_builder(
+    provider: &Arc<BuiltinProvider>,
+    store: &MemoryStore,
+    lifetimes: Lifetimes,
+    clock: Option<&ManualClock>,
+) -> QrAuthServiceBuilder {
+    let builder = QrAuthService::builder(provider.clone())
+        .store(store.clone())
+        .lifetimes(lifetimes);
+    match clock {
+        Some(clock) => builder.clock(Arc::new(clock.clone())),
+        None => builder,
+    }
+}
+
+/// The built-in provider and a service over a `MemoryStore` the test can inspect. The flow
+/// helpers go through a service without abuse limits (the flow itself has none); `service()`
+/// is one with the default limits over the same store, for the tests of the HTTP answers.
 struct Harness {
     provider: Arc<BuiltinProvider>,
     store: MemoryStore,
+    lifetimes: Lifetimes,
+    clock: Option<ManualClock>,
+    client: Client,
 }
 
 impl Harness {
@@ -63,52 +88,82 @@ impl Harness {
         Self::build(Lifetimes::default(), None)
     }
 
-    /// ES256 with `lifetimes` and, when given, a manual clock shared by store and flow.
+    /// ES256 with `lifetimes` and, when given, a manual clock shared by store and service.
     fn build(lifetimes: Lifetimes, clock: Option<&ManualClock>) -> Self {
+        Self::configure(lifetimes, clock, false)
+    }
+
+    fn configure(lifetimes: Lifetimes, clock: Option<&ManualClock>, number_matching: bool) -> Self {
         let mut store = MemoryStore::builder();
-        if let Some(clock) = clock {
-            store = store.clock(Arc::new(clock.clone()));
-        }
-        let store = store.build();
-        let mut sessions = Sessions::new(Arc::new(store.clone()), lifetimes).expect("lifetimes");
-        if let Some(clock) = clock {
-            sessions = sessions.with_clock(Arc::new(clock.clone()));
-        }
-        let provider = BuiltinProvider::builder(Arc::new(TestPhones))
+        let mut provider = BuiltinProvider::builder(Arc::new(TestPhones))
             .algorithm(SigningAlgorithm::Es256)
             .issuer(ISSUER)
             .audience(AUDIENCE)
             .phone_url(PHONE_URL)
-            .app_name("Example")
-            .sessions(sessions)
+            .app_name("Example");
+        if let Some(clock) = clock {
+            store = store.clock(Arc::new(clock.clone()));
+            provider = provider.clock(Arc::new(clock.clone()));
+        }
+        let provider = Arc::new(provider.build().expect("provider"));
+        let store = store.build();
+        let service = service_builder(&provider, &store, lifetimes, clock)
+            .limits(Limits::unlimited())
+            .number_matching(number_matching)
             .build()
-            .expect("provider");
+            .expect("service");
         Self {
-            provider: Arc::new(provider),
+            provider,
             store,
+            lifetimes,
+            clock: clock.cloned(),
+            client: Client::new(service),
         }
     }
 
-    fn phone(&self) -> &dyn PhoneApi {
-        self.provider
-            .phone()
-            .expect("the built-in provider has a phone API")
+    /// A service builder over this harness's provider, store, lifetimes and clock.
+    fn builder(&self) -> QrAuthServiceBuilder {
+        service_builder(
+            &self.provider,
+            &self.store,
+            self.lifetimes,
+            self.clock.as_ref(),
+        )
     }
 
+    /// The service with its default limits, over the same store.
     fn service(&self) -> QrAuthService {
-        QrAuthService::builder(self.provider.clone()).build()
+        self.builder().build().expect("service")
     }
 
-    async fn generate(&self, binding: &BindingSecret) -> QrCode {
-        self.provider
-            .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-            .await
-            .expect("generate")
+    async fn generate(&self, binding: &BindingSecret) -> Qr {
+        self.client.generate(binding).await.expect("generate")
+    }
+
+    async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> qrauth_core::Result<Status> {
+        self.client.poll(id, binding).await
+    }
+
+    async fn wait_for_change(
+        &self,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+        since: u64,
+        wait: Duration,
+    ) -> qrauth_core::Result<Status> {
+        self.client.wait_for_change(id, binding, since, wait).await
+    }
+
+    async fn exchange(
+        &self,
+        ticket: &Ticket,
+        binding: &BindingSecret,
+    ) -> qrauth_core::Result<TokenSet> {
+        self.client.exchange(ticket, binding).await
     }
 
     async fn scan(&self, id: &QrCodeId, user: &str) -> qrauth_core::Result<ScanOutcome> {
-        let authorization = format!("Bearer {user}");
-        self.phone().scan(id, phone(&authorization)).await
+        self.client.scan(id, &format!("Bearer {user}")).await
     }
 
     async fn confirm(
@@ -117,8 +172,9 @@ impl Harness {
         token: &ConfirmToken,
         user: &str,
     ) -> qrauth_core::Result<QrState> {
-        let authorization = format!("Bearer {user}");
-        self.phone().confirm(id, token, phone(&authorization)).await
+        self.client
+            .confirm(id, token, &format!("Bearer {user}"))
+            .await
     }
 
     async fn cancel(
@@ -127,8 +183,9 @@ impl Harness {
         token: &ConfirmToken,
         user: &str,
     ) -> qrauth_core::Result<QrState> {
-        let authorization = format!("Bearer {user}");
-        self.phone().cancel(id, token, phone(&authorization)).await
+        self.client
+            .cancel(id, token, &format!("Bearer {user}"))
+            .await
     }
 
     /// A pending session bound to a fresh browser.
@@ -150,18 +207,10 @@ impl Harness {
         let (binding, id, token) = self.scanned().await;
         let state = self.confirm(&id, &token, "alice").await.expect("confirm");
         assert_eq!(state, QrState::Confirmed);
-        let status = self.provider.poll(&id, &binding).await.expect("poll");
+        let status = self.poll(&id, &binding).await.expect("poll");
         assert_eq!(status.state, QrState::Confirmed);
         let ticket = status.ticket.expect("the bound browser sees the ticket");
         (binding, id, ticket)
-    }
-}
-
-fn phone(authorization: &str) -> PhoneRequest<'_> {
-    PhoneRequest {
-        authorization,
-        ip: None,
-        match_code: None,
     }
 }
 
@@ -212,19 +261,21 @@ fn assert_forbidden<T>(result: qrauth_core::Result<T>, what: &str) {
 async fn full_flow_issues_verifiable_tokens_once_and_leaves_the_session_consumed() {
     let h = Harness::new();
     let binding = BindingSecret::generate().unwrap();
-    let mut request = GenerateRequest::new(binding.clone(), Initiator::default());
-    request.nonce = Some("n-0S6_WzA2Mj".into());
-    let qr = h.provider.generate(request).await.unwrap();
+    let qr = h
+        .client
+        .generate_with_body(&binding, &json!({ "nonce": "n-0S6_WzA2Mj" }))
+        .await
+        .unwrap();
     assert!(qr.expires_in > 0 && qr.expires_in <= 120);
     assert!(qr.content.contains(qr.id.as_str()));
 
-    let pending = h.provider.poll(&qr.id, &binding).await.unwrap();
+    let pending = h.poll(&qr.id, &binding).await.unwrap();
     assert_eq!(pending.state, QrState::Pending);
     assert!(pending.ticket.is_none() && pending.user.is_none());
 
     let outcome = h.scan(&qr.id, "alice").await.unwrap();
     assert_eq!(outcome.context.app_name, "Example");
-    let scanned = h.provider.poll(&qr.id, &binding).await.unwrap();
+    let scanned = h.poll(&qr.id, &binding).await.unwrap();
     assert_eq!(scanned.state, QrState::Scanned);
     assert!(scanned.ticket.is_none(), "no ticket before confirmation");
     assert_eq!(
@@ -238,12 +289,12 @@ async fn full_flow_issues_verifiable_tokens_once_and_leaves_the_session_consumed
         .unwrap();
     assert_eq!(state, QrState::Confirmed);
 
-    let confirmed = h.provider.poll(&qr.id, &binding).await.unwrap();
+    let confirmed = h.poll(&qr.id, &binding).await.unwrap();
     assert_eq!(confirmed.state, QrState::Confirmed);
     assert!(confirmed.version > scanned.version);
     let ticket = confirmed.ticket.expect("the bound browser gets the ticket");
 
-    let tokens = h.provider.exchange(&ticket, &binding).await.unwrap();
+    let tokens = h.exchange(&ticket, &binding).await.unwrap();
     assert_eq!(tokens.token_type, "Bearer");
     assert!(tokens.expires_in > 0);
 
@@ -258,24 +309,17 @@ async fn full_flow_issues_verifiable_tokens_once_and_leaves_the_session_consumed
         Some(&Value::from("alice@example.com"))
     );
 
-    let consumed = h.provider.poll(&qr.id, &binding).await.unwrap();
+    let consumed = h.poll(&qr.id, &binding).await.unwrap();
     assert_eq!(consumed.state, QrState::Consumed);
     assert!(consumed.ticket.is_none(), "no ticket after consumption");
     assert!(consumed.user.is_none(), "no user info after consumption");
 
     assert_invalid_ticket(
-        h.provider.exchange(&ticket, &binding).await,
+        h.exchange(&ticket, &binding).await,
         "second exchange of the same ticket",
     );
     // Replaying the poll does not resurrect a ticket either.
-    assert!(
-        h.provider
-            .poll(&qr.id, &binding)
-            .await
-            .unwrap()
-            .ticket
-            .is_none()
-    );
+    assert!(h.poll(&qr.id, &binding).await.unwrap().ticket.is_none());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -286,7 +330,7 @@ async fn hundred_concurrent_confirms_and_cancels_have_exactly_one_winner() {
     const N: usize = 100;
     let h = Arc::new(Harness::new());
     let (binding, id, token) = h.scanned().await;
-    let scanned_version = h.provider.poll(&id, &binding).await.unwrap().version;
+    let scanned_version = h.poll(&id, &binding).await.unwrap().version;
 
     let barrier = Arc::new(Barrier::new(N));
     let tasks: Vec<_> = (0..N)
@@ -322,7 +366,7 @@ async fn hundred_concurrent_confirms_and_cancels_have_exactly_one_winner() {
     };
     assert_eq!(winner_state, expected);
 
-    let status = h.provider.poll(&id, &binding).await.unwrap();
+    let status = h.poll(&id, &binding).await.unwrap();
     assert_eq!(status.state, expected, "the final state is the winner's");
     assert_eq!(
         status.version,
@@ -345,7 +389,7 @@ async fn fifty_concurrent_exchanges_of_one_ticket_yield_exactly_one_token_set() 
                 (h.clone(), binding.clone(), ticket.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                h.provider.exchange(&ticket, &binding).await
+                h.exchange(&ticket, &binding).await
             })
         })
         .collect();
@@ -372,23 +416,23 @@ async fn ticket_with_another_sessions_binding_is_not_bound_and_burnt() {
     let (binding_b, _id_b, ticket_b) = h.confirmed().await;
 
     assert_not_bound(
-        h.provider.exchange(&ticket_a, &binding_b).await,
+        h.exchange(&ticket_a, &binding_b).await,
         "ticket A presented with binding B",
     );
     assert_invalid_ticket(
-        h.provider.exchange(&ticket_a, &binding_a).await,
+        h.exchange(&ticket_a, &binding_a).await,
         "burnt ticket A presented by its own browser",
     );
     // The leaked ticket cancelled session A: re-reading its status cannot mint it again.
-    let status = h.provider.poll(&id_a, &binding_a).await.unwrap();
+    let status = h.poll(&id_a, &binding_a).await.unwrap();
     assert_eq!(status.state, QrState::Cancelled);
     assert!(status.ticket.is_none());
     assert_invalid_ticket(
-        h.provider.exchange(&ticket_a, &binding_a).await,
+        h.exchange(&ticket_a, &binding_a).await,
         "ticket A after a re-read of its cancelled session",
     );
     // The crossed attempt did not hurt flow B.
-    let tokens = h.provider.exchange(&ticket_b, &binding_b).await.unwrap();
+    let tokens = h.exchange(&ticket_b, &binding_b).await.unwrap();
     assert_eq!(
         h.provider.verify(&tokens.id_token).await.unwrap().sub,
         "alice"
@@ -410,18 +454,15 @@ async fn expired_qr_code_answers_expired_to_poll_and_scan() {
 
     clock.advance(Duration::from_millis(4_999));
     assert_eq!(
-        h.provider.poll(&id, &binding).await.unwrap().state,
+        h.poll(&id, &binding).await.unwrap().state,
         QrState::Pending,
         "still alive just before the lifetime ends"
     );
 
     clock.advance(Duration::from_millis(2));
-    assert_expired(h.provider.poll(&id, &binding).await, "poll after expiry");
+    assert_expired(h.poll(&id, &binding).await, "poll after expiry");
     assert_expired(h.scan(&id2, "alice").await, "scan after expiry");
-    assert_expired(
-        h.provider.poll(&id2, &binding2).await,
-        "poll of the other session",
-    );
+    assert_expired(h.poll(&id2, &binding2).await, "poll of the other session");
 }
 
 #[tokio::test]
@@ -433,13 +474,10 @@ async fn ticket_exchange_after_the_ticket_ttl_is_invalid_ticket() {
 
     clock.advance(Duration::from_secs(11));
     assert_invalid_ticket(
-        h.provider.exchange(&ticket, &binding).await,
+        h.exchange(&ticket, &binding).await,
         "exchange after the ticket TTL",
     );
-    assert_expired(
-        h.provider.poll(&id, &binding).await,
-        "poll after the ticket TTL",
-    );
+    assert_expired(h.poll(&id, &binding).await, "poll after the ticket TTL");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -451,10 +489,9 @@ async fn poll_with_a_foreign_binding_on_a_confirmed_session_is_not_bound() {
     let (_binding, id, _ticket) = h.confirmed().await;
     let stranger = BindingSecret::generate().unwrap();
 
-    assert_not_bound(h.provider.poll(&id, &stranger).await, "foreign poll");
+    assert_not_bound(h.poll(&id, &stranger).await, "foreign poll");
     assert_not_bound(
-        h.provider
-            .wait_for_change(&id, &stranger, 0, Instant::now() + Duration::from_secs(5))
+        h.wait_for_change(&id, &stranger, 0, Duration::from_secs(5))
             .await,
         "foreign long-poll",
     );
@@ -470,11 +507,9 @@ async fn poll_of_an_unknown_id_is_not_bound_like_a_foreign_one() {
     let h = Harness::new();
     let (binding, _id) = h.pending().await;
     let unknown = QrCodeId::generate().unwrap();
-    assert_not_bound(h.provider.poll(&unknown, &binding).await, "unknown id");
+    assert_not_bound(h.poll(&unknown, &binding).await, "unknown id");
     assert_not_bound(
-        h.provider
-            .poll(&unknown, &BindingSecret::generate().unwrap())
-            .await,
+        h.poll(&unknown, &BindingSecret::generate().unwrap()).await,
         "unknown id, unknown binding",
     );
 }
@@ -488,7 +523,7 @@ async fn second_scan_by_any_user_is_conflict() {
     let (binding, id, _token) = h.scanned().await;
     assert_conflict(h.scan(&id, "bob").await, "scan by another user");
     assert_conflict(h.scan(&id, "alice").await, "scan again by the same user");
-    let status = h.provider.poll(&id, &binding).await.unwrap();
+    let status = h.poll(&id, &binding).await.unwrap();
     assert_eq!(status.state, QrState::Scanned);
     assert_eq!(
         status.user.and_then(|u| u.nickname).as_deref(),
@@ -509,10 +544,7 @@ async fn confirm_or_cancel_by_a_user_who_did_not_scan_is_forbidden() {
         h.cancel(&id, &token, "bob").await,
         "bob cancels alice's scan",
     );
-    assert_eq!(
-        h.provider.poll(&id, &binding).await.unwrap().state,
-        QrState::Scanned
-    );
+    assert_eq!(h.poll(&id, &binding).await.unwrap().state, QrState::Scanned);
     assert_eq!(
         h.confirm(&id, &token, "alice").await.unwrap(),
         QrState::Confirmed
@@ -535,7 +567,7 @@ async fn three_wrong_confirm_tokens_cancel_the_session_and_the_right_token_then_
             QrState::Cancelled
         };
         assert_eq!(
-            h.provider.poll(&id, &binding).await.unwrap().state,
+            h.poll(&id, &binding).await.unwrap().state,
             expected,
             "after {attempt} wrong token(s)"
         );
@@ -545,7 +577,7 @@ async fn three_wrong_confirm_tokens_cancel_the_session_and_the_right_token_then_
         "the right token no longer works"
     );
     assert_eq!(
-        h.provider.poll(&id, &binding).await.unwrap().state,
+        h.poll(&id, &binding).await.unwrap().state,
         QrState::Cancelled
     );
 }
@@ -569,15 +601,13 @@ async fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bo
 async fn long_poll_wakes_promptly_when_the_phone_scans() {
     let h = Arc::new(Harness::new());
     let (binding, id) = h.pending().await;
-    let since = h.provider.poll(&id, &binding).await.unwrap().version;
+    let since = h.poll(&id, &binding).await.unwrap().version;
 
     let waiter = {
         let (h, id, binding) = (h.clone(), id.clone(), binding.clone());
         tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
             let status = h
-                .provider
-                .wait_for_change(&id, &binding, since, deadline)
+                .wait_for_change(&id, &binding, since, Duration::from_secs(5))
                 .await;
             (status, Instant::now())
         })
@@ -605,15 +635,12 @@ async fn long_poll_wakes_promptly_when_the_phone_scans() {
 async fn long_poll_without_change_returns_at_its_deadline_with_the_same_version() {
     let h = Harness::new();
     let (binding, id) = h.pending().await;
-    let since = h.provider.poll(&id, &binding).await.unwrap().version;
+    let since = h.poll(&id, &binding).await.unwrap().version;
 
-    let wait = Duration::from_millis(300);
+    // The shortest long-poll the query can ask for: one second.
+    let wait = Duration::from_secs(1);
     let started = Instant::now();
-    let status = h
-        .provider
-        .wait_for_change(&id, &binding, since, started + wait)
-        .await
-        .unwrap();
+    let status = h.wait_for_change(&id, &binding, since, wait).await.unwrap();
     let elapsed = started.elapsed();
     assert_eq!(status.state, QrState::Pending);
     assert_eq!(status.version, since);
@@ -630,16 +657,14 @@ async fn dropping_a_thousand_long_polls_returns_the_waiter_gauge_to_zero() {
     const N: usize = 1000;
     let h = Arc::new(Harness::new());
     let (binding, id) = h.pending().await;
-    let since = h.provider.poll(&id, &binding).await.unwrap().version;
+    let since = h.poll(&id, &binding).await.unwrap().version;
 
-    let deadline = Instant::now() + Duration::from_secs(30);
     let tasks: Vec<_> = (0..N)
         .map(|_| {
             let (h, id, binding) = (h.clone(), id.clone(), binding.clone());
             tokio::spawn(async move {
                 let _ = h
-                    .provider
-                    .wait_for_change(&id, &binding, since, deadline)
+                    .wait_for_change(&id, &binding, since, Duration::from_secs(30))
                     .await;
             })
         })
@@ -677,13 +702,7 @@ async fn memory_store_never_holds_the_binding_secret_ticket_or_confirm_token() {
     h.confirm(&id, &outcome.confirm_token, "alice")
         .await
         .unwrap();
-    let ticket = h
-        .provider
-        .poll(&id, &binding)
-        .await
-        .unwrap()
-        .ticket
-        .unwrap();
+    let ticket = h.poll(&id, &binding).await.unwrap().ticket.unwrap();
     let secrets = [
         ("binding secret", binding.expose_secret().to_owned()),
         (
@@ -703,7 +722,7 @@ async fn memory_store_never_holds_the_binding_secret_ticket_or_confirm_token() {
         }
     };
     check("confirmed, ticket handed out");
-    h.provider.exchange(&ticket, &binding).await.unwrap();
+    h.exchange(&ticket, &binding).await.unwrap();
     check("after the exchange");
 }
 
@@ -843,9 +862,7 @@ async fn generate_body_naming_a_qrcode_id_or_ticket_is_invalid_request() {
     }
     // The id the client chose was never created.
     assert_not_bound(
-        h.provider
-            .poll(&chosen, &BindingSecret::generate().unwrap())
-            .await,
+        h.poll(&chosen, &BindingSecret::generate().unwrap()).await,
         "client-chosen id",
     );
 }
@@ -957,7 +974,8 @@ async fn sign_in_hook_fires_once_per_successful_exchange() {
                 .unwrap()
                 .push((sign_in.claims.sub.clone(), sign_in.browser.clone()));
         })
-        .build();
+        .build()
+        .unwrap();
     let (id, binding) = http_generate(&service).await;
     let scan = service
         .handle(
@@ -1010,41 +1028,19 @@ async fn sign_in_hook_fires_once_per_successful_exchange() {
     assert_eq!(events[0].1, "Chrome on Windows");
 }
 
-fn with_code(code: Option<&str>) -> PhoneRequest<'_> {
-    PhoneRequest {
-        authorization: "Bearer alice",
-        ip: None,
-        match_code: code,
-    }
-}
-
 /// 21 + 15: with number matching, the bound browser sees a two-digit code after scan; confirm
 /// needs it; three wrong (or missing) codes cancel the session.
 #[tokio::test]
 async fn number_matching_requires_the_code_the_browser_shows() {
-    let provider = BuiltinProvider::builder(Arc::new(TestPhones))
-        .algorithm(SigningAlgorithm::Es256)
-        .number_matching(true)
-        .build()
-        .unwrap();
-    let phone_api = provider.phone().unwrap();
+    let h = Harness::configure(Lifetimes::default(), None, true);
+    let phone_api = &h.client;
 
     // The right code confirms.
     let binding = BindingSecret::generate().unwrap();
-    let qr = provider
-        .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-        .await
-        .unwrap();
-    assert!(
-        provider
-            .poll(&qr.id, &binding)
-            .await
-            .unwrap()
-            .match_code
-            .is_none()
-    );
-    let scan = phone_api.scan(&qr.id, with_code(None)).await.unwrap();
-    let code = provider
+    let qr = h.generate(&binding).await;
+    assert!(h.poll(&qr.id, &binding).await.unwrap().match_code.is_none());
+    let scan = phone_api.scan(&qr.id, ALICE).await.unwrap();
+    let code = h
         .poll(&qr.id, &binding)
         .await
         .unwrap()
@@ -1055,46 +1051,31 @@ async fn number_matching_requires_the_code_the_browser_shows() {
         "{code}"
     );
     let state = phone_api
-        .confirm(&qr.id, &scan.confirm_token, with_code(Some(&code)))
+        .confirm_with_code(&qr.id, &scan.confirm_token, ALICE, Some(&code))
         .await
         .unwrap();
     assert_eq!(state, QrState::Confirmed);
-    assert!(
-        provider
-            .poll(&qr.id, &binding)
-            .await
-            .unwrap()
-            .match_code
-            .is_none()
-    );
+    assert!(h.poll(&qr.id, &binding).await.unwrap().match_code.is_none());
 
     // Missing and wrong codes count; the third cancels; the right code then fails.
     let binding = BindingSecret::generate().unwrap();
-    let qr = provider
-        .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-        .await
-        .unwrap();
-    let scan = phone_api.scan(&qr.id, with_code(None)).await.unwrap();
-    let right = provider
-        .poll(&qr.id, &binding)
-        .await
-        .unwrap()
-        .match_code
-        .unwrap();
+    let qr = h.generate(&binding).await;
+    let scan = phone_api.scan(&qr.id, ALICE).await.unwrap();
+    let right = h.poll(&qr.id, &binding).await.unwrap().match_code.unwrap();
     let wrong = if right == "00" { "01" } else { "00" };
     for code in [None, Some(wrong), Some("999")] {
         let refused = phone_api
-            .confirm(&qr.id, &scan.confirm_token, with_code(code))
+            .confirm_with_code(&qr.id, &scan.confirm_token, ALICE, code)
             .await;
         assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
     }
     assert_eq!(
-        provider.poll(&qr.id, &binding).await.unwrap().state,
+        h.poll(&qr.id, &binding).await.unwrap().state,
         QrState::Cancelled
     );
     assert!(
         phone_api
-            .confirm(&qr.id, &scan.confirm_token, with_code(Some(&right)))
+            .confirm_with_code(&qr.id, &scan.confirm_token, ALICE, Some(&right))
             .await
             .is_err()
     );

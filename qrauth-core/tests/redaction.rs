@@ -114,7 +114,7 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
         .phone_url("https://login.example.com/m/confirm")
         .build()
         .unwrap();
-    let service = QrAuthService::builder(Arc::new(provider)).build();
+    let service = QrAuthService::builder(Arc::new(provider)).build().unwrap();
 
     // Browser: a QR code.
     let generated = service

@@ -1,14 +1,16 @@
 //! `RedisStore` against a real `redis-server` (requirements 34–37 of
-//! `reference/qr-login-security.md` §7).
+//! `reference/qr-login-security.md` §7): the `SessionStore` contract directly, and whole flows
+//! through `QrAuthService` replicas sharing one server.
 //!
 //! Every test starts its own server on a free loopback port (see `support/redis_server.rs`);
 //! a missing `redis-server` binary fails the test with the install command.
 //!
-//! Run with `cargo test -p qrauth-core --features redis --test redis_store`.
-#![cfg(feature = "redis")]
+//! Run with `cargo test -p qrauth-core --features redis,test-util --test redis_store`.
 
 #[path = "support/redis_server.rs"]
 mod redis_server;
+#[path = "support/service_client.rs"]
+mod service_client;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -18,20 +20,21 @@ use async_trait::async_trait;
 use qrauth_core::provider::builtin::{
     BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
 };
-use qrauth_core::provider::{GenerateRequest, PhoneApi, PhoneRequest, QrAuthProvider};
-use qrauth_core::session::{Initiator, Scanner, SessionRecord};
-use qrauth_core::store::{RedisStore, SessionStore};
+use qrauth_core::store::{Initiator, RedisStore, Scanner, SessionRecord, SessionStore};
 use qrauth_core::{
-    BindingSecret, ConfirmToken, Error, Lifetimes, QrCodeId, QrState, SecretHash, Sessions, Ticket,
-    TokenSet, UserInfo,
+    BindingSecret, ConfirmToken, Error, Lifetimes, Limits, QrAuthProvider, QrAuthService, QrCodeId,
+    QrState, SecretHash, Ticket, TokenSet, UserInfo,
 };
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
+use service_client::{CHROME_ON_WINDOWS, Client};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
 const ISSUER: &str = "https://login.example.com/auth";
 const AUDIENCE: &str = "example-web";
+const ALICE: &str = "Bearer alice";
+const BOB: &str = "Bearer bob";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -53,19 +56,13 @@ impl PhoneAuthenticator for TestPhones {
     }
 }
 
-fn phone(authorization: &str) -> PhoneRequest<'_> {
-    PhoneRequest {
-        authorization,
-        ip: None,
-        match_code: None,
-    }
-}
-
-/// One application replica: its own `RedisStore` (own connections, own subscriber) and a
-/// built-in provider on top.
+/// One application replica: its own `RedisStore` (own connections, own subscriber), a
+/// built-in provider, and a service over both (without abuse limits: these tests are about
+/// the sessions), driven through its HTTP handlers by `client`.
 struct Replica {
     store: RedisStore,
     provider: Arc<BuiltinProvider>,
+    client: Client,
 }
 
 impl Replica {
@@ -91,41 +88,40 @@ impl Replica {
             .connect()
             .await
             .expect("connect to redis-server");
-        let sessions = Sessions::new(Arc::new(store.clone()), lifetimes).expect("lifetimes");
-        let provider = BuiltinProvider::builder(Arc::new(TestPhones))
-            .signing_key(key.clone())
-            .issuer(ISSUER)
-            .audience(AUDIENCE)
-            .phone_url("https://login.example.com/m/confirm")
-            .app_name("Example")
-            .sessions(sessions)
+        let provider = Arc::new(
+            BuiltinProvider::builder(Arc::new(TestPhones))
+                .signing_key(key.clone())
+                .issuer(ISSUER)
+                .audience(AUDIENCE)
+                .phone_url("https://login.example.com/m/confirm")
+                .app_name("Example")
+                .build()
+                .expect("provider"),
+        );
+        let service = QrAuthService::builder(provider.clone())
+            .store(store.clone())
+            .lifetimes(lifetimes)
+            .limits(Limits::unlimited())
             .build()
-            .expect("provider");
+            .expect("service");
         Self {
             store,
-            provider: Arc::new(provider),
+            provider,
+            client: Client::new(service),
         }
     }
 
-    fn phone(&self) -> &dyn PhoneApi {
-        self.provider
-            .phone()
-            .expect("built-in provider has a phone API")
-    }
-
-    fn sessions(&self) -> &Sessions {
-        self.provider.sessions()
-    }
-
+    /// A pending session, started by Chrome on Windows at 203.0.113.9.
     async fn pending(&self) -> (BindingSecret, QrCodeId) {
         let binding = BindingSecret::generate().unwrap();
-        let initiator = Initiator {
-            ip: Some("203.0.113.9".parse().unwrap()),
-            device: "Chrome on Windows".into(),
-        };
         let qr = self
-            .provider
-            .generate(GenerateRequest::new(binding.clone(), initiator))
+            .client
+            .generate_from(
+                &binding,
+                None,
+                Some("203.0.113.9".parse().unwrap()),
+                Some(CHROME_ON_WINDOWS),
+            )
             .await
             .expect("generate");
         (binding, qr.id)
@@ -133,26 +129,31 @@ impl Replica {
 
     async fn scanned(&self) -> (BindingSecret, QrCodeId, ConfirmToken) {
         let (binding, id) = self.pending().await;
-        let outcome = self
-            .phone()
-            .scan(&id, phone("Bearer alice"))
-            .await
-            .expect("scan");
+        let outcome = self.client.scan(&id, ALICE).await.expect("scan");
         (binding, id, outcome.confirm_token)
     }
 
     async fn confirmed(&self) -> (BindingSecret, QrCodeId, ConfirmToken, Ticket) {
         let (binding, id, token) = self.scanned().await;
         let state = self
-            .phone()
-            .confirm(&id, &token, phone("Bearer alice"))
+            .client
+            .confirm(&id, &token, ALICE)
             .await
             .expect("confirm");
         assert_eq!(state, QrState::Confirmed);
-        let status = self.provider.poll(&id, &binding).await.expect("poll");
+        let status = self.client.poll(&id, &binding).await.expect("poll");
         assert_eq!(status.state, QrState::Confirmed);
         let ticket = status.ticket.expect("the bound browser sees the ticket");
         (binding, id, token, ticket)
+    }
+
+    /// The stored session (read from the store directly).
+    async fn stored(&self, id: &QrCodeId) -> SessionRecord {
+        self.store
+            .load(id)
+            .await
+            .expect("load")
+            .expect("the session is stored")
     }
 }
 
@@ -310,7 +311,7 @@ async fn store_contract_insert_load_compare_and_swap_and_collision() {
     let loaded = store.load(&r1.id).await.unwrap().expect("stored");
     assert_eq!(fingerprint(&loaded), fingerprint(&r1));
     let pexpiretime: i64 = redis::cmd("PEXPIRETIME")
-        .arg(store.session_key(&r1.id))
+        .arg(store.key_of_session(&r1.id))
         .query_async(&mut admin)
         .await
         .unwrap();
@@ -383,7 +384,7 @@ async fn store_contract_insert_load_compare_and_swap_and_collision() {
         fingerprint(&r3)
     );
     let after: i64 = redis::cmd("PEXPIRETIME")
-        .arg(store.session_key(&r1.id))
+        .arg(store.key_of_session(&r1.id))
         .query_async(&mut admin)
         .await
         .unwrap();
@@ -395,37 +396,56 @@ async fn store_contract_insert_load_compare_and_swap_and_collision() {
     ghost2.version = 2;
     assert!(!store.compare_and_swap(1, &ghost2).await.unwrap());
     let exists: i64 = redis::cmd("EXISTS")
-        .arg(store.session_key(&ghost.id))
+        .arg(store.key_of_session(&ghost.id))
         .query_async(&mut admin)
         .await
         .unwrap();
     assert_eq!(exists, 0);
 
-    // wait_for_change: unknown → None; a version that already differs → at once; the same
-    // version → at the deadline, unchanged.
+    // wait_for_change: unknown → None; a version that already differs → at once; a foreign
+    // binding → at once (only the bound browser may wait); the same version, or none given
+    // (the version read first) → at the deadline, unchanged.
+    let binding = r1.binding_hash;
     let soon = Instant::now() + Duration::from_millis(300);
     assert!(
         store
-            .wait_for_change(&unknown, 1, soon)
+            .wait_for_change(&unknown, &binding, Some(1), soon)
             .await
             .unwrap()
             .is_none()
     );
     let started = Instant::now();
     let now = store
-        .wait_for_change(&r1.id, 1, soon)
+        .wait_for_change(&r1.id, &binding, Some(1), soon)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.version, 3);
+    assert!(started.elapsed() < Duration::from_millis(200));
+    let started = Instant::now();
+    let foreign = BindingSecret::generate().unwrap().hash();
+    let now = store
+        .wait_for_change(&r1.id, &foreign, Some(3), soon)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(now.version, 3);
     assert!(started.elapsed() < Duration::from_millis(200));
     let now = store
-        .wait_for_change(&r1.id, 3, soon)
+        .wait_for_change(&r1.id, &binding, Some(3), soon)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(now.version, 3);
     assert!(Instant::now() >= soon);
+    let later = Instant::now() + Duration::from_millis(300);
+    let now = store
+        .wait_for_change(&r1.id, &binding, None, later)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.version, 3);
+    assert!(Instant::now() >= later);
     assert_eq!(store.live_waiters(), 0);
     assert_eq!(store.watched_sessions(), 0);
 }
@@ -435,31 +455,54 @@ async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once
     let server = RedisServer::start();
     let store = store(&server, "qrtest:").await;
 
+    // take_ticket hands back the session the handle names, as it is now: the sessions exist.
+    let first = record(1);
+    let second = record(1);
+    for r in [&first, &second] {
+        store.insert(r, now_ms() + 90_000).await.unwrap();
+    }
     let handle = SecretHash::from_bytes([7; 32]);
-    let first = QrCodeId::generate().unwrap();
-    let second = QrCodeId::generate().unwrap();
     let exp = now_ms() + 60_000;
-    store.put_ticket(&handle, &first, exp).await.unwrap();
-    store.put_ticket(&handle, &first, exp).await.unwrap();
+    store.put_ticket(&handle, &first.id, exp).await.unwrap();
+    store.put_ticket(&handle, &first.id, exp).await.unwrap();
     // Registering the same handle again is a no-op, even with another id.
-    store.put_ticket(&handle, &second, exp).await.unwrap();
+    store.put_ticket(&handle, &second.id, exp).await.unwrap();
     let taken = store.take_ticket(&handle).await.unwrap().expect("ticket");
-    assert_eq!(taken.as_str(), first.as_str());
+    assert_eq!(taken.id.as_str(), first.id.as_str());
+    assert_eq!(fingerprint(&taken), fingerprint(&first));
     assert!(store.take_ticket(&handle).await.unwrap().is_none());
 
     // An expired handle is gone.
     let short = SecretHash::from_bytes([8; 32]);
     store
-        .put_ticket(&short, &first, now_ms() + 100)
+        .put_ticket(&short, &first.id, now_ms() + 100)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     assert!(store.take_ticket(&short).await.unwrap().is_none());
 
+    // A handle whose session is gone gives nothing, and is burnt all the same.
+    let orphan = SecretHash::from_bytes([9; 32]);
+    let ghost = QrCodeId::generate().unwrap();
+    store
+        .put_ticket(&orphan, &ghost, now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(store.take_ticket(&orphan).await.unwrap().is_none());
+    let mut admin = admin(&server).await;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg("qrtest:t:*")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "ticket handles left: {left:?}");
+
     // 50 concurrent takers, several rounds: exactly one winner each time.
     for round in 0..5u8 {
         let handle = SecretHash::from_bytes([round + 10; 32]);
-        let id = QrCodeId::generate().unwrap();
+        let session = record(1);
+        store.insert(&session, now_ms() + 90_000).await.unwrap();
+        let id = session.id.clone();
         store
             .put_ticket(&handle, &id, now_ms() + 60_000)
             .await
@@ -477,12 +520,75 @@ async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once
             .collect();
         let mut winners = Vec::new();
         for t in takers {
-            if let Some(id) = t.await.unwrap().expect("take_ticket") {
-                winners.push(id);
+            if let Some(record) = t.await.unwrap().expect("take_ticket") {
+                winners.push(record.id);
             }
         }
         assert_eq!(winners.len(), 1, "round {round}: exactly one taker wins");
         assert_eq!(winners[0].as_str(), id.as_str());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn store_contract_rate_limiter_counts_in_redis_for_every_replica() {
+    let server = RedisServer::start();
+    let a = store(&server, "qrauth:").await;
+    let b = store(&server, "qrauth:").await;
+    let mut admin = admin(&server).await;
+    let (on_a, on_b) = (a.rate_limiter(), b.rate_limiter());
+    let window = Duration::from_secs(60);
+
+    // One budget for the key, whichever replica counts the hit.
+    assert_eq!(on_a.hit("gen:203.0.113.9", 2, window).await.unwrap(), None);
+    assert_eq!(on_b.hit("gen:203.0.113.9", 2, window).await.unwrap(), None);
+    let retry = on_a
+        .hit("gen:203.0.113.9", 2, window)
+        .await
+        .unwrap()
+        .expect("the third hit, on A after hits on A and B, is over the limit");
+    assert!(retry > Duration::ZERO && retry <= window, "{retry:?}");
+    assert!(
+        on_b.hit("gen:203.0.113.9", 2, window)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Another key has its own budget.
+    assert_eq!(on_b.hit("gen:198.51.100.1", 2, window).await.unwrap(), None);
+
+    // The counters live under the store's prefix and do not name the client.
+    let keys = all_keys(&mut admin).await;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("qrauth:")), "{keys:?}");
+    assert!(keys.iter().all(|k| !k.contains("203.0.113.9")), "{keys:?}");
+
+    // Services on the store use it: two replicas share one generate budget per address.
+    let key = es256();
+    let limited = |store: RedisStore| {
+        let provider = BuiltinProvider::builder(Arc::new(TestPhones))
+            .signing_key(key.clone())
+            .build()
+            .expect("provider");
+        let service = QrAuthService::builder(Arc::new(provider))
+            .store(store)
+            .limits(Limits::default().generate_per_minute(2))
+            .build()
+            .expect("service");
+        Client::new(service)
+    };
+    let (replica_a, replica_b) = (limited(a), limited(b));
+    let peer: Option<IpAddr> = Some("192.0.2.77".parse().unwrap());
+    for replica in [&replica_a, &replica_b] {
+        let binding = BindingSecret::generate().unwrap();
+        replica
+            .generate_from(&binding, None, peer, None)
+            .await
+            .expect("within the shared budget");
+    }
+    let binding = BindingSecret::generate().unwrap();
+    match replica_a.generate_from(&binding, None, peer, None).await {
+        Err(Error::SlowDown { retry_after }) => assert!(retry_after > Duration::ZERO),
+        other => panic!("expected SlowDown after two generates on two replicas, got {other:?}"),
     }
 }
 
@@ -495,22 +601,18 @@ async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
     let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
 
     let (binding, id) = replica.pending().await;
-    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    let status = replica.client.poll(&id, &binding).await.unwrap();
     assert_eq!(status.state, QrState::Pending);
     assert!(status.ticket.is_none());
 
-    let outcome = replica
-        .phone()
-        .scan(&id, phone("Bearer alice"))
-        .await
-        .unwrap();
+    let outcome = replica.client.scan(&id, ALICE).await.unwrap();
     assert_eq!(outcome.context.browser, "Chrome on Windows");
     assert_eq!(outcome.context.ip.as_deref(), Some("203.0.113.9"));
     assert!(matches!(
-        replica.phone().scan(&id, phone("Bearer bob")).await,
+        replica.client.scan(&id, BOB).await,
         Err(Error::Conflict(_))
     ));
-    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    let status = replica.client.poll(&id, &binding).await.unwrap();
     assert_eq!(status.state, QrState::Scanned);
     assert_eq!(
         status.user.and_then(|u| u.nickname).as_deref(),
@@ -519,17 +621,17 @@ async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
     // Someone else's binding learns nothing.
     let stranger = BindingSecret::generate().unwrap();
     assert!(matches!(
-        replica.provider.poll(&id, &stranger).await,
+        replica.client.poll(&id, &stranger).await,
         Err(Error::NotBound)
     ));
 
     let state = replica
-        .phone()
-        .confirm(&id, &outcome.confirm_token, phone("Bearer alice"))
+        .client
+        .confirm(&id, &outcome.confirm_token, ALICE)
         .await
         .unwrap();
     assert_eq!(state, QrState::Confirmed);
-    let status = replica.provider.poll(&id, &binding).await.unwrap();
+    let status = replica.client.poll(&id, &binding).await.unwrap();
     assert_eq!(status.state, QrState::Confirmed);
     let ticket = status.ticket.expect("ticket for the bound browser");
 
@@ -537,11 +639,11 @@ async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
     let barrier = Arc::new(Barrier::new(50));
     let exchanges: Vec<_> = (0..50)
         .map(|_| {
-            let provider = replica.provider.clone();
+            let client = replica.client.clone();
             let (ticket, binding, barrier) = (ticket.clone(), binding.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                provider.exchange(&ticket, &binding).await
+                client.exchange(&ticket, &binding).await
             })
         })
         .collect();
@@ -558,10 +660,10 @@ async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
     assert_eq!(claims.sub, "alice");
 
     // Consumed: no second login from the same QR.
-    let after = replica.sessions().load(&id).await.unwrap();
+    let after = replica.stored(&id).await;
     assert_eq!(after.state, QrState::Consumed);
     assert!(matches!(
-        replica.provider.exchange(&ticket, &binding).await,
+        replica.client.exchange(&ticket, &binding).await,
         Err(Error::InvalidTicket)
     ));
 }
@@ -585,11 +687,11 @@ async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner() {
                 let (id, token, barrier) = (id.clone(), token.clone(), barrier.clone());
                 tokio::spawn(async move {
                     barrier.wait().await;
-                    let phone_api = replica.phone();
+                    let phone_api = &replica.client;
                     let result = if i % 4 < 2 {
-                        phone_api.confirm(&id, &token, phone("Bearer alice")).await
+                        phone_api.confirm(&id, &token, ALICE).await
                     } else {
-                        phone_api.cancel(&id, &token, phone("Bearer alice")).await
+                        phone_api.cancel(&id, &token, ALICE).await
                     };
                     result.ok()
                 })
@@ -602,10 +704,10 @@ async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner() {
             }
         }
         assert_eq!(winners.len(), 1, "round {round}: {winners:?}");
-        let stored = b.sessions().load(&id).await.unwrap();
+        let stored = b.stored(&id).await;
         assert_eq!(stored.state, winners[0], "the store agrees with the winner");
         assert_eq!(stored.version, 3, "exactly one transition after scan");
-        let status = b.provider.poll(&id, &binding).await.unwrap();
+        let status = b.client.poll(&id, &binding).await.unwrap();
         assert_eq!(status.state, winners[0]);
     }
 }
@@ -620,15 +722,14 @@ async fn two_replicas_waiter_on_b_wakes_when_a_confirms() {
     let mut latencies = Vec::new();
     for _ in 0..20 {
         let (binding, id, token) = a.scanned().await;
-        let since = b.provider.poll(&id, &binding).await.unwrap().version;
+        let since = b.client.poll(&id, &binding).await.unwrap().version;
         let waiter = {
             let b = b.clone();
             let (id, binding) = (id.clone(), binding.clone());
             tokio::spawn(async move {
-                let deadline = Instant::now() + Duration::from_secs(5);
                 let status = b
-                    .provider
-                    .wait_for_change(&id, &binding, since, deadline)
+                    .client
+                    .wait_for_change(&id, &binding, since, Duration::from_secs(5))
                     .await;
                 (status, Instant::now())
             })
@@ -638,10 +739,7 @@ async fn two_replicas_waiter_on_b_wakes_when_a_confirms() {
             "the waiter registers on B"
         );
         let confirm_started = Instant::now();
-        a.phone()
-            .confirm(&id, &token, phone("Bearer alice"))
-            .await
-            .unwrap();
+        a.client.confirm(&id, &token, ALICE).await.unwrap();
         let (status, woke_at) = waiter.await.unwrap();
         let status = status.expect("status");
         let latency = woke_at.duration_since(confirm_started);
@@ -678,12 +776,9 @@ async fn two_replicas_fifty_exchanges_spread_over_both_give_one_token_set() {
 
     // The phone confirms on A; the browser polls B and exchanges on both.
     let (binding, id, token) = a.scanned().await;
-    a.phone()
-        .confirm(&id, &token, phone("Bearer alice"))
-        .await
-        .unwrap();
+    a.client.confirm(&id, &token, ALICE).await.unwrap();
     let ticket = b
-        .provider
+        .client
         .poll(&id, &binding)
         .await
         .unwrap()
@@ -696,7 +791,7 @@ async fn two_replicas_fifty_exchanges_spread_over_both_give_one_token_set() {
             let (ticket, binding, barrier) = (ticket.clone(), binding.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                replica.provider.exchange(&ticket, &binding).await
+                replica.client.exchange(&ticket, &binding).await
             })
         })
         .collect();
@@ -730,8 +825,12 @@ async fn killed_subscriber_still_gives_the_final_state_and_reconnects() {
     store.insert(&r1, now_ms() + 60_000).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let waiter = {
-        let (store, id) = (store.clone(), r1.id.clone());
-        tokio::spawn(async move { store.wait_for_change(&id, 1, deadline).await })
+        let (store, id, binding) = (store.clone(), r1.id.clone(), r1.binding_hash);
+        tokio::spawn(async move {
+            store
+                .wait_for_change(&id, &binding, Some(1), deadline)
+                .await
+        })
     };
     assert!(eventually(Duration::from_secs(2), || store.live_waiters() == 1).await);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -746,7 +845,7 @@ async fn killed_subscriber_still_gives_the_final_state_and_reconnects() {
         .arg("TYPE")
         .arg("pubsub")
         .cmd("HSET")
-        .arg(store.session_key(&r1.id))
+        .arg(store.key_of_session(&r1.id))
         .arg("version")
         .arg("2")
         .arg("state")
@@ -781,10 +880,12 @@ async fn killed_subscriber_still_gives_the_final_state_and_reconnects() {
     }
     assert!(resubscribed, "the subscriber reconnects");
     let waiter = {
-        let (store, id) = (store.clone(), r1.id.clone());
+        let (store, id, binding) = (store.clone(), r1.id.clone(), r1.binding_hash);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let r = store.wait_for_change(&id, 2, deadline).await;
+            let r = store
+                .wait_for_change(&id, &binding, Some(2), deadline)
+                .await;
             (r, Instant::now())
         })
     };
@@ -810,10 +911,12 @@ async fn waiters_poll_while_the_subscriber_cannot_resubscribe() {
     let r1 = record(1);
     store.insert(&r1, now_ms() + 60_000).await.unwrap();
     let waiter = {
-        let (store, id) = (store.clone(), r1.id.clone());
+        let (store, id, binding) = (store.clone(), r1.id.clone(), r1.binding_hash);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(10);
-            let r = store.wait_for_change(&id, 1, deadline).await;
+            let r = store
+                .wait_for_change(&id, &binding, Some(1), deadline)
+                .await;
             (r, Instant::now())
         })
     };
@@ -835,7 +938,7 @@ async fn waiters_poll_while_the_subscriber_cannot_resubscribe() {
     // A change nobody can publish: the waiter finds it by polling.
     let changed_at = Instant::now();
     let _: () = redis::cmd("HSET")
-        .arg(store.session_key(&r1.id))
+        .arg(store.key_of_session(&r1.id))
         .arg("version")
         .arg("2")
         .query_async(&mut admin)
@@ -863,10 +966,12 @@ async fn waiters_poll_while_the_subscriber_cannot_resubscribe() {
         "the subscriber comes back"
     );
     let waiter = {
-        let (store, id) = (store.clone(), r1.id.clone());
+        let (store, id, binding) = (store.clone(), r1.id.clone(), r1.binding_hash);
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(5);
-            let r = store.wait_for_change(&id, 2, deadline).await;
+            let r = store
+                .wait_for_change(&id, &binding, Some(2), deadline)
+                .await;
             (r, Instant::now())
         })
     };
@@ -902,25 +1007,14 @@ async fn redis_down_is_store_unavailable_and_restart_recovers() {
                 assert!(took <= bound, "{} (attempt {attempt}) took {took:?}", $what);
             }};
         }
-        check!(
-            "generate",
-            replica
-                .provider
-                .generate(GenerateRequest::new(binding.clone(), Initiator::default()))
-        );
-        check!("poll", replica.provider.poll(&id, &binding));
-        check!(
-            "confirm",
-            replica.phone().confirm(&id, &token, phone("Bearer alice"))
-        );
+        check!("generate", replica.client.generate(&binding));
+        check!("poll", replica.client.poll(&id, &binding));
+        check!("confirm", replica.client.confirm(&id, &token, ALICE));
         check!(
             "wait_for_change",
-            replica.provider.wait_for_change(
-                &id,
-                &binding,
-                2,
-                Instant::now() + Duration::from_secs(3)
-            )
+            replica
+                .client
+                .wait_for_change(&id, &binding, 2, Duration::from_secs(3))
         );
         check!(
             "put_ticket",
@@ -941,12 +1035,7 @@ async fn redis_down_is_store_unavailable_and_restart_recovers() {
     let mut recovered = false;
     while started.elapsed() < Duration::from_secs(10) {
         let binding = BindingSecret::generate().unwrap();
-        if replica
-            .provider
-            .generate(GenerateRequest::new(binding, Initiator::default()))
-            .await
-            .is_ok()
-        {
+        if replica.client.generate(&binding).await.is_ok() {
             recovered = true;
             break;
         }
@@ -955,10 +1044,10 @@ async fn redis_down_is_store_unavailable_and_restart_recovers() {
     assert!(recovered, "no recovery 10 s after Redis came back");
     println!("recovered {:?} after restart", started.elapsed());
     let (binding, id, _token, ticket) = replica.confirmed().await;
-    let tokens = replica.provider.exchange(&ticket, &binding).await.unwrap();
+    let tokens = replica.client.exchange(&ticket, &binding).await.unwrap();
     assert!(!tokens.id_token.is_empty());
     assert!(matches!(
-        replica.provider.exchange(&ticket, &binding).await,
+        replica.client.exchange(&ticket, &binding).await,
         Err(Error::InvalidTicket)
     ));
     let _ = id;
@@ -972,25 +1061,20 @@ async fn redis_down_is_store_unavailable_and_restart_recovers() {
         "subscriber reconnects after the restart"
     );
     let (binding, id, token) = replica.scanned().await;
-    let since = replica.provider.poll(&id, &binding).await.unwrap().version;
+    let since = replica.client.poll(&id, &binding).await.unwrap().version;
     let waiter = {
-        let provider = replica.provider.clone();
+        let client = replica.client.clone();
         let (id, binding) = (id.clone(), binding.clone());
         tokio::spawn(async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let s = provider
-                .wait_for_change(&id, &binding, since, deadline)
+            let s = client
+                .wait_for_change(&id, &binding, since, Duration::from_secs(5))
                 .await;
             (s, Instant::now())
         })
     };
     assert!(eventually(Duration::from_secs(2), || replica.store.live_waiters() == 1).await);
     let confirmed_at = Instant::now();
-    replica
-        .phone()
-        .confirm(&id, &token, phone("Bearer alice"))
-        .await
-        .unwrap();
+    replica.client.confirm(&id, &token, ALICE).await.unwrap();
     let (status, woke_at) = waiter.await.unwrap();
     assert_eq!(status.unwrap().state, QrState::Confirmed);
     assert!(woke_at.duration_since(confirmed_at) < Duration::from_secs(1));
@@ -1018,7 +1102,7 @@ async fn keys_expire_five_seconds_after_the_qr_lifetime() {
     let _scanned = replica.scanned().await;
     let _confirmed = replica.confirmed().await;
     let (binding, _, _, ticket) = replica.confirmed().await;
-    replica.provider.exchange(&ticket, &binding).await.unwrap();
+    replica.client.exchange(&ticket, &binding).await.unwrap();
 
     let keys = all_keys(&mut admin).await;
     assert_eq!(
@@ -1058,7 +1142,7 @@ async fn store_dump_holds_no_binding_secret_ticket_or_confirm_token() {
 
     // A completed login, a confirmed one whose ticket the browser fetched, a scanned one.
     let (b1, _, c1, t1) = replica.confirmed().await;
-    let tokens = replica.provider.exchange(&t1, &b1).await.unwrap();
+    let tokens = replica.client.exchange(&t1, &b1).await.unwrap();
     let (b2, id2, c2, t2) = replica.confirmed().await;
     let (b3, id3, c3) = replica.scanned().await;
 
@@ -1104,8 +1188,13 @@ async fn dropped_waiters_leave_no_trace() {
     let tasks: Vec<_> = (0..200)
         .map(|i| {
             let store = store.clone();
-            let id = records[i % records.len()].id.clone();
-            tokio::spawn(async move { store.wait_for_change(&id, 1, deadline).await })
+            let r = &records[i % records.len()];
+            let (id, binding) = (r.id.clone(), r.binding_hash);
+            tokio::spawn(async move {
+                store
+                    .wait_for_change(&id, &binding, Some(1), deadline)
+                    .await
+            })
         })
         .collect();
     assert!(
@@ -1149,7 +1238,7 @@ async fn memory_usage_of_a_pending_session() {
     let (_, scanned, _) = replica.scanned().await;
     let mut usage = Vec::new();
     for (what, id) in [("pending", &pending), ("scanned", &scanned)] {
-        let key = replica.store.session_key(id);
+        let key = replica.store.key_of_session(id);
         let bytes: i64 = redis::cmd("MEMORY")
             .arg("USAGE")
             .arg(&key)

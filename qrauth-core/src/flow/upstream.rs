@@ -36,15 +36,40 @@ use crate::types::QrState;
 ///
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// # let service = qrauth_core::doc_support::service();
-/// # let id = qrauth_core::QrCodeId::generate().unwrap();
+/// # use std::sync::Arc;
+/// # use http::Method;
+/// # use qrauth_core::{ApiRequest, BuiltinProvider, PhoneAuthenticator, PhoneUser, QrAuthService, Route};
+/// # struct Nobody;
+/// # #[async_trait::async_trait]
+/// # impl PhoneAuthenticator for Nobody {
+/// #     async fn authenticate(&self, _: &str) -> qrauth_core::Result<PhoneUser> {
+/// #         Err(qrauth_core::Error::Unauthenticated)
+/// #     }
+/// # }
+/// # let provider = BuiltinProvider::builder(Arc::new(Nobody))
+/// #     .algorithm(qrauth_core::SigningAlgorithm::Es256)
+/// #     .build()?;
+/// # let service = QrAuthService::builder(Arc::new(provider)).build()?;
+/// # let created = service.handle(Route::Generate, ApiRequest::new(Method::POST)).await;
+/// # let body: serde_json::Value = serde_json::from_slice(created.body_bytes().unwrap()).unwrap();
+/// # let id = QrCodeId::parse(body["qrcodeId"].as_str().unwrap())?;
 /// use qrauth_core::provider::{UpstreamEvent, UpstreamLogin};
+/// use qrauth_core::{QrCodeId, QrState, UserInfo};
 ///
+/// // The IdP tells us (a webhook, say) that alice confirmed the session `id`.
 /// let control = service.upstream();
-/// // An unknown session: nothing to move.
-/// let moved = control.report(&id, UpstreamEvent::Cancelled).await;
-/// assert!(matches!(moved, Ok(false)));
-/// # });
+/// let login = UpstreamLogin::new(UserInfo::default()).subject("alice");
+/// assert!(control.report(&id, UpstreamEvent::Confirmed(login)).await?);
+/// let session = control.session(&id).await?.expect("the session exists");
+/// assert_eq!(session.state, QrState::Confirmed);
+///
+/// // A late report changes nothing: the session already moved on.
+/// assert!(!control.report(&id, UpstreamEvent::Cancelled).await?);
+/// // Neither does a report about a session that does not exist.
+/// let unknown = QrCodeId::generate()?;
+/// assert!(control.session(&unknown).await?.is_none());
+/// assert!(!control.report(&unknown, UpstreamEvent::Cancelled).await?);
+/// # Ok::<_, qrauth_core::Error>(()) }).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct UpstreamControl {

@@ -170,11 +170,11 @@ impl QrAuthServiceBuilder {
     /// signed-in device's description: send the user a "new sign-in" notification from here.
     ///
     /// ```
-    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) {
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
     /// let service = builder
     ///     .on_sign_in(|sign_in| println!("{} signed in on {}", sign_in.claims.sub, sign_in.browser))
-    ///     .build();
-    /// # }
+    ///     .build()?;
+    /// # let _ = service; Ok(()) }
     /// ```
     pub fn on_sign_in(mut self, hook: impl Fn(&SignIn) + Send + Sync + 'static) -> Self {
         self.on_sign_in = Some(Arc::new(hook));

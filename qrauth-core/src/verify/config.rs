@@ -309,7 +309,7 @@ impl IdTokenVerifierBuilder {
     }
 
     /// Largest token accepted, in bytes (default 16 KiB); larger ones are
-    /// [`TokenError::TooLarge`] before any parsing.
+    /// [`TokenError::TooLarge`](crate::TokenError::TooLarge) before any parsing.
     ///
     /// ```
     /// # use qrauth_core::verify::IdTokenVerifier;

@@ -14,7 +14,7 @@
 //!    configured [`hs256_secret`](IssuerConfig::hs256_secret), never with a key from a JWK set;
 //! 5. the signature;
 //! 6. `aud` contains the configured audience, `sub` is present, and `exp`, `nbf` and `iat` hold
-//!    against the injected [`Clock`] with at most 60 s of leeway.
+//!    against the injected [`Clock`](crate::Clock) with at most 60 s of leeway.
 //!
 //! A header `typ` naming another kind of JWT (`at+jwt`, `logout+jwt`, …) is refused, so that an
 //! access token of the same issuer cannot pass for an id_token.
@@ -166,7 +166,8 @@ impl fmt::Debug for IdTokenVerifier {
 
 impl IdTokenVerifier {
     /// A builder with the defaults: leeway 60 s, HTTP timeout 5 s, tokens up to 16 KiB,
-    /// refetch at most every 30 s, 10 000 cached tokens, [`SystemClock`].
+    /// refetch at most every 30 s, 10 000 cached tokens,
+    /// [`SystemClock`](crate::SystemClock).
     ///
     /// ```
     /// use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
@@ -203,8 +204,9 @@ impl IdTokenVerifier {
     /// anyway.
     ///
     /// # Errors
-    /// [`Error::Upstream`] or [`Error::UpstreamTimeout`] for the first issuer whose JWKS (or
-    /// discovery document) could not be fetched; the other issuers are still tried.
+    /// [`Error::Upstream`](crate::Error::Upstream) or
+    /// [`Error::UpstreamTimeout`](crate::Error::UpstreamTimeout) for the first issuer whose JWKS
+    /// (or discovery document) could not be fetched; the other issuers are still tried.
     ///
     /// ```no_run
     /// # use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
@@ -233,13 +235,15 @@ impl IdTokenVerifier {
     /// Verifies an id_token (the bare compact JWS, without `Bearer `) and returns its claims.
     ///
     /// # Errors
-    /// - [`Error::InvalidToken`] with the precise [`TokenError`]: `Missing` (empty), `TooLarge`,
-    ///   `Malformed`, `AlgorithmNotAllowed` (`none`, an unsupported algorithm, one the key does
-    ///   not allow, or HS256 without a configured secret), `WrongIssuer`, `UnknownKey` (even
-    ///   after the allowed refetch), `BadSignature`, `WrongAudience`, `Expired`, `NotYetValid`
-    ///   (`nbf` or `iat` in the future), `InvalidClaim` (missing or mistyped `iss`, `sub`,
-    ///   `aud`, `exp`, `nbf`, `iat`, `auth_time` or `nonce`);
-    /// - [`Error::Upstream`] / [`Error::UpstreamTimeout`] when the issuer's keys had to be
+    /// - [`Error::InvalidToken`](crate::Error::InvalidToken) with the precise [`TokenError`]:
+    ///   `Missing` (empty), `TooLarge`, `Malformed`, `AlgorithmNotAllowed` (`none`, an
+    ///   unsupported algorithm, one the key does not allow, or HS256 without a configured
+    ///   secret), `WrongIssuer`, `UnknownKey` (even after the allowed refetch), `BadSignature`,
+    ///   `WrongAudience`, `Expired`, `NotYetValid` (`nbf` or `iat` in the future),
+    ///   `InvalidClaim` (missing or mistyped `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
+    ///   `auth_time` or `nonce`);
+    /// - [`Error::Upstream`](crate::Error::Upstream) /
+    ///   [`Error::UpstreamTimeout`](crate::Error::UpstreamTimeout) when the issuer's keys had to be
     ///   fetched and the JWKS (or discovery) endpoint failed or did not answer within the
     ///   [`http_timeout`](IdTokenVerifierBuilder::http_timeout).
     ///
