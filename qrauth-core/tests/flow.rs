@@ -5,29 +5,24 @@
 //! Each test names the rule it proves; the numbers refer to §7 of
 //! `reference/qr-login-security.md`.
 
-#[path = "support/service_client.rs"]
-mod service_client;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use http::header::{
     AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, REFERRER_POLICY, SET_COOKIE,
 };
 use http::{HeaderValue, Method, StatusCode};
-use qrauth_core::provider::builtin::{
-    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
-};
+use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm};
 use qrauth_core::store::{MemoryStore, SessionStore};
 use qrauth_core::{
     ApiRequest, ApiResponse, BindingSecret, ConfirmToken, Error, Lifetimes, Limits, ManualClock,
     QrAuthProvider, QrAuthService, QrAuthServiceBuilder, QrCodeId, QrState, Route, Ticket,
     TokenSet,
 };
+use qrauth_test_support::phone::TestPhones;
+use qrauth_test_support::service_client::{Client, Qr, ScanOutcome, Status};
 use serde_json::{Value, json};
-use service_client::{Client, Qr, ScanOutcome, Status};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
@@ -38,23 +33,6 @@ const ALICE: &str = "Bearer alice";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// The application's phone app: `Bearer alice` and `Bearer bob` are logged-in users.
-struct TestPhones;
-
-#[async_trait]
-impl PhoneAuthenticator for TestPhones {
-    async fn authenticate(&self, authorization: &str) -> qrauth_core::Result<PhoneUser> {
-        match authorization.strip_prefix("Bearer ") {
-            Some("alice") => Ok(PhoneUser::new("alice")
-                .nickname("Alice")
-                .photo("https://img.example.com/alice.png")
-                .claim("email", "alice@example.com")),
-            Some("bob") => Ok(PhoneUser::new("bob").nickname("Bob")),
-            _ => Err(Error::Unauthenticated),
-        }
-    }
-}
 
 fn service_builder(
     provider: &Arc<BuiltinProvider>,

@@ -4,8 +4,7 @@
 //! `QrAuthService::handle` (handler, provider, flow and store layers), plus the usual failure
 //! paths, then searches the capture for every raw value the flow produced.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,6 +14,7 @@ use qrauth_core::provider::builtin::{
     BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
 };
 use qrauth_core::{ApiRequest, ApiResponse, Error, QrAuthService, Route};
+use qrauth_test_support::LogCapture;
 use serde_json::Value;
 
 /// The phone app's credential: a secret too, so it must not be logged either.
@@ -32,27 +32,6 @@ impl PhoneAuthenticator for TestPhones {
         } else {
             Err(Error::Unauthenticated)
         }
-    }
-}
-
-/// A `MakeWriter` target: every write appends to one shared buffer.
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Capture {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -256,40 +235,12 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn trace_log_of_a_full_http_flow_holds_no_secret_ticket_or_token() {
-    let capture = Capture::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer({
-            let capture = capture.clone();
-            move || capture.clone()
-        })
-        .finish();
     // The test runs on the current-thread runtime, so the thread-local default sees every event.
-    let guard = tracing::subscriber::set_default(subscriber);
+    let (capture, guard) = LogCapture::start();
     let secrets = full_flow_over_http().await;
     drop(guard);
-
+    capture.assert_holds_none(&secrets);
     let log = capture.text();
-    assert!(
-        !log.trim().is_empty(),
-        "nothing was logged: the capture cannot prove anything"
-    );
-    assert!(
-        log.contains("DEBUG"),
-        "below-INFO events were not captured:\n{log}"
-    );
-    for (name, raw) in &secrets {
-        assert!(raw.len() >= 16, "{name} is too short to search for");
-        assert!(
-            !log.contains(raw.as_str()),
-            "the log contains the {name}:\n{log}"
-        );
-        // A truncated secret is still a leak.
-        assert!(
-            !log.contains(&raw[..16]),
-            "the log contains a prefix of the {name}:\n{log}"
-        );
-    }
     eprintln!(
         "{} log lines captured, none with a secret",
         log.lines().count()

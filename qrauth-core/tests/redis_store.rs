@@ -7,27 +7,20 @@
 //!
 //! Run with `cargo test -p qrauth-core --features redis,test-util --test redis_store`.
 
-#[path = "support/redis_server.rs"]
-mod redis_server;
-#[path = "support/service_client.rs"]
-mod service_client;
-
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use qrauth_core::provider::builtin::{
-    BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm, SigningKey,
-};
+use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm, SigningKey};
 use qrauth_core::store::{Initiator, RedisStore, Scanner, SessionRecord, SessionStore};
 use qrauth_core::{
     BindingSecret, ConfirmToken, Error, Lifetimes, Limits, QrAuthProvider, QrAuthService, QrCodeId,
     QrState, SecretHash, Ticket, TokenSet, UserInfo,
 };
+use qrauth_test_support::phone::TestPhones;
+use qrauth_test_support::redis_server::RedisServer;
+use qrauth_test_support::service_client::{CHROME_ON_WINDOWS, Client};
 use redis::aio::MultiplexedConnection;
-use redis_server::RedisServer;
-use service_client::{CHROME_ON_WINDOWS, Client};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
 
@@ -38,23 +31,6 @@ const BOB: &str = "Bearer bob";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
-
-/// `Bearer alice` and `Bearer bob` are logged-in phone users.
-struct TestPhones;
-
-#[async_trait]
-impl PhoneAuthenticator for TestPhones {
-    async fn authenticate(&self, authorization: &str) -> qrauth_core::Result<PhoneUser> {
-        match authorization.strip_prefix("Bearer ") {
-            Some("alice") => Ok(PhoneUser::new("alice")
-                .nickname("Alice")
-                .photo("https://img.example.com/alice.png")
-                .claim("email", "alice@example.com")),
-            Some("bob") => Ok(PhoneUser::new("bob").nickname("Bob")),
-            _ => Err(Error::Unauthenticated),
-        }
-    }
-}
 
 /// One application replica: its own `RedisStore` (own connections, own subscriber), a
 /// built-in provider, and a service over both (without abuse limits: these tests are about

@@ -6,9 +6,6 @@
 //! The browser's service runs over the counting wrapper; the phone's requests go through a
 //! second service over the same `MemoryStore`, so that the counts are the browser's alone.
 
-#[path = "support/service_client.rs"]
-mod service_client;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -19,7 +16,7 @@ use qrauth_core::provider::builtin::{
 };
 use qrauth_core::store::{MemoryStore, RateLimiter, SessionRecord, SessionStore};
 use qrauth_core::{BindingSecret, Error, QrAuthService, QrCodeId, QrState, SecretHash};
-use service_client::Client;
+use qrauth_test_support::service_client::Client;
 use tokio::time::Instant;
 
 struct TestPhones;

@@ -7,7 +7,7 @@
 
 mod upstream;
 
-pub use upstream::UpstreamControl;
+pub use upstream::{OwnedUpstreamSession, UpstreamControl};
 pub(crate) use upstream::{UpstreamLoops, waits_for_upstream};
 
 use std::sync::Arc;

@@ -25,6 +25,7 @@ pub use hooks::{
     QrContent, SessionStart,
 };
 pub use routes::{ProviderRoutes, RouteContext};
+pub use crate::flow::OwnedUpstreamSession;
 pub use upstream::{UpstreamDriver, UpstreamEvent, UpstreamLogin, UpstreamSession};
 
 use async_trait::async_trait;

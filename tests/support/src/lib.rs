@@ -6,6 +6,7 @@
 //!   install command);
 //! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
 //! - [`phone`]: the phone users the tests log in with;
+//! - [`service_client`]: an in-process browser and phone that call `QrAuthService::handle`;
 //! - [`provider`]: a test-only upstream-confirmed provider, written on qrauth-core's public API.
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod provider;
 pub mod redis_server;
 pub mod scripted_upstream;
 pub mod serve;
+pub mod service_client;
 
 pub use logs::LogCapture;
 pub use redis_server::RedisServer;

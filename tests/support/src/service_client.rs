@@ -3,8 +3,6 @@
 //! back into the `Error` it encodes (code and status must agree), so that tests of the session
 //! flow assert on `Error` variants as they did when the flow was public.
 
-#![allow(dead_code)]
-
 use std::net::IpAddr;
 use std::time::Duration;
 
