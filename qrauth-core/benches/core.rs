@@ -23,18 +23,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use criterion::{Criterion, Throughput};
-use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use http::{HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
 use qrauth_core::store::{Initiator, MemoryStore, SessionRecord, SessionStore};
 use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
 use qrauth_core::{
-    ApiRequest, ApiResponse, BindingSecret, Claims, Clock, Error, Lifetimes, Limits, QrAuthService,
-    QrCodeId, Route, SystemClock, TokenSet,
+    ApiRequest, BindingSecret, Claims, Clock, Error, Lifetimes, Limits, QrAuthService, QrCodeId,
+    Route, SystemClock, TokenSet,
 };
+use qrauth_test_support::service_client::{body_json, json_request};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
@@ -133,19 +133,6 @@ fn service(provider: &Arc<BuiltinProvider>) -> QrAuthService {
         .limits(Limits::unlimited())
         .build()
         .expect("service")
-}
-
-fn json_request(body: &Value) -> ApiRequest {
-    let mut request = ApiRequest::new(Method::POST);
-    request
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request.body = Bytes::from(body.to_string());
-    request
-}
-
-fn body_json(response: &ApiResponse) -> Value {
-    serde_json::from_slice(response.body_bytes().expect("a full body")).expect("a JSON body")
 }
 
 fn bound(service: &QrAuthService, mut request: ApiRequest, binding: &str) -> ApiRequest {

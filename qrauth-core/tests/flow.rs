@@ -8,20 +8,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, REFERRER_POLICY, SET_COOKIE,
-};
+use http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, REFERRER_POLICY, SET_COOKIE};
 use http::{HeaderValue, Method, StatusCode};
 use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm};
 use qrauth_core::store::{MemoryStore, SessionStore};
 use qrauth_core::{
-    ApiRequest, ApiResponse, BindingSecret, ConfirmToken, Error, Lifetimes, Limits, ManualClock,
-    QrAuthProvider, QrAuthService, QrAuthServiceBuilder, QrCodeId, QrState, Route, Ticket,
-    TokenSet,
+    ApiRequest, BindingSecret, ConfirmToken, Error, Lifetimes, Limits, ManualClock, QrAuthProvider,
+    QrAuthService, QrAuthServiceBuilder, QrCodeId, QrState, Route, Ticket, TokenSet,
 };
 use qrauth_test_support::phone::TestPhones;
-use qrauth_test_support::service_client::{Client, Qr, ScanOutcome, Status};
+use qrauth_test_support::service_client::{
+    Client, Qr, ScanOutcome, Status, binding_cookie, body_json, json_text_request,
+};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 use tokio::time::Instant;
@@ -707,33 +705,6 @@ async fn memory_store_never_holds_the_binding_secret_ticket_or_confirm_token() {
 // ---------------------------------------------------------------------------------------------
 // The HTTP service
 
-fn json_request(method: Method, body: &str) -> ApiRequest {
-    let mut request = ApiRequest::new(method);
-    request
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request.body = Bytes::from(body.to_owned());
-    request
-}
-
-fn body_json(response: &ApiResponse) -> Value {
-    serde_json::from_slice(response.body_bytes().expect("a full body")).expect("a JSON body")
-}
-
-/// The value of the binding cookie a response sets.
-fn binding_cookie(service: &QrAuthService, response: &ApiResponse) -> String {
-    let prefix = format!("{}=", service.cookies().binding_name());
-    response
-        .headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(';').next())
-        .expect("a binding cookie")
-        .to_owned()
-}
-
 fn with_cookie(service: &QrAuthService, mut request: ApiRequest, binding: &str) -> ApiRequest {
     let cookie = format!("{}={binding}", service.cookies().binding_name());
     request
@@ -749,7 +720,7 @@ fn status_request(id: &str) -> ApiRequest {
 }
 
 fn phone_request(user: &str, body: &str) -> ApiRequest {
-    let mut request = json_request(Method::POST, body);
+    let mut request = json_text_request(Method::POST, body);
     request.headers.insert(
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {user}")).unwrap(),
@@ -828,7 +799,7 @@ async fn generate_body_naming_a_qrcode_id_or_ticket_is_invalid_request() {
         format!(r#"{{"scene":"APP_AUTH","qrcodeId":"{}"}}"#, chosen.as_str()),
     ] {
         let response = service
-            .handle(Route::Generate, json_request(Method::POST, &body))
+            .handle(Route::Generate, json_text_request(Method::POST, &body))
             .await;
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(body_json(&response)["error"], "invalid_request", "{body}");
@@ -983,7 +954,7 @@ async fn sign_in_hook_fires_once_per_successful_exchange() {
         .await;
     let ticket = body_json(&status)["ticket"].as_str().unwrap().to_owned();
     let exchange = || {
-        let mut request = json_request(Method::POST, &format!(r#"{{"ticket":"{ticket}"}}"#));
+        let mut request = json_text_request(Method::POST, &format!(r#"{{"ticket":"{ticket}"}}"#));
         request.headers.insert(
             http::header::USER_AGENT,
             HeaderValue::from_static(

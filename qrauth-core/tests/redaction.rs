@@ -7,15 +7,14 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use qrauth_core::provider::builtin::{
     BuiltinProvider, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
 };
-use qrauth_core::{ApiRequest, ApiResponse, Error, QrAuthService, Route};
+use qrauth_core::{ApiRequest, Error, QrAuthService, Route};
 use qrauth_test_support::LogCapture;
-use serde_json::Value;
+use qrauth_test_support::service_client::{binding_cookie, body_json, json_text_request};
 
 /// The phone app's credential: a secret too, so it must not be logged either.
 const PHONE_CREDENTIAL: &str = "Bearer phone-session-7f3a9c1e5b2d4f60a8e1c3b5d7f9a2c4";
@@ -35,17 +34,8 @@ impl PhoneAuthenticator for TestPhones {
     }
 }
 
-fn json_request(body: &str) -> ApiRequest {
-    let mut request = ApiRequest::new(Method::POST);
-    request
-        .headers
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request.body = Bytes::from(body.to_owned());
-    request
-}
-
 fn phone_request(body: &str) -> ApiRequest {
-    let mut request = json_request(body);
+    let mut request = json_text_request(Method::POST, body);
     request
         .headers
         .insert(AUTHORIZATION, HeaderValue::from_static(PHONE_CREDENTIAL));
@@ -64,23 +54,6 @@ fn status_request(id: &str, query: &str) -> ApiRequest {
     let mut request = ApiRequest::new(Method::GET);
     request.query = Some(format!("qrcodeId={id}{query}"));
     request
-}
-
-fn body_json(response: &ApiResponse) -> Value {
-    serde_json::from_slice(response.body_bytes().expect("a full body")).expect("a JSON body")
-}
-
-fn binding_cookie(service: &QrAuthService, response: &ApiResponse) -> String {
-    let prefix = format!("{}=", service.cookies().binding_name());
-    response
-        .headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(';').next())
-        .expect("a binding cookie")
-        .to_owned()
 }
 
 /// Runs a full login (and its usual failure paths) through the HTTP service; returns every
@@ -177,7 +150,11 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
     let exchange = service
         .handle(
             Route::Exchange,
-            with_binding(&service, json_request(&exchange_body), &binding),
+            with_binding(
+                &service,
+                json_text_request(Method::POST, &exchange_body),
+                &binding,
+            ),
         )
         .await;
     assert_eq!(exchange.status, StatusCode::OK);
@@ -187,14 +164,22 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
     let replay = service
         .handle(
             Route::Exchange,
-            with_binding(&service, json_request(&exchange_body), &binding),
+            with_binding(
+                &service,
+                json_text_request(Method::POST, &exchange_body),
+                &binding,
+            ),
         )
         .await;
     assert_eq!(replay.status, StatusCode::BAD_REQUEST);
     let crossed = service
         .handle(
             Route::Exchange,
-            with_binding(&service, json_request(&exchange_body), &stranger_binding),
+            with_binding(
+                &service,
+                json_text_request(Method::POST, &exchange_body),
+                &stranger_binding,
+            ),
         )
         .await;
     assert_eq!(crossed.status, StatusCode::BAD_REQUEST);

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::builtin::PhoneAuthenticator;
@@ -272,7 +272,7 @@ impl std::fmt::Debug for Capabilities<'_> {
 
 /// What the phone's confirm screen shows, so that the user can tell whether the login request
 /// is their own.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct ConfirmContext {

@@ -20,12 +20,12 @@ pub(crate) mod hooks;
 mod routes;
 mod upstream;
 
+pub use crate::flow::OwnedUpstreamSession;
 pub use hooks::{
     Capabilities, ConfirmContext, ConfirmedLogin, IssuedTokens, IssuerDocuments, PhoneSide,
     QrContent, SessionStart,
 };
 pub use routes::{ProviderRoutes, RouteContext};
-pub use crate::flow::OwnedUpstreamSession;
 pub use upstream::{UpstreamDriver, UpstreamEvent, UpstreamLogin, UpstreamSession};
 
 use async_trait::async_trait;

@@ -13,7 +13,6 @@ use qrauth_core::{
     ApiRequest, ApiResponse, BindingSecret, ConfirmToken, Error, QrAuthService, QrCodeId, QrState,
     Route, Ticket, TokenSet, UserInfo,
 };
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// A User-Agent the service describes as "Chrome on Windows".
@@ -47,23 +46,7 @@ pub struct Status {
     pub match_code: Option<String>,
 }
 
-/// The confirm screen of `POST /qrcode/scan`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ConfirmContext {
-    /// `appName`.
-    pub app_name: String,
-    /// `origin`.
-    pub origin: Option<String>,
-    /// `browser`.
-    pub browser: String,
-    /// `ip`.
-    pub ip: Option<String>,
-    /// `createdAt`, Unix ms.
-    pub created_at: u64,
-    /// `networkMismatch`.
-    pub network_mismatch: bool,
-}
+pub use qrauth_core::provider::ConfirmContext;
 
 /// What `POST /qrcode/scan` answered.
 #[derive(Debug, Clone)]
@@ -137,13 +120,33 @@ fn answer(response: ApiResponse, success: StatusCode) -> qrauth_core::Result<Val
     }
 }
 
-fn json_request(body: &Value) -> ApiRequest {
-    let mut request = ApiRequest::new(Method::POST);
+/// A `POST` with a JSON body.
+pub fn json_request(body: &Value) -> ApiRequest {
+    json_text_request(Method::POST, &body.to_string())
+}
+
+/// A request with `body` as its `application/json` body, as sent (possibly malformed).
+pub fn json_text_request(method: Method, body: &str) -> ApiRequest {
+    let mut request = ApiRequest::new(method);
     request
         .headers
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    request.body = Bytes::from(body.to_string());
+    request.body = Bytes::from(body.to_owned());
     request
+}
+
+/// The value of the binding cookie a response sets.
+pub fn binding_cookie(service: &QrAuthService, response: &ApiResponse) -> String {
+    let prefix = format!("{}=", service.cookies().binding_name());
+    response
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(';').next())
+        .expect("a binding cookie")
+        .to_owned()
 }
 
 fn parse_status(body: &Value) -> Status {
