@@ -1,4 +1,4 @@
-//! The HTTP conformance suite: every test in `cases` runs against the axum demo (`axum::…`)
+//! The HTTP conformance suite of `docs/protocol.md`: every test in `cases` runs against the axum demo (`axum::…`)
 //! and the actix-web demo (`actix::…`), each with sessions in memory and in a real Redis
 //! (`axum_redis::…`, `actix_redis::…`); two more tests compare the adapters directly.
 //!

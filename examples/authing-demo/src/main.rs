@@ -63,11 +63,7 @@ fn env(name: &str) -> Option<String> {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    demo_common::init_tracing();
     let listen: SocketAddr = env("QRAUTH_LISTEN")
         .unwrap_or_else(|| "127.0.0.1:3001".into())
         .parse()?;
@@ -131,16 +127,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/fake-app/{action}", post(fake_app))
         .with_state(Demo { fake })
         .qrauth("/", qrauth);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
     println!("qrauth Authing demo: open http://{listen}/ in a browser");
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await?;
+    demo_common::serve_axum(listen, app).await?;
     Ok(())
 }
 
