@@ -5,6 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::dev::Payload;
+use actix_web::http::Method;
+use actix_web::http::header::HeaderMap;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use qrauth_core::{Claims, Error, QrAuthService};
 
@@ -38,11 +40,31 @@ pub struct AuthenticatedUser {
 }
 
 /// Why [`AuthenticatedUser`] refused a request: renders as a 401 with
-/// `WWW-Authenticate: Bearer …` and the JSON error body.
+/// `WWW-Authenticate: Bearer …` and the JSON error body, or as the application's own response
+/// from the service's [`render_errors`](qrauth_core::QrAuthServiceBuilder::render_errors).
 pub struct Unauthorized {
     /// The underlying error.
     pub error: Error,
-    pub(crate) service: Option<QrAuthService>,
+    service: Option<QrAuthService>,
+    /// The refused request's method and headers, for the application's renderer.
+    method: Method,
+    headers: HeaderMap,
+}
+
+impl Unauthorized {
+    pub(crate) fn new(
+        error: Error,
+        service: Option<QrAuthService>,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Self {
+        Self {
+            error,
+            service,
+            method: method.clone(),
+            headers: headers.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for Unauthorized {
@@ -66,9 +88,17 @@ impl ResponseError for Unauthorized {
     }
 
     fn error_response(&self) -> HttpResponse {
-        match &self.service {
-            Some(service) => into_response(service.unauthorized(&self.error)),
-            None => into_response(qrauth_core::ApiResponse::from_error(&self.error)),
+        let Some(service) = &self.service else {
+            return into_response(qrauth_core::ApiResponse::from_error(&self.error));
+        };
+        // actix-web's http 0.2 method and headers, in core's http 1 types.
+        match http::Method::from_bytes(self.method.as_str().as_bytes()) {
+            Ok(method) => into_response(service.unauthorized_for(
+                &method,
+                &headers(&self.headers, None),
+                &self.error,
+            )),
+            Err(_) => into_response(service.unauthorized(&self.error)),
         }
     }
 }
@@ -77,15 +107,18 @@ pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie"];
 
 pub(crate) async fn authenticate(
     service: &QrAuthService,
-    request_headers: &actix_web::http::header::HeaderMap,
+    method: &Method,
+    request_headers: &HeaderMap,
 ) -> Result<AuthenticatedUser, Unauthorized> {
     let credentials = headers(request_headers, Some(CREDENTIAL_HEADERS));
     match service.authenticate(&credentials).await {
         Ok(claims) => Ok(AuthenticatedUser { claims }),
-        Err(error) => Err(Unauthorized {
+        Err(error) => Err(Unauthorized::new(
             error,
-            service: Some(service.clone()),
-        }),
+            Some(service.clone()),
+            method,
+            request_headers,
+        )),
     }
 }
 
@@ -99,19 +132,22 @@ impl FromRequest for AuthenticatedUser {
             return Box::pin(async move { Ok(user) });
         }
         let service = request.app_data::<QrAuthService>().cloned();
+        let method = request.method().clone();
         let request_headers = request.headers().clone();
         Box::pin(async move {
             let Some(service) = service else {
-                return Err(Unauthorized {
-                    error: Error::Config(
+                return Err(Unauthorized::new(
+                    Error::Config(
                         "QrAuthService missing from app data: mount the routes with \
                          .configure(qrauth_actix::mount(path, service))"
                             .into(),
                     ),
-                    service: None,
-                });
+                    None,
+                    &method,
+                    &request_headers,
+                ));
             };
-            authenticate(&service, &request_headers).await
+            authenticate(&service, &method, &request_headers).await
         })
     }
 }

@@ -59,3 +59,8 @@ pub fn tcp_nodelay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Exten
         let _ = tcp.set_nodelay(true);
     }
 }
+
+/// The examples of this crate's README.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -8,7 +8,9 @@ use qrauth_core::{Error, QrAuthService};
 
 use crate::extract::{Unauthorized, authenticate};
 
-/// Refuses every request without a valid id_token (401 with `WWW-Authenticate`), and puts the
+/// Refuses every request without a valid id_token (401 with `WWW-Authenticate`, or the
+/// application's own response from the service's
+/// [`render_errors`](qrauth_core::QrAuthServiceBuilder::render_errors)), and puts the
 /// [`AuthenticatedUser`](crate::AuthenticatedUser) in the request extensions for handlers.
 /// Use it with [`actix_web::middleware::from_fn`]; the [`QrAuthService`] must be app data.
 ///
@@ -29,15 +31,17 @@ pub async fn require_authentication<B: MessageBody + 'static>(
     next: Next<B>,
 ) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
     let Some(service) = request.app_data::<QrAuthService>().cloned() else {
-        let refusal = Unauthorized {
-            error: Error::Config("QrAuthService missing from app data".into()),
-            service: None,
-        };
+        let refusal = Unauthorized::new(
+            Error::Config("QrAuthService missing from app data".into()),
+            None,
+            request.method(),
+            request.headers(),
+        );
         return Ok(request
             .into_response(refusal.error_response())
             .map_into_right_body());
     };
-    match authenticate(&service, request.headers()).await {
+    match authenticate(&service, request.method(), request.headers()).await {
         Ok(user) => {
             request.extensions_mut().insert(user);
             next.call(request)

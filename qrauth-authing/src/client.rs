@@ -250,16 +250,24 @@ impl AuthingClient {
     }
 
     /// Exchanges Authing's ticket for the user's tokens (never retried: tickets are single use).
+    ///
+    /// V3 authenticates the client as the application is configured, as authing-node-sdk does:
+    /// `client_id` + `client_secret` in the body, `authorization: Basic …`, or nothing. V2's
+    /// `userinfo` takes the ticket alone, with the app's headers: authing-js-sdk 4.x
+    /// (`qrcode.exchangeUserInfo`) sends no client credential, so qrauth sends none either.
     pub async fn exchange(&self, ticket: &str) -> Result<TokenSet> {
         let c = &self.config;
         let mut body = Map::new();
         body.insert("ticket".into(), json!(ticket));
-        let path = match c.api_version {
-            ApiVersion::V3 => "/api/v3/exchange-tokenset-with-qrcode-ticket",
-            ApiVersion::V2 => "/api/v2/qrcode/userinfo",
+        let (path, auth_method) = match c.api_version {
+            ApiVersion::V3 => (
+                "/api/v3/exchange-tokenset-with-qrcode-ticket",
+                c.auth_method,
+            ),
+            ApiVersion::V2 => ("/api/v2/qrcode/userinfo", TokenAuthMethod::None),
         };
         let mut request = self.request(http::Method::POST, path);
-        match c.auth_method {
+        match auth_method {
             TokenAuthMethod::ClientSecretPost => {
                 body.insert("client_id".into(), json!(c.app_id));
                 body.insert("client_secret".into(), json!(c.app_secret.0));

@@ -39,7 +39,9 @@ pub struct AuthenticatedUser {
 
 /// Why [`AuthenticatedUser`] refused a request: a 401 with
 /// `WWW-Authenticate: Bearer …` and the JSON error body (or a 5xx if the verifier itself could
-/// not run). Public so that applications can match on it or render their own page.
+/// not run), or the application's own response from the service's
+/// [`render_errors`](qrauth_core::QrAuthServiceBuilder::render_errors). Public so that
+/// applications can match on it.
 #[derive(Debug)]
 pub struct Unauthorized {
     /// The underlying error.
@@ -48,9 +50,22 @@ pub struct Unauthorized {
 }
 
 impl Unauthorized {
-    fn new(service: Option<&QrAuthService>, error: Error) -> Self {
-        let response = service.map(|s| s.unauthorized(&error));
+    fn new(service: Option<&QrAuthService>, parts: &Parts, error: Error) -> Self {
+        let response = service.map(|s| s.unauthorized_for(&parts.method, &parts.headers, &error));
         Self { error, response }
+    }
+}
+
+/// A refused [`authenticate`]: the service that refused (if it was there) and why; turned into
+/// an [`Unauthorized`] (and so rendered) only when the refusal is answered.
+struct Refusal {
+    service: Option<QrAuthService>,
+    error: Error,
+}
+
+impl Refusal {
+    fn into_rejection(self, parts: &Parts) -> Unauthorized {
+        Unauthorized::new(self.service.as_ref(), parts, self.error)
     }
 }
 
@@ -63,22 +78,25 @@ impl IntoResponse for Unauthorized {
     }
 }
 
-async fn authenticate(parts: &Parts) -> Result<AuthenticatedUser, Unauthorized> {
+async fn authenticate(parts: &Parts) -> Result<AuthenticatedUser, Refusal> {
     if let Some(user) = parts.extensions.get::<AuthenticatedUser>() {
         return Ok(user.clone());
     }
     let Some(service) = parts.extensions.get::<QrAuthService>() else {
-        return Err(Unauthorized::new(
-            None,
-            Error::Config(
+        return Err(Refusal {
+            service: None,
+            error: Error::Config(
                 "QrAuthService missing from request extensions: mount the routes with .qrauth(prefix, service)"
                     .into(),
             ),
-        ));
+        });
     };
     match service.authenticate(&parts.headers).await {
         Ok(claims) => Ok(AuthenticatedUser { claims }),
-        Err(error) => Err(Unauthorized::new(Some(service), error)),
+        Err(error) => Err(Refusal {
+            service: Some(service.clone()),
+            error,
+        }),
     }
 }
 
@@ -86,7 +104,9 @@ impl<S: Send + Sync> FromRequestParts<S> for AuthenticatedUser {
     type Rejection = Unauthorized;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        authenticate(parts).await
+        authenticate(parts)
+            .await
+            .map_err(|refusal| refusal.into_rejection(parts))
     }
 }
 
@@ -101,8 +121,8 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for AuthenticatedUser {
     ) -> Result<Option<Self>, Self::Rejection> {
         match authenticate(parts).await {
             Ok(user) => Ok(Some(user)),
-            Err(rejection) if matches!(rejection.error, Error::InvalidToken(_)) => Ok(None),
-            Err(rejection) => Err(rejection),
+            Err(refusal) if matches!(refusal.error, Error::InvalidToken(_)) => Ok(None),
+            Err(refusal) => Err(refusal.into_rejection(parts)),
         }
     }
 }

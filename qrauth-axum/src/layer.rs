@@ -15,7 +15,8 @@ use crate::convert::into_response;
 use crate::extract::AuthenticatedUser;
 
 /// Requires a valid id_token on every request of the wrapped service; puts the
-/// [`AuthenticatedUser`] in the request extensions for handlers that want it.
+/// [`AuthenticatedUser`] in the request extensions for handlers that want it. Refusals are
+/// [`QrAuthService::unauthorized_for`]: qrauth's 401 or the application's own response.
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -84,7 +85,11 @@ where
                     request.extensions_mut().insert(service);
                     inner.call(request).await
                 }
-                Err(error) => Ok(into_response(service.unauthorized(&error))),
+                Err(error) => Ok(into_response(service.unauthorized_for(
+                    request.method(),
+                    request.headers(),
+                    &error,
+                ))),
             }
         })
     }

@@ -39,3 +39,8 @@ pub use extract::{AuthenticatedUser, MaybeAuthenticatedUser, Unauthorized};
 pub use layer::{RequireAuthentication, RequireAuthenticationLayer};
 pub use qrauth_core::{BuiltinProvider, PhoneAuthenticator, PhoneUser, QrAuthService};
 pub use router::{QrAuthRouterExt, routes};
+
+/// The examples of this crate's README.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

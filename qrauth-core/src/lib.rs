@@ -45,6 +45,7 @@ mod flow;
 pub mod handler;
 mod lifetimes;
 mod limits;
+pub mod metrics;
 pub mod provider;
 mod qr;
 mod record;
@@ -58,7 +59,10 @@ pub mod verify;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::{Error, Result, TokenError};
 pub use flow::UpstreamControl;
-pub use handler::{ApiRequest, ApiResponse, QrAuthService, QrAuthServiceBuilder, Route, SignIn};
+pub use handler::{
+    ApiRequest, ApiResponse, ErrorContext, QrAuthService, QrAuthServiceBuilder, Refused, Route,
+    SignIn,
+};
 pub use lifetimes::Lifetimes;
 pub use limits::Limits;
 pub use provider::QrAuthProvider;
@@ -74,3 +78,8 @@ pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
 #[cfg(doctest)]
 #[doc = include_str!("../../docs/writing-a-provider.md")]
 mod writing_a_provider {}
+
+/// The examples of this crate's README.md, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+mod readme {}

@@ -78,6 +78,7 @@ impl Lifetimes {
 
     /// Lifts the 30 s minimum QR lifetime, so expiry tests need not wait half a minute.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn allow_short_for_tests(mut self) -> Self {
         self.short_for_tests = true;
         self

@@ -119,6 +119,22 @@ pub struct ServerOptions {
     pub ticket_lifetime: Option<Duration>,
     /// Other issuers whose id_tokens `AuthenticatedUser` accepts (the application's own IdP).
     pub other_issuers: Vec<qrauth_core::IssuerConfig>,
+    /// The application's own error responses (`QrAuthServiceBuilder::render_errors`).
+    pub render_errors: Option<RenderErrors>,
+}
+
+/// An error renderer for [`ServerOptions::render_errors`].
+pub type ErrorRenderer =
+    dyn Fn(&qrauth_core::ErrorContext<'_>) -> Option<qrauth_core::ApiResponse> + Send + Sync;
+
+/// A shared [`ErrorRenderer`] (cloneable, and `Debug` for the options).
+#[derive(Clone)]
+pub struct RenderErrors(pub Arc<ErrorRenderer>);
+
+impl std::fmt::Debug for RenderErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RenderErrors")
+    }
 }
 
 impl ServerOptions {
@@ -173,6 +189,18 @@ impl ServerOptions {
     /// Options that also accept id_tokens of `issuer`.
     pub fn accept_issuer(mut self, issuer: qrauth_core::IssuerConfig) -> Self {
         self.other_issuers.push(issuer);
+        self
+    }
+
+    /// Options whose service renders its errors with `render`.
+    pub fn render_errors(
+        mut self,
+        render: impl Fn(&qrauth_core::ErrorContext<'_>) -> Option<qrauth_core::ApiResponse>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.render_errors = Some(RenderErrors(Arc::new(render)));
         self
     }
 
@@ -246,6 +274,10 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
         .iter()
         .cloned()
         .fold(builder, |b, issuer| b.accept_id_tokens_from(issuer));
+    let builder = match options.render_errors.clone() {
+        Some(RenderErrors(render)) => builder.render_errors(move |error| render(error)),
+        None => builder,
+    };
     let builder = if options.secure_cookies {
         builder
     } else {

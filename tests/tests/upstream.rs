@@ -41,7 +41,10 @@ async fn upstream_login_reaches_the_bound_browser(kind: ServerKind) {
     let (server, idp) = server(kind).await;
     let mut browser = server.browser();
     let qr = browser.generate().await;
-    assert_eq!(qr.body["userCode"], "WDJB-MJHT", "the provider's user code is shown");
+    assert_eq!(
+        qr.body["userCode"], "WDJB-MJHT",
+        "the provider's user code is shown"
+    );
     assert_eq!(
         qr.body["qrcodeContent"],
         format!("scripted-idp://qr/{}", qr.id)
@@ -66,7 +69,9 @@ async fn upstream_login_reaches_the_bound_browser(kind: ServerKind) {
         .await
         .assert_json(200);
     assert_eq!(confirmed["status"], "confirmed");
-    let ticket = confirmed["ticket"].as_str().expect("ticket for the bound browser");
+    let ticket = confirmed["ticket"]
+        .as_str()
+        .expect("ticket for the bound browser");
 
     // Another browser with only the qrcodeId learns nothing.
     server
@@ -86,7 +91,10 @@ async fn upstream_login_reaches_the_bound_browser(kind: ServerKind) {
     .await
     .assert_app_json(200);
     assert_eq!(me["sub"], "alice@idp");
-    browser.exchange(ticket).await.assert_error(400, "invalid_ticket");
+    browser
+        .exchange(ticket)
+        .await
+        .assert_error(400, "invalid_ticket");
 }
 
 async fn refusal_expiry_loss_and_outage_map_to_the_contract(kind: ServerKind) {
@@ -118,13 +126,18 @@ async fn refusal_expiry_loss_and_outage_map_to_the_contract(kind: ServerKind) {
     // An IdP outage reaches the waiting browser as 502, without its message; the session is
     // still alive and completes once the IdP is back.
     let qr = browser.generate().await;
-    idp.script(&qr.id, Err(Error::Upstream("idp exploded: secret detail".into())));
+    idp.script(
+        &qr.id,
+        Err(Error::Upstream("idp exploded: secret detail".into())),
+    );
     let outage = wait(&browser, &qr.id).await;
     let body = outage.assert_error(502, "upstream_unavailable");
     assert!(!body.to_string().contains("secret detail"));
     idp.script(
         &qr.id,
-        Ok(UpstreamEvent::Confirmed(UpstreamLogin::new(alice()).subject("a"))),
+        Ok(UpstreamEvent::Confirmed(
+            UpstreamLogin::new(alice()).subject("a"),
+        )),
     );
     let mut status = serde_json::Value::Null;
     for _ in 0..100 {
@@ -154,7 +167,10 @@ async fn one_upstream_loop_for_three_tabs(kind: ServerKind) {
         assert_eq!(r.json()["status"], "pending");
     }
     let (live, started) = server.service.upstream_loops();
-    assert_eq!(started, 1, "one loop for the session, however many tabs wait");
+    assert_eq!(
+        started, 1,
+        "one loop for the session, however many tabs wait"
+    );
     assert!(live <= 1);
     // ~2 s of waiting at a 50 ms interval: one loop makes about 40 checks, three would make 120.
     let checks = idp.checks();

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod metrics;
 mod pages;
 
 pub use pages::{LOGIN_PAGE, PHONE_PAGE, escape_html, me_page};

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::lifetimes::Lifetimes;
+use crate::metrics::Metrics;
 use crate::record::{Initiator, Refusal, Scanner, SessionRecord};
 use crate::secret::{BindingSecret, ConfirmToken, QrCodeId, Ticket, os_random};
 use crate::store::SessionStore;
@@ -33,6 +34,7 @@ pub(crate) struct SessionFlow {
     clock: SharedClock,
     lifetimes: Lifetimes,
     number_matching: bool,
+    metrics: Metrics,
 }
 
 impl SessionFlow {
@@ -47,7 +49,18 @@ impl SessionFlow {
             clock,
             lifetimes,
             number_matching,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// Labels the flow's metrics (and those of whoever records through [`Self::metrics`]).
+    pub(crate) fn with_metrics_label(mut self, provider: &'static str) -> Self {
+        self.metrics = Metrics::new(provider);
+        self
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        self.metrics
     }
 
     pub(crate) fn lifetimes(&self) -> &Lifetimes {
@@ -89,6 +102,7 @@ impl SessionFlow {
             + millis(self.lifetimes.ticket)
             + millis(self.lifetimes.retention_grace);
         self.store.insert(&record, retain).await?;
+        self.metrics.started();
         tracing::debug!(state = "pending", "QR session created");
         Ok(record)
     }
@@ -132,11 +146,19 @@ impl SessionFlow {
         deadline: Instant,
     ) -> Result<QrStatus> {
         let hash = binding.hash();
+        let waited_from = self.now();
         let record = self
             .store
             .wait_for_change(id, &hash, since_version, deadline)
             .await?;
         let record = self.bound(record, binding)?;
+        self.metrics.delivered(
+            &record,
+            since_version,
+            waited_from,
+            self.now(),
+            self.lifetimes.ticket,
+        );
         self.view(record, binding).await
     }
 
@@ -144,6 +166,7 @@ impl SessionFlow {
         let now = self.now();
         let state = record.effective_state(now);
         if state == QrState::Expired {
+            self.metrics.expired();
             return Err(if record.upstream_lost {
                 Error::UnknownQrCode
             } else {
@@ -194,6 +217,7 @@ impl SessionFlow {
             match transition(&current, self.now()) {
                 Ok(next) => {
                     if self.store.compare_and_swap(current.version, &next).await? {
+                        self.metrics.transition(current.state, next.state);
                         tracing::debug!(
                             from = current.state.as_str(),
                             to = next.state.as_str(),
@@ -211,6 +235,7 @@ impl SessionFlow {
                         .compare_and_swap(current.version, &counted)
                         .await?
                     {
+                        self.metrics.transition(current.state, counted.state);
                         return Err(refusal.error);
                     }
                 }
@@ -313,6 +338,7 @@ impl SessionFlow {
         };
         let next = consume(&record, self.now()).map_err(|r| r.error)?;
         if self.store.compare_and_swap(record.version, &next).await? {
+            self.metrics.transition(record.state, next.state);
             return Ok(next);
         }
         // Another writer moved the session between the read and the write: decide again on

@@ -287,6 +287,7 @@ async fn run(inner: Arc<Inner>, id: QrCodeId, lp: Arc<Loop>) {
         return;
     };
     let mut interval = driver.interval();
+    let _running = inner.flow.metrics().upstream_loop();
     tracing::debug!("upstream status loop started");
     loop {
         match step(&inner, &id, &lp).await {
@@ -336,7 +337,12 @@ async fn step(inner: &Inner, id: &QrCodeId, lp: &Loop) -> Step {
         created_at_ms: record.created_at_ms,
         expire_at_ms: record.expire_at_ms,
     };
-    let event = match driver.check(session).await {
+    let event = match inner
+        .flow
+        .metrics()
+        .upstream_check(driver.check(session))
+        .await
+    {
         Ok(event) => {
             lp.health.send_replace(None);
             event
@@ -355,11 +361,11 @@ async fn step(inner: &Inner, id: &QrCodeId, lp: &Loop) -> Step {
         }
     };
     let go_on = matches!(event, UpstreamEvent::Pending | UpstreamEvent::Scanned(_));
-    if !matches!(event, UpstreamEvent::Pending) {
-        if let Err(e) = inner.flow.apply_upstream(id, &event).await {
-            tracing::warn!(error = %e, "upstream status loop: could not record the change");
-            return Step::Continue;
-        }
+    if !matches!(event, UpstreamEvent::Pending)
+        && let Err(e) = inner.flow.apply_upstream(id, &event).await
+    {
+        tracing::warn!(error = %e, "upstream status loop: could not record the change");
+        return Step::Continue;
     }
     if go_on { Step::Continue } else { Step::Stop }
 }

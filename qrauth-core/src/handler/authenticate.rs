@@ -2,12 +2,11 @@
 //! `Authorization: Bearer` or else the session cookie, verified by the provider (or by the
 //! other issuers the application accepts), and the RFC 6750 refusal.
 
-use http::HeaderMap;
-use http::HeaderValue;
 use http::header::CACHE_CONTROL;
+use http::{HeaderMap, HeaderValue, Method};
 
 use super::request::bearer_token;
-use super::{ApiResponse, QrAuthService, cookies};
+use super::{ApiResponse, QrAuthService, Refused, cookies};
 use crate::error::{Error, Result, TokenError};
 use crate::types::Claims;
 
@@ -21,22 +20,94 @@ impl QrAuthService {
             .or_else(|| cookies::read_cookie(headers, &self.inner.cookies.session_name()))
             .filter(|t| !t.is_empty())
             .ok_or(Error::InvalidToken(TokenError::Missing))?;
-        match self.inner.provider.verify(token).await {
+        let verified = match self.inner.provider.verify(token).await {
             Err(Error::InvalidToken(TokenError::WrongIssuer)) => match &self.inner.other_verifier {
                 Some(other) => other.verify(token).await,
                 None => Err(Error::InvalidToken(TokenError::WrongIssuer)),
             },
             verified => verified,
-        }
+        };
+        verified.inspect_err(|e| self.metrics().verification_failed(e))
     }
 
     /// The 401 (or, when the verifier itself failed, 5xx) response for a failed
-    /// [`authenticate`](Self::authenticate), with `WWW-Authenticate` per RFC 6750.
+    /// [`authenticate`](Self::authenticate), with `WWW-Authenticate` per RFC 6750, for a
+    /// request whose method and headers are not at hand: an application
+    /// [renderer](crate::QrAuthServiceBuilder::render_errors) sees no method and no headers.
+    /// The adapters call [`unauthorized_for`](Self::unauthorized_for).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use qrauth_core::{BuiltinProvider, QrAuthService, SigningAlgorithm};
+    /// # use qrauth_core::{PhoneAuthenticator, PhoneUser};
+    /// # struct Nobody;
+    /// # #[async_trait::async_trait]
+    /// # impl PhoneAuthenticator for Nobody {
+    /// #     async fn authenticate(&self, _: &str) -> qrauth_core::Result<PhoneUser> {
+    /// #         Err(qrauth_core::Error::Unauthenticated)
+    /// #     }
+    /// # }
+    /// # let provider = BuiltinProvider::builder(Arc::new(Nobody)).algorithm(SigningAlgorithm::Es256).build()?;
+    /// # let service = QrAuthService::builder(Arc::new(provider)).build()?;
+    /// let refused = service.authenticate(&http::HeaderMap::new()).await.unwrap_err();
+    /// let response = service.unauthorized(&refused);
+    /// assert_eq!(response.status, 401);
+    /// assert_eq!(response.headers["www-authenticate"], r#"Bearer realm="qrauth""#);
+    /// # Ok::<_, qrauth_core::Error>(()) }).unwrap();
+    /// ```
     pub fn unauthorized(&self, error: &Error) -> ApiResponse {
+        self.refusal(error, None, &HeaderMap::new())
+    }
+
+    /// The refusal of a request whose [`authenticate`](Self::authenticate) failed: qrauth's
+    /// 401 (or 5xx when the verifier itself failed) with `WWW-Authenticate` per RFC 6750 and
+    /// `Cache-Control: no-store`, or what the application's
+    /// [renderer](crate::QrAuthServiceBuilder::render_errors) makes of it for this request
+    /// (a login redirect for a browser, its own JSON for an API). What the adapters'
+    /// `AuthenticatedUser` answers.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// # use std::sync::Arc;
+    /// # use qrauth_core::{BuiltinProvider, QrAuthService, SigningAlgorithm};
+    /// # use qrauth_core::{PhoneAuthenticator, PhoneUser};
+    /// # struct Nobody;
+    /// # #[async_trait::async_trait]
+    /// # impl PhoneAuthenticator for Nobody {
+    /// #     async fn authenticate(&self, _: &str) -> qrauth_core::Result<PhoneUser> {
+    /// #         Err(qrauth_core::Error::Unauthenticated)
+    /// #     }
+    /// # }
+    /// # let provider = BuiltinProvider::builder(Arc::new(Nobody)).algorithm(SigningAlgorithm::Es256).build()?;
+    /// use http::{HeaderMap, HeaderValue, Method, header::ACCEPT};
+    /// use qrauth_core::ApiResponse;
+    ///
+    /// let service = QrAuthService::builder(Arc::new(provider))
+    ///     .render_errors(|e| e.wants_html().then(|| ApiResponse::redirect("/login")))
+    ///     .build()?;
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert(ACCEPT, HeaderValue::from_static("text/html"));
+    /// let refused = service.authenticate(&headers).await.unwrap_err();
+    /// let response = service.unauthorized_for(&Method::GET, &headers, &refused);
+    /// assert_eq!(response.status, 303);
+    /// assert_eq!(response.headers["location"], "/login");
+    /// # Ok::<_, qrauth_core::Error>(()) }).unwrap();
+    /// ```
+    pub fn unauthorized_for(
+        &self,
+        method: &Method,
+        headers: &HeaderMap,
+        error: &Error,
+    ) -> ApiResponse {
+        self.refusal(error, Some(method), headers)
+    }
+
+    fn refusal(&self, error: &Error, method: Option<&Method>, headers: &HeaderMap) -> ApiResponse {
         let mut response = ApiResponse::from_error(error);
         response
             .headers
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        self.render_error(error, Refused::Authentication, method, headers, response)
     }
 }

@@ -14,6 +14,7 @@ use super::status::status_body;
 use super::{ApiRequest, ApiResponse, QrAuthService, SignIn, events};
 use crate::error::{Error, Result};
 use crate::flow::waits_for_upstream;
+use crate::metrics::Limit;
 use crate::provider::{ConfirmedLogin, SessionStart};
 use crate::record::Initiator;
 use crate::secret::{BindingSecret, QrCodeId, Ticket};
@@ -42,7 +43,8 @@ impl QrAuthService {
             limits.generate_per_minute,
             Duration::from_secs(60),
         )
-        .await?;
+        .await
+        .inspect_err(|e| self.metrics().limit_refused(Limit::Generate, e))?;
         let body: GenerateBody = if body_is_empty(request) {
             GenerateBody::default()
         } else {
@@ -58,7 +60,8 @@ impl QrAuthService {
             limits.sessions_per_binding,
             flow.lifetimes().qr_code,
         )
-        .await?;
+        .await
+        .inspect_err(|e| self.metrics().limit_refused(Limit::Binding, e))?;
         let user_agent = header_str(&request.headers, USER_AGENT).unwrap_or("");
         let initiator = Initiator {
             ip: self.client_ip(request),
@@ -157,7 +160,8 @@ impl QrAuthService {
                 1,
                 self.poll_window(),
             )
-            .await?;
+            .await
+            .inspect_err(|e| self.metrics().limit_refused(Limit::Poll, e))?;
         }
         let binding = self.require_binding(&request.headers)?;
         let id = id.ok_or(Error::NotBound)?;
@@ -175,11 +179,11 @@ impl QrAuthService {
     /// waits for the IdP alive, and reports the IdP's failure while it lasts.
     pub(super) async fn poll(&self, id: &QrCodeId, binding: &BindingSecret) -> Result<QrStatus> {
         let status = self.inner.flow.status(id, binding).await?;
-        if self.inner.provider.capabilities().upstream.is_some() && waits_for_upstream(status.state)
+        if self.inner.provider.capabilities().upstream.is_some()
+            && waits_for_upstream(status.state)
+            && let Some(failure) = self.inner.upstream_loops.interest(id).failure()
         {
-            if let Some(failure) = self.inner.upstream_loops.interest(id).failure() {
-                return Err(failure);
-            }
+            return Err(failure);
         }
         Ok(status)
     }
@@ -194,6 +198,7 @@ impl QrAuthService {
         deadline: Instant,
     ) -> Result<QrStatus> {
         let flow = &self.inner.flow;
+        let _waiting = self.metrics().waiter();
         if self.inner.provider.capabilities().upstream.is_none() {
             return flow.wait_for_change(id, binding, since, deadline).await;
         }

@@ -4,7 +4,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::ApiResponse;
 use super::cookies::CookieSettings;
+use super::render::{ErrorContext, ErrorRenderer};
 use super::{Inner, QrAuthService};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::Result;
@@ -59,9 +61,11 @@ pub struct QrAuthServiceBuilder {
     default_wait: Duration,
     max_wait: Duration,
     keep_alive: Duration,
+    metrics_label: &'static str,
     on_sign_in: Option<SignInHook>,
     other_issuers: Vec<IssuerConfig>,
     other_verifier: Option<IdTokenVerifier>,
+    render_errors: Option<ErrorRenderer>,
 }
 
 impl QrAuthServiceBuilder {
@@ -79,9 +83,11 @@ impl QrAuthServiceBuilder {
             default_wait: Duration::from_secs(25),
             max_wait: Duration::from_secs(30),
             keep_alive: Duration::from_secs(15),
+            metrics_label: crate::metrics::DEFAULT_LABEL,
             on_sign_in: None,
             other_issuers: Vec::new(),
             other_verifier: None,
+            render_errors: None,
         }
     }
 
@@ -166,6 +172,20 @@ impl QrAuthServiceBuilder {
         self
     }
 
+    /// The `provider` label of this service's [metrics](crate::metrics) (default `"qrauth"`),
+    /// to tell apart several services of one process on a dashboard. A fixed name, never
+    /// anything about a user or a session. Recorded only with the `metrics` feature.
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
+    /// let service = builder.metrics_label("authing").build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn metrics_label(mut self, provider: &'static str) -> Self {
+        self.metrics_label = provider;
+        self
+    }
+
     /// Calls `hook` once for every completed login (after the ticket exchange), with the
     /// signed-in device's description: send the user a "new sign-in" notification from here.
     ///
@@ -204,6 +224,43 @@ impl QrAuthServiceBuilder {
         self
     }
 
+    /// Renders the application's own error responses: `render` sees every refusal of
+    /// `AuthenticatedUser` (extractor, axum layer, actix middleware) and every error of
+    /// qrauth's routes, on both adapters, as an [`ErrorContext`]; what it returns is sent
+    /// instead, `None` keeps qrauth's JSON error.
+    ///
+    /// Whatever it returns, qrauth still sets `Cache-Control: no-store` and keeps the headers
+    /// the protocol requires of the refusal — the RFC 6750 `WWW-Authenticate` challenge of an
+    /// `invalid_token` refusal, `Allow` of a 405, `Retry-After` of a 429 or 503 — adding each
+    /// one that the application's response lacks (its own value wins). A redirect (3xx) gets
+    /// none of them: a login redirect for a browser is not a challenge.
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
+    /// use http::StatusCode;
+    /// use qrauth_core::{ApiResponse, Refused};
+    ///
+    /// let service = builder
+    ///     .render_errors(|error| match error.refused() {
+    ///         // Browsers that open a protected page go to the login page ...
+    ///         Refused::Authentication if error.wants_html() => Some(ApiResponse::redirect("/login")),
+    ///         // ... API clients get the application's own JSON, with qrauth's status.
+    ///         _ => Some(ApiResponse::json(
+    ///             error.status(),
+    ///             &serde_json::json!({ "message": "sign in first", "code": error.error().code() }),
+    ///         )),
+    ///     })
+    ///     .build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn render_errors(
+        mut self,
+        render: impl Fn(&ErrorContext<'_>) -> Option<ApiResponse> + Send + Sync + 'static,
+    ) -> Self {
+        self.render_errors = Some(std::sync::Arc::new(render));
+        self
+    }
+
     /// Builds the service.
     ///
     /// # Errors
@@ -215,7 +272,8 @@ impl QrAuthServiceBuilder {
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>);
         let limiter = store.rate_limiter();
-        let flow = SessionFlow::new(store, self.clock.clone(), lifetimes, self.number_matching);
+        let flow = SessionFlow::new(store, self.clock.clone(), lifetimes, self.number_matching)
+            .with_metrics_label(self.metrics_label);
         let other_verifier = match (self.other_verifier, self.other_issuers.is_empty()) {
             (Some(verifier), true) => Some(verifier),
             (verifier, _) => {
@@ -253,6 +311,7 @@ impl QrAuthServiceBuilder {
                 max_wait: self.max_wait,
                 keep_alive: self.keep_alive,
                 other_verifier,
+                render_errors: self.render_errors,
             }),
         })
     }

@@ -7,7 +7,8 @@
 //!
 //! By file: `route` (the routes), `builder` (settings), `browser` (generate, status, events,
 //! exchange), `phone` (scan, confirm, cancel), `authenticate` (the `AuthenticatedUser` check
-//! and its 401), `request` (parsing and guards), `status` (the status body allow-list).
+//! and its 401), `render` (the application's own error responses), `request` (parsing and
+//! guards), `status` (the status body allow-list).
 
 mod authenticate;
 mod browser;
@@ -16,6 +17,7 @@ mod client_ip;
 mod cookies;
 mod events;
 mod phone;
+mod render;
 mod request;
 mod response;
 mod route;
@@ -24,6 +26,7 @@ mod widget;
 
 pub use builder::{QrAuthServiceBuilder, SignIn};
 pub use cookies::CookieSettings;
+pub use render::{ErrorContext, Refused};
 pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream};
 pub use route::Route;
 
@@ -36,6 +39,7 @@ use std::time::Duration;
 use http::HeaderValue;
 use http::header::{ALLOW, CACHE_CONTROL, REFERRER_POLICY};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::flow::{SessionFlow, UpstreamControl, UpstreamLoops};
@@ -86,6 +90,7 @@ struct Inner {
     max_wait: Duration,
     keep_alive: Duration,
     other_verifier: Option<IdTokenVerifier>,
+    render_errors: Option<render::ErrorRenderer>,
 }
 
 impl std::fmt::Debug for QrAuthService {
@@ -144,39 +149,61 @@ impl QrAuthService {
         self.inner.flow.store().live_waiters()
     }
 
+    /// Where this service records its metrics (its `provider` label).
+    pub(crate) fn metrics(&self) -> crate::metrics::Metrics {
+        self.inner.flow.metrics()
+    }
+
     /// The largest request body qrauth's routes accept; adapters stop reading beyond it and
     /// answer [`Error::PayloadTooLarge`].
     pub fn max_body_bytes(&self) -> usize {
         MAX_BODY_BYTES
     }
 
-    /// Answers one request.
+    /// Answers one request. Errors are qrauth's JSON error bodies, or what the application's
+    /// [renderer](QrAuthServiceBuilder::render_errors) makes of them.
     pub async fn handle(&self, route: Route, request: ApiRequest) -> ApiResponse {
+        let span = crate::metrics::request_span(route);
         let response = match route.method() {
             None => Err(Error::NotFound),
             Some(method) if method != request.method => Err(Error::MethodNotAllowed),
-            Some(_) => self.dispatch(route, &request).await,
+            Some(_) => {
+                self.dispatch(route, &request)
+                    .instrument(span.clone())
+                    .await
+            }
         };
         let mut response = response.unwrap_or_else(|e| {
             let mut r = ApiResponse::from_error(&e);
             if let (Error::MethodNotAllowed, Some(m)) = (&e, route.method()) {
                 r = r.with_header(ALLOW, m.as_str());
             }
-            r
+            let (method, headers) = (Some(&request.method), &request.headers);
+            self.render_error(&e, Refused::Route(route), method, headers, r)
         });
         self.finish(route, &mut response);
+        span.record("status", response.status.as_u16());
         response
     }
 
     /// Answers a request for `path` under `/qrcode/` that is none of qrauth's own routes: the
     /// provider's [extension routes](crate::provider::ProviderRoutes), or 404.
     pub async fn handle_extension(&self, path: &str, request: ApiRequest) -> ApiResponse {
+        let span = crate::metrics::request_span(Route::Extension);
         let response = match self.inner.provider.capabilities().routes {
-            Some(routes) => routes.handle(path, RouteContext::new(self, &request)).await,
+            Some(routes) => {
+                let handled = routes.handle(path, RouteContext::new(self, &request));
+                handled.instrument(span.clone()).await
+            }
             None => Err(Error::NotFound),
         };
-        let mut response = response.unwrap_or_else(|e| ApiResponse::from_error(&e));
+        let mut response = response.unwrap_or_else(|e| {
+            let (method, headers) = (Some(&request.method), &request.headers);
+            let r = ApiResponse::from_error(&e);
+            self.render_error(&e, Refused::Route(Route::Extension), method, headers, r)
+        });
         self.finish(Route::Extension, &mut response);
+        span.record("status", response.status.as_u16());
         response
     }
 
@@ -184,9 +211,13 @@ impl QrAuthService {
     /// too large, unreadable body), with the same headers as every other response of `route`.
     ///
     /// After [`Error::PayloadTooLarge`] the body may not have been read to its end, so the
-    /// response says `Connection: close`: clients must not reuse the connection.
+    /// response says `Connection: close`: clients must not reuse the connection. An application
+    /// [renderer](QrAuthServiceBuilder::render_errors) sees no method and no headers here.
     pub fn error_response(&self, route: Route, error: &Error) -> ApiResponse {
-        let mut response = ApiResponse::from_error(error);
+        let default = ApiResponse::from_error(error);
+        let no_request = http::HeaderMap::new();
+        let mut response =
+            self.render_error(error, Refused::Route(route), None, &no_request, default);
         if matches!(error, Error::PayloadTooLarge) {
             response
                 .headers
@@ -214,7 +245,10 @@ impl QrAuthService {
             Route::Generate => self.generate(request).await,
             Route::Status => self.status(request).await,
             Route::Events => self.events(request).await,
-            Route::Exchange => self.exchange(request).await,
+            Route::Exchange => self
+                .exchange(request)
+                .await
+                .inspect_err(|e| self.metrics().exchange_failed(e)),
             Route::Scan | Route::Confirm | Route::Cancel => self.phone(route, request).await,
             Route::Widget => Ok(widget::response(&request.headers)),
             Route::Jwks => self.issuer_document(|d| d.jwks()),

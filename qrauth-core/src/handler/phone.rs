@@ -14,6 +14,7 @@ use serde_json::json;
 use super::request::{header_str, hex_sha256, parse_json};
 use super::{ApiRequest, ApiResponse, QrAuthService, Route};
 use crate::error::{Error, Result};
+use crate::metrics::Limit;
 use crate::provider::builtin::PhoneUser;
 use crate::provider::{ConfirmContext, PhoneSide};
 use crate::record::Scanner;
@@ -47,7 +48,8 @@ impl QrAuthService {
             self.inner.limits.phone_per_minute,
             Duration::from_secs(60),
         )
-        .await?;
+        .await
+        .inspect_err(|e| self.metrics().limit_refused(Limit::Phone, e))?;
         let id = QrCodeId::parse(&body.qrcode_id).map_err(|_| Error::UnknownQrCode)?;
         let user = phone_user(phone, authorization).await?;
         let flow = &self.inner.flow;

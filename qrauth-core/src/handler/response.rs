@@ -6,7 +6,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use futures_util::Stream;
 use http::header::{
-    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE,
+    CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use http::{HeaderMap, Method, StatusCode};
 use serde::Serialize;
@@ -73,6 +73,23 @@ pub struct ApiResponse {
 }
 
 pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
+
+/// `text` safe inside an HTML attribute or element.
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 impl ApiResponse {
     /// A JSON response.
@@ -89,6 +106,55 @@ impl ApiResponse {
             }
             Err(e) => Self::from_error(&Error::Internal(format!("serialising response: {e}"))),
         }
+    }
+
+    /// An HTML page (`text/html; charset=utf-8`), e.g. an application's own error page.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use qrauth_core::ApiResponse;
+    ///
+    /// let page = ApiResponse::html(StatusCode::UNAUTHORIZED, "<h1>Please sign in</h1>");
+    /// assert_eq!(page.status, 401);
+    /// assert_eq!(page.headers["content-type"], "text/html; charset=utf-8");
+    /// assert_eq!(page.body_bytes().unwrap().as_ref(), b"<h1>Please sign in</h1>");
+    /// ```
+    pub fn html(status: StatusCode, body: impl Into<String>) -> Self {
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HTML);
+        Self {
+            status,
+            headers,
+            body: ApiBody::Full(Bytes::from(body.into())),
+        }
+    }
+
+    /// `303 See Other` to `location` (a login page, say), with a short HTML page linking
+    /// there for clients that do not follow redirects. A `location` that is not valid header
+    /// text gives a 500 instead.
+    ///
+    /// ```
+    /// use qrauth_core::ApiResponse;
+    ///
+    /// let to_login = ApiResponse::redirect("/login?next=%2Fme");
+    /// assert_eq!(to_login.status, 303);
+    /// assert_eq!(to_login.headers["location"], "/login?next=%2Fme");
+    /// assert_eq!(to_login.headers["content-type"], "text/html; charset=utf-8");
+    /// ```
+    pub fn redirect(location: &str) -> Self {
+        let Ok(value) = HeaderValue::from_str(location) else {
+            return Self::from_error(&Error::Internal("redirect to an invalid location".into()));
+        };
+        let href = html_escape(location);
+        let mut response = Self::html(
+            StatusCode::SEE_OTHER,
+            format!(
+                "<!doctype html><meta charset=\"utf-8\"><title>See other</title>\
+                 <p><a href=\"{href}\">{href}</a></p>\n"
+            ),
+        );
+        response.headers.insert(LOCATION, value);
+        response
     }
 
     /// The JSON error body `{ "error", "error_description" }` with the error's status and,

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::error::Result;
 use crate::handler::{ApiRequest, ApiResponse, QrAuthService};
+use crate::metrics::Limit;
 
 /// Routes of a provider's own under `/qrcode/{path}`, for requests that match none of
 /// qrauth's routes. Answer [`Error::NotFound`](crate::Error::NotFound) for paths you do not
@@ -74,6 +75,7 @@ impl<'a> RouteContext<'a> {
         self.service
             .limit(format!("ext:{key}"), limit, window)
             .await
+            .inspect_err(|e| self.service.metrics().limit_refused(Limit::Extension, e))
     }
 
     /// The phone limit per minute configured on the service (for routes that act for a user).

@@ -127,6 +127,7 @@ impl MemoryStore {
 
     /// Every stored record and ticket handle, for tests that check what the store holds.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn dump(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .inner

@@ -12,6 +12,7 @@ mod memory;
 mod redis;
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisRateLimiter, RedisStore, RedisStoreBuilder};
 pub use crate::limits::{MemoryRateLimiter, RateLimiter};
 pub use crate::record::{Initiator, Scanner, SessionRecord};

@@ -186,11 +186,11 @@ impl IssuerKeys {
                 return Err(failure.clone().into());
             }
         }
-        if let Some(at) = state.last_success_ms {
-            if elapsed_since(at).is_some_and(|e| e < ctx.refetch_interval_ms) {
-                // Rate limited: the caller reports the key as unknown.
-                return Ok(());
-            }
+        if let Some(at) = state.last_success_ms
+            && elapsed_since(at).is_some_and(|e| e < ctx.refetch_interval_ms)
+        {
+            // Rate limited: the caller reports the key as unknown.
+            return Ok(());
         }
 
         let outcome = self.fetch(&mut state, ctx).await;

@@ -273,14 +273,14 @@ impl IdTokenVerifier {
         }
         let now_ms = inner.clock.now_millis();
         let cache_key = inner.cache.as_ref().map(|_| sha256(token.as_bytes()));
-        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key) {
-            if let Some(hit) = cache.get(key) {
-                if let Err(e) = hit.check_time(now_ms) {
-                    cache.invalidate(key);
-                    return Err(e.into());
-                }
-                return Ok(hit.claims.clone());
+        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key)
+            && let Some(hit) = cache.get(key)
+        {
+            if let Err(e) = hit.check_time(now_ms) {
+                cache.invalidate(key);
+                return Err(e.into());
             }
+            return Ok(hit.claims.clone());
         }
 
         let verified = self.verify_uncached(token, now_ms).await?;

@@ -1,4 +1,5 @@
-//! Fault injection: latency, 5xx, malformed JSON, dropped connections.
+//! Fault injection: latency, 5xx, malformed JSON, dropped connections; and the layer that
+//! counts and records every request.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +12,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::Shared;
+use crate::record::RecordedRequest;
 
 /// What goes wrong, for the requests it applies to.
 ///
@@ -40,16 +42,36 @@ fn app_side(path: &str) -> bool {
         || path.contains("/oidc/")
 }
 
-/// Counts every request, then applies the faults.
+/// The largest body the fake reads (Authing's calls carry small JSON bodies).
+const MAX_BODY: usize = 1 << 20;
+
+/// Counts and records every request, then applies the faults.
 pub(crate) async fn layer(
     State(shared): State<Arc<Shared>>,
     request: Request,
     next: Next,
 ) -> Response {
     let path = request.uri().path().to_owned();
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return (
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "fake Authing: body too large or cut short",
+        )
+            .into_response();
+    };
+    let recorded = RecordedRequest::new(
+        parts.method.as_str(),
+        &path,
+        parts.uri.query(),
+        &parts.headers,
+        &body,
+    );
+    let request = Request::from_parts(parts, Body::from(body));
     let faults = {
         let mut state = shared.state();
         *state.counts.entry(path.clone()).or_insert(0) += 1;
+        state.recorded.push(recorded);
         let line = format!(
             "{} {}",
             request.method(),

@@ -29,6 +29,31 @@
 //! - Lifetimes: QR 120 s, ticket 300 s (both configurable), ticket single use.
 //! - User tokens in `authorization` are accepted raw (node/Go SDK) or with `Bearer `.
 //!
+//! # Judged by Authing's SDKs
+//! `tests/tests/authing_sdk.rs` runs Authing's own Node SDKs against the fake over loopback
+//! (pinned in `tests/authing-sdk/package-lock.json`) and asserts on what they parse, so a change
+//! of the fake's wire format fails there; [`FakeAuthing::recorded`] then shows what they sent,
+//! and qrauth-authing must send the same. What the SDKs send, and the fake accepts:
+//! - authing-node-sdk 4.0.1 (V3), `new AuthenticationClient({appId, appSecret, appHost,
+//!   tokenEndPointAuthMethod})`: only `x-authing-app-id` (plus `authorization` where below);
+//!   `geneQrCode` → `POST /api/v3/gene-qrcode` `{type, autoMergeQrCode?, customData?}`;
+//!   `getQrCodeStatus` / `checkQrCodeStatus` (deprecated) → `GET
+//!   /api/v3/{get,check}-qrcode-status?qrcodeId=`; `exchangeTokenSetWithQrCodeTicket` → `POST
+//!   /api/v3/exchange-tokenset-with-qrcode-ticket` with `{ticket}` and `authorization: Basic
+//!   base64(appId:appSecret)` (`client_secret_basic`, added by the SDK), `{ticket, client_id,
+//!   client_secret}` (`client_secret_post`: the caller puts them in the body, as the SDK's
+//!   documentation says) or `{ticket}` (`none`); `parseIDToken` / `parseAccessToken` fetch `GET
+//!   /oidc/.well-known/jwks.json` (not the app-scoped path) and pick the key by `kid`.
+//! - authing-js-sdk 4.23.55 (V2), `new AuthenticationClient({appId, appHost, secret})`:
+//!   `x-authing-app-id`, `x-authing-request-from: sdk`, `x-authing-sdk-version: js:4.21.8` (its
+//!   stale constant), `x-authing-lang: zh-CN`, and **no** `x-authing-userpool-id` (its options
+//!   have no pool id); `qrcode.geneCode` → `POST /api/v2/qrcode/gene` `{autoMergeQrCode: false,
+//!   scene: "APP_AUTH", params?}` (its other fields, `context extIdpConnId withCustomData`, only
+//!   when given); `qrcode.checkStatus` → `GET /api/v2/qrcode/check?random=` (not URL-encoded);
+//!   `qrcode.exchangeUserInfo` → `POST /api/v2/qrcode/userinfo` `{ticket}` with **no client
+//!   credential** (the `secret` is never sent). It unwraps `data` of a `code: 200` envelope,
+//!   polls on `status` 0 / 1 / 2 / 3 / -1, and throws `{code, message, data}` otherwise.
+//!
 //! # Where it may differ from real Authing (the reference was unsure or silent)
 //! - The V3 `apiCode` for an unknown QR (the fake uses 2241, V2's code), for a bad ticket
 //!   ([`API_CODE_INVALID_TICKET`]) and for failed client authentication
@@ -38,8 +63,11 @@
 //! - The QR payload of V3 QR codes is not documented; the fake (and qrauth) use V2's documented
 //!   JSON with `qrcodeId` in place of `random`.
 //! - Whether a ticket can be used twice is undocumented; the fake makes it single use.
-//! - V2 `userinfo` needs "user pool secret" credentials in reality; the fake checks the
-//!   application's client authentication instead.
+//! - V2 `userinfo`: Authing's docs say it is for servers only by default ("需要使用用户池密钥
+//!   初始化"), but authing-js-sdk 4.x's `exchangeUserInfo` sends the ticket with the app's
+//!   headers and no credential at all, so what the real server checks is unknown. The fake asks
+//!   for no client authentication there (and ignores any sent); it only wants the call to name
+//!   the app or its pool. V3's exchange keeps enforcing the configured [`AuthMethod`].
 //! - Whether an `AUTHORIZED` QR later reads `EXPIRED` is unknown; the fake keeps it
 //!   `AUTHORIZED`.
 //! - Access-token `aud` is assumed to be the app id (qrauth verifies fastpass callers' access
@@ -48,15 +76,26 @@
 //!   invented (the DTO only says "string").
 //! - V2 gene reads custom data from `params` (js SDK 4.23.10); Authing's docs call it
 //!   `customeData`.
-//! - Headers: gene checks `x-authing-app-id` (V3) / `x-authing-userpool-id` (V2) only; other
-//!   `x-authing-*` headers are ignored, as the reference suggests.
+//! - Headers: V3 gene checks `x-authing-app-id`; V2 gene and userinfo want
+//!   `x-authing-app-id` (what the js SDK sends on the app host) **or** `x-authing-userpool-id`
+//!   (what the docs show for `core.authing.cn`) to name this app or pool — which of them the
+//!   real app host requires is a guess. Other `x-authing-*` headers are ignored, as the
+//!   reference suggests.
+//! - `check-qrcode-status` is deprecated in the node SDK as "返回格式不规范" (irregular format);
+//!   how it differs from `get-qrcode-status` is not documented, so the fake answers both with
+//!   the `CheckQRCodeStatusRespDto` shape.
+//! - The V2 `userinfo` user carries `id userPoolId email emailVerified username nickname photo
+//!   token tokenExpiredAt phone loginsCount signedUp blocked isDeleted`; the js SDK's `User`
+//!   type has many more (`arn`, `oauth`, `lastIP`, …), which the fake leaves out.
 
 mod faults;
+mod record;
 mod routes;
 mod state;
 mod tokens;
 
 pub use faults::Faults;
+pub use record::RecordedRequest;
 pub use tokens::IdTokenAlg;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -75,7 +114,8 @@ pub const API_CODE_INVALID_TICKET: i64 = 2242;
 /// The fake's V3 `apiCode` for failed client authentication at the ticket exchange.
 pub const API_CODE_CLIENT_AUTH: i64 = 2243;
 
-/// How the application authenticates at the ticket exchange.
+/// How the application authenticates at the V3 ticket exchange (V2's `userinfo` asks for no
+/// client authentication: authing-js-sdk 4.x sends none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AuthMethod {
     /// `client_id` + `client_secret` in the body (Authing's default).
@@ -304,6 +344,37 @@ impl FakeAuthing {
     /// Every request received, `METHOD path?query`, in order.
     pub fn requests(&self) -> Vec<String> {
         self.shared.state().log.clone()
+    }
+
+    /// Every request received, in order, as [`RecordedRequest`]s: what the fake's rules read,
+    /// without secrets (recorded before faults apply).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use qrauth_fake_authing::{FakeAuthing, FakeConfig};
+    ///
+    /// let fake = FakeAuthing::spawn(FakeConfig::default()).await?;
+    /// let http = reqwest::Client::builder().no_proxy().build().expect("client");
+    /// http.get(format!("{}/api/v3/get-qrcode-status?qrcodeId=x", fake.base_url()))
+    ///     .header("authorization", "Basic eDp5")
+    ///     .send()
+    ///     .await
+    ///     .expect("status");
+    /// let seen = fake.recorded();
+    /// assert_eq!(seen[0].method, "GET");
+    /// assert_eq!(seen[0].query, ["qrcodeId"]);
+    /// assert_eq!(seen[0].authorization.as_deref(), Some("Basic"));
+    /// fake.clear_recorded();
+    /// assert!(fake.recorded().is_empty());
+    /// # Ok::<_, std::io::Error>(()) }).unwrap();
+    /// ```
+    pub fn recorded(&self) -> Vec<RecordedRequest> {
+        self.shared.state().recorded.clone()
+    }
+
+    /// Forgets the recorded requests (counters and [`requests`](Self::requests) stay).
+    pub fn clear_recorded(&self) {
+        self.shared.state().recorded.clear();
     }
 
     /// Every ticket the fake minted (to assert that none reaches a browser).

@@ -89,6 +89,28 @@ fn body_json(body: &Bytes) -> Option<Value> {
         .filter(Value::is_object)
 }
 
+/// `2020-11-13T06:23:25.000Z` for Unix time `secs` (UTC; the format of Authing's V2 dates).
+fn iso8601(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rest = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.000Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -136,10 +158,10 @@ fn token_set(shared: &Shared, user: &FakeUser) -> Value {
         "token_type": "bearer",
         "expire_in": shared.config.token_lifetime.as_secs(),
     });
-    if scope.split_whitespace().any(|s| s == "offline_access") {
-        if let Some(obj) = data.as_object_mut() {
-            obj.insert("refresh_token".into(), json!(random_id(24)));
-        }
+    if scope.split_whitespace().any(|s| s == "offline_access")
+        && let Some(obj) = data.as_object_mut()
+    {
+        obj.insert("refresh_token".into(), json!(random_id(24)));
     }
     data
 }
@@ -382,8 +404,16 @@ async fn v3_fastpass(State(shared): S, headers: HeaderMap, body: Bytes) -> Respo
 
 // ---- V2 ----
 
+/// Whether a V2 call names this application (`x-authing-app-id`, what authing-js-sdk 4.x
+/// sends on the app host) or its user pool (`x-authing-userpool-id`, what Authing's docs show
+/// for `core.authing.cn`).
+fn names_app_or_pool(shared: &Shared, headers: &HeaderMap) -> bool {
+    header(headers, "x-authing-app-id") == shared.config.app_id
+        || header(headers, "x-authing-userpool-id") == shared.config.user_pool_id
+}
+
 async fn v2_gene(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
-    if header(&headers, "x-authing-userpool-id") != shared.config.user_pool_id {
+    if !names_app_or_pool(&shared, &headers) {
         return v2_err(2004, "用户池不存在");
     }
     let Some(body) = body_json(&body) else {
@@ -441,25 +471,30 @@ async fn v2_check(State(shared): S, Query(query): Query<HashMap<String, String>>
     )
 }
 
+/// `POST /api/v2/qrcode/userinfo` `{ticket}`. authing-js-sdk 4.x (`exchangeUserInfo`) sends
+/// the ticket with the app's headers and no client credential at all, so none is asked for
+/// here (and any sent is ignored); the call must name the app or its pool.
 async fn v2_userinfo(State(shared): S, headers: HeaderMap, body: Bytes) -> Response {
+    if !names_app_or_pool(&shared, &headers) {
+        return v2_err(2004, "用户池不存在");
+    }
     let Some(body) = body_json(&body) else {
         return v2_err(400, "请求体不是合法的 JSON");
     };
-    if let Err(reason) = client_auth(&shared, &headers, &body) {
-        return v2_err(401, reason);
-    }
     let ticket = body.get("ticket").and_then(Value::as_str).unwrap_or("");
     let Some(user) = take_ticket(&shared, ticket) else {
         return v2_err(400, "ticket 不存在、已过期或已被使用");
     };
     let user = &shared.users[user];
+    let token_expired_at = iso8601(now_secs() + shared.config.token_lifetime.as_secs());
     v2_ok(
         "换取用户信息成功",
         json!({
-            "id": user.id, "email": user.email, "emailVerified": true, "username": user.display_name.to_lowercase(),
+            "id": user.id, "userPoolId": shared.config.user_pool_id, "email": user.email,
+            "emailVerified": true, "username": user.display_name.to_lowercase(),
             "nickname": user.display_name, "photo": user.photo, "token": id_token(&shared, user, None),
-            "phone": null, "loginsCount": 1, "signedUp": "2020-11-13T06:23:25.396Z",
-            "blocked": false, "isDeleted": false,
+            "tokenExpiredAt": token_expired_at, "phone": null, "loginsCount": 1,
+            "signedUp": "2020-11-13T06:23:25.396Z", "blocked": false, "isDeleted": false,
         }),
     )
 }
@@ -544,4 +579,14 @@ async fn app_jwks(State(shared): S, Path(app_id): Path<String>) -> Response {
         return (axum::http::StatusCode::NOT_FOUND, "not found").into_response();
     }
     jwks(State(shared)).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn iso8601_dates() {
+        assert_eq!(super::iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::iso8601(1_605_248_605), "2020-11-13T06:23:25.000Z");
+        assert_eq!(super::iso8601(951_782_400), "2000-02-29T00:00:00.000Z");
+    }
 }

@@ -6,6 +6,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::faults::Faults;
+use crate::record::RecordedRequest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Gen {
@@ -52,6 +53,7 @@ pub(crate) struct State {
     pub access_tokens: HashSet<String>,
     pub counts: HashMap<String, u64>,
     pub log: Vec<String>,
+    pub recorded: Vec<RecordedRequest>,
     pub faults: Faults,
     pub last_gene_body: Option<Value>,
     pub last_fastpass_options: Option<Value>,

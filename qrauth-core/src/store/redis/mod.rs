@@ -258,6 +258,7 @@ impl RedisStore {
 
     /// The Redis key of a session's hash (`{prefix}s:{id}`), for tests that inspect Redis.
     #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn key_of_session(&self, id: &QrCodeId) -> String {
         self.session_key(id)
     }
