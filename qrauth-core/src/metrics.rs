@@ -477,8 +477,11 @@ mod recorded {
     use crate::record::{Initiator, SessionRecord};
     use crate::secret::{QrCodeId, SecretHash};
 
+    type Labels = Vec<(String, String)>;
+    type Sample = (String, Labels, DebugValue);
+
     /// (name, labels, value) of every series `f` recorded.
-    fn recorded(f: impl FnOnce()) -> Vec<(String, Vec<(String, String)>, DebugValue)> {
+    fn recorded(f: impl FnOnce()) -> Vec<Sample> {
         let recorder = DebuggingRecorder::new();
         let snapshotter = recorder.snapshotter();
         ::metrics::with_local_recorder(&recorder, f);
@@ -497,18 +500,14 @@ mod recorded {
             .collect()
     }
 
-    fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
         pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
     }
 
-    fn counter(
-        name: &str,
-        pairs: &[(&str, &str)],
-        n: u64,
-    ) -> (String, Vec<(String, String)>, DebugValue) {
+    fn counter(name: &str, pairs: &[(&str, &str)], n: u64) -> Sample {
         (name.to_owned(), labels(pairs), DebugValue::Counter(n))
     }
 

@@ -420,7 +420,7 @@ fn assert_provider_sends_what_the_sdk_sends(
     ours: &[RecordedRequest],
     paths: &[&str],
 ) {
-    print_recorded("the SDK", sdk);
+    print_recorded("the SDK (and the test, as the Authing app)", sdk);
     print_recorded("qrauth", ours);
     for path in paths {
         let theirs = first(sdk, path);
@@ -604,8 +604,6 @@ async fn v3_login(fake_method: AuthMethod, sdk_method: &str, ours: TokenAuthMeth
         .as_str()
         .expect("access_token")
         .to_owned();
-    let claims = verify_with_published_jwks(&fake, &id_token).await;
-    assert_eq!(claims["sub"], alice.id.as_str());
 
     // Single use: the SDK's second exchange gets an error envelope and no tokens.
     let again = sdk.ok("exchange", json!({ "ticket": ticket })).await;
@@ -614,9 +612,27 @@ async fn v3_login(fake_method: AuthMethod, sdk_method: &str, ours: TokenAuthMeth
     assert!(again["id_token"].is_null() && again["access_token"].is_null());
 
     let theirs = fake.recorded();
+    // How the SDK authenticates the app at the exchange.
+    let exchange = first(&theirs, "/api/v3/exchange-tokenset-with-qrcode-ticket");
+    let (scheme, fields): (Option<&str>, &[&str]) = match sdk_method {
+        "client_secret_post" => (None, &["client_id", "client_secret", "ticket"]),
+        "client_secret_basic" => (Some("Basic"), &["ticket"]),
+        _ => (None, &["ticket"]),
+    };
+    assert_eq!(exchange.authorization.as_deref(), scheme, "{exchange}");
+    assert_eq!(exchange.field_names(), fields, "{exchange}");
     assert_no_secret_recorded(&fake, &[&id_token, &access_token]);
-    // The SDK verifies tokens with the JWKS at the app host's OIDC path.
-    assert_eq!(first(&theirs, "/oidc/.well-known/jwks.json").method, "GET");
+    // The SDK verifies tokens with the JWKS at the app host's OIDC path (its own request: it
+    // names the app).
+    let jwks = first(&theirs, "/oidc/.well-known/jwks.json");
+    assert_eq!(jwks.method, "GET");
+    assert!(
+        jwks.authing_headers.contains_key("x-authing-app-id"),
+        "{jwks}"
+    );
+    // So does any OIDC client, with the published keys (after the SDK's requests were taken).
+    let claims = verify_with_published_jwks(&fake, &id_token).await;
+    assert_eq!(claims["sub"], alice.id.as_str());
 
     fake.clear_recorded();
     let our_tokens = provider_login(&fake, ApiVersion::V3, ours).await;
@@ -792,9 +808,6 @@ async fn v2_js_sdk_login() {
         assert_eq!(user["userPoolId"], fake.config().user_pool_id.as_str());
         assert!(user["tokenExpiredAt"].is_string(), "{}", shown(&user));
         let token = user["token"].as_str().expect("token").to_owned();
-        let claims = verify_with_published_jwks(&fake, &token).await;
-        assert_eq!(claims["sub"], alice.id.as_str());
-
         // Single use: the SDK throws Authing's error envelope.
         let again = sdk
             .call("exchange", json!({ "ticket": ticket }))
@@ -807,7 +820,20 @@ async fn v2_js_sdk_login() {
         );
 
         let theirs = fake.recorded();
+        // The SDK's `exchangeUserInfo` sends the ticket alone: no client credential, no pool id.
+        let userinfo = first(&theirs, "/api/v2/qrcode/userinfo");
+        assert_eq!(userinfo.field_names(), ["ticket"], "{userinfo}");
+        assert_eq!(userinfo.authorization, None, "{userinfo}");
+        assert!(
+            !userinfo
+                .authing_headers
+                .contains_key("x-authing-userpool-id"),
+            "{userinfo}"
+        );
         assert_no_secret_recorded(&fake, &[&token]);
+        // The V2 user's token is an id_token of the app, verifiable with the published keys.
+        let claims = verify_with_published_jwks(&fake, &token).await;
+        assert_eq!(claims["sub"], alice.id.as_str());
         fake.clear_recorded();
         let our_tokens = provider_login(&fake, ApiVersion::V2, TokenAuthMethod::default()).await;
         let mine = fake.recorded();

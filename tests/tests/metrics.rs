@@ -66,8 +66,11 @@ impl Scrape {
     }
 }
 
+/// One sample: its name, its labels, its value.
+type Sample<'a> = (&'a str, Vec<(String, String)>, f64);
+
 /// `name{k="v",…} value` → (name, labels, value).
-fn parse_sample(line: &str) -> Option<(&str, Vec<(String, String)>, f64)> {
+fn parse_sample(line: &str) -> Option<Sample<'_>> {
     let (series, value) = line.rsplit_once(' ')?;
     let value = value.parse().ok()?;
     let Some((name, labels)) = series.split_once('{') else {
@@ -501,5 +504,38 @@ async fn upstream_loops_and_checks_are_measured() {
         ),
         "upstream checks are a histogram with qrauth's buckets:\n{}",
         after.0
+    );
+}
+
+/// The README's table is the list of series the library records, with their types and labels.
+#[test]
+fn the_readme_lists_every_series() {
+    let readme = include_str!("../../README.md");
+    for series in qrauth_core::metrics::SERIES {
+        let row = readme
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", series.name)))
+            .unwrap_or_else(|| panic!("README has no row for {}", series.name));
+        let labels = series
+            .labels
+            .iter()
+            .map(|l| format!("`{l}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        assert!(
+            row.contains(&format!("| {} | {labels} |", series.kind.as_str())),
+            "README row of {} should say {} with {labels}: {row}",
+            series.name,
+            series.kind.as_str()
+        );
+    }
+    let rows = readme
+        .lines()
+        .filter(|l| l.starts_with("| `qrauth_"))
+        .count();
+    assert_eq!(
+        rows,
+        qrauth_core::metrics::SERIES.len(),
+        "no README row for a series that does not exist"
     );
 }

@@ -44,6 +44,9 @@ fn app_side(path: &str) -> bool {
 
 /// The largest body the fake reads (Authing's calls carry small JSON bodies).
 const MAX_BODY: usize = 1 << 20;
+/// How many recorded requests the fake keeps (the demo runs it for long): past this, the older
+/// half is forgotten.
+pub(crate) const MAX_RECORDED: usize = 10_000;
 
 /// Counts and records every request, then applies the faults.
 pub(crate) async fn layer(
@@ -71,6 +74,9 @@ pub(crate) async fn layer(
     let faults = {
         let mut state = shared.state();
         *state.counts.entry(path.clone()).or_insert(0) += 1;
+        if state.recorded.len() >= MAX_RECORDED {
+            state.recorded.drain(..MAX_RECORDED / 2);
+        }
         state.recorded.push(recorded);
         let line = format!(
             "{} {}",

@@ -347,7 +347,7 @@ impl FakeAuthing {
     }
 
     /// Every request received, in order, as [`RecordedRequest`]s: what the fake's rules read,
-    /// without secrets (recorded before faults apply).
+    /// without secrets (recorded before faults apply; the last 10 000 at most).
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
