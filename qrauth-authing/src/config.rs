@@ -21,8 +21,9 @@ pub enum ApiVersion {
     V2,
 }
 
-/// How qrauth authenticates itself when it exchanges an Authing ticket (the application's
-/// "换取 token 身份验证方式").
+/// How qrauth authenticates itself when it exchanges an Authing ticket with the V3 API (the
+/// application's "换取 token 身份验证方式"). The V2 `userinfo` exchange carries only the ticket,
+/// as Authing's own V2 SDK sends it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum TokenAuthMethod {
@@ -149,8 +150,9 @@ impl AuthingProviderBuilder {
         self
     }
 
-    /// How the ticket exchange authenticates qrauth (default
+    /// How the V3 ticket exchange authenticates qrauth (default
     /// [`TokenAuthMethod::ClientSecretPost`]); must match the application's setting at Authing.
+    /// The V2 exchange sends the ticket only.
     pub fn token_auth_method(mut self, method: TokenAuthMethod) -> Self {
         self.config.auth_method = method;
         self

@@ -36,8 +36,9 @@
 //!   wait; Authing's status is mapped to qrauth's, `userInfo` reduced to nickname and photo,
 //!   and Authing's ticket kept server-side.
 //! - `POST /qrcode/exchange` ([`issue_tokens`](QrAuthProvider::issue_tokens)): qrauth's own
-//!   single-use ticket is redeemed, then Authing's ticket is exchanged with the configured
-//!   client authentication and the returned id_token verified.
+//!   single-use ticket is redeemed, then Authing's ticket is exchanged (V3: with the configured
+//!   client authentication; V2: the ticket alone, as Authing's V2 SDK sends it) and the
+//!   returned id_token verified.
 //! - [`verify`](QrAuthProvider::verify): Authing id_tokens, RS256 through the discovered JWKS,
 //!   HS256 with the app secret when enabled; `iss` = `<app host>/oidc`, `aud` = app id.
 //! - `POST /qrcode/fastpass` (an extension route): a fastpass QR for a logged-in user
