@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput};
-use http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
@@ -34,7 +34,7 @@ use qrauth_core::{
     ApiRequest, BindingSecret, Claims, Clock, Error, Lifetimes, Limits, QrAuthService, QrCodeId,
     Route, SystemClock, TokenSet,
 };
-use qrauth_test_support::service_client::{body_json, json_request};
+use qrauth_test_support::service_client::{binding_cookie, body_json, json_request};
 use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
@@ -157,16 +157,7 @@ async fn one_flow(service: &QrAuthService) -> TokenSet {
         .handle(Route::Generate, ApiRequest::new(Method::POST))
         .await;
     assert_eq!(generated.status, StatusCode::CREATED);
-    let prefix = format!("{}=", service.cookies().binding_name());
-    let binding = generated
-        .headers
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix(prefix.as_str()))
-        .and_then(|rest| rest.split(';').next())
-        .expect("a binding cookie")
-        .to_owned();
+    let binding = binding_cookie(service, &generated);
     let id = body_json(&generated)["qrcodeId"]
         .as_str()
         .expect("qrcodeId")

@@ -18,9 +18,10 @@
 //! Needs Node.js ≥ 18 (`apt-get install -y nodejs npm`) and the pinned SDKs (`npm ci --prefix
 //! tests/authing-sdk`); without them the tests fail, saying what to install.
 
+use qrauth_test_support::programs::{find_program, repo_root};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -44,26 +45,8 @@ const POLL_INTERVAL_MS: u64 = 100;
 /// The custom data both the SDKs and qrauth attach to a QR code.
 const CUSTOM_DATA: &str = r#"{"school":"pku"}"#;
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 fn sdk_dir() -> PathBuf {
     repo_root().join("tests").join("authing-sdk")
-}
-
-/// `path` if it is a file, else the first `name` on `PATH`.
-fn find_program(path: &str, name: &str) -> Option<PathBuf> {
-    let fixed = Path::new(path);
-    if fixed.is_file() {
-        return Some(fixed.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 /// `node`, and the SDKs installed at the versions `package.json` pins; or a failure that says

@@ -8,6 +8,7 @@
 //! `QRAUTH_UPDATE_SCREENSHOTS=1` they replace the README's images in `docs/screenshots/`,
 //! otherwise they go to a temporary folder (so a test run leaves the tree unchanged).
 
+use qrauth_test_support::programs::{find_program, repo_root};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -24,13 +25,6 @@ const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// The QR lifetime of the expiry scenario.
 const SHORT_QR_LIFETIME: Duration = Duration::from_secs(3);
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ has a parent")
-        .to_path_buf()
-}
-
 /// Where the screenshots go: the README's folder only when asked to update it.
 fn screenshot_dir() -> PathBuf {
     if std::env::var_os("QRAUTH_UPDATE_SCREENSHOTS").is_some_and(|v| v == "1") {
@@ -42,17 +36,6 @@ fn screenshot_dir() -> PathBuf {
 
 fn browser_dir() -> PathBuf {
     repo_root().join("tests").join("browser")
-}
-
-/// `path` if it is a file, else the first `name` on `PATH`.
-fn find_program(path: &str, name: &str) -> Option<PathBuf> {
-    let fixed = Path::new(path);
-    if fixed.is_file() {
-        return Some(fixed.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 /// Everything the Node side needs, or a failure that says how to get it (never a skip).

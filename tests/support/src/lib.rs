@@ -5,6 +5,7 @@
 //! - [`redis_server`]: a throwaway `redis-server` per test (a missing binary fails with the
 //!   install command);
 //! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
+//! - [`programs`]: the repository root and outside programs (Node.js, Chromium) on `PATH`;
 //! - [`phone`]: the phone users the tests log in with;
 //! - [`service_client`]: an in-process browser and phone that call `QrAuthService::handle`;
 //! - [`provider`]: a test-only upstream-confirmed provider, written on qrauth-core's public API.
@@ -12,6 +13,7 @@
 
 pub mod logs;
 pub mod phone;
+pub mod programs;
 pub mod provider;
 pub mod redis_server;
 pub mod scripted_upstream;
