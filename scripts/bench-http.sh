@@ -6,7 +6,9 @@
 #
 # Reports, per framework and from one run:
 #   - bound GET /qrcode/status vs a bare handler returning a body of the same size (req/s)
-#   - a route with AuthenticatedUser vs the same route unprotected (req/s)
+#   - a route with AuthenticatedUser (verify + signed-in session check) vs the same route
+#     unprotected (req/s)
+#   - renewals per second (POST /qrcode/refresh, rotating), 8 signed-in browsers
 #   - confirm → browser-notified latency p50/p99 via long-poll, SSE and 800 ms interval polling
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,6 +54,7 @@ for fw in $FRAMEWORKS; do
   echo "== $fw (wrk -t1 -c$CONNECTIONS -d$DURATION; status body $size bytes)"
   echo "status (bound)      $status req/s   bare handler $bare req/s   ratio $(ratio "$status" "$bare")"
   echo "protected           $protected req/s   unprotected  $unprotected req/s   ratio $(ratio "$protected" "$unprotected")"
+  "$BIN" renewals "$url" "${DURATION%s}" 8
   for mode in longpoll sse interval800; do
     "$BIN" latency "$url" "$mode" "$FLOWS" "$CONCURRENCY"
   done

@@ -9,6 +9,7 @@
 #   - confirm → browser latency p50/p99 across replicas: the phone confirms on replica A
 #     (axum), the browser follows on replica B (actix) by long-poll and by SSE
 #   - Redis MEMORY USAGE per pending session (mean over 200 sessions)
+#   - Redis MEMORY USAGE per signed-in session (mean over the logins of 2 s), and its index
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -67,3 +68,14 @@ keys=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'qrauth-bench:s:*')
 total=0; n=0
 for k in $keys; do total=$((total + $(redis-cli -p "$REDIS_PORT" memory usage "$k"))); n=$((n + 1)); done
 echo "pending sessions: $n, MEMORY USAGE mean $((total / n)) bytes"
+
+echo "== Redis memory per signed-in session"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+"$BIN" flows http://127.0.0.1:3923 2 1 >/dev/null
+keys=$(redis-cli -p "$REDIS_PORT" --scan --pattern 'qrauth-bench:si:*')
+total=0; n=0
+for k in $keys; do total=$((total + $(redis-cli -p "$REDIS_PORT" memory usage "$k"))); n=$((n + 1)); done
+index=0
+for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern 'qrauth-bench:su:*'); do index=$((index + $(redis-cli -p "$REDIS_PORT" memory usage "$k"))); done
+members=$(for k in $(redis-cli -p "$REDIS_PORT" --scan --pattern 'qrauth-bench:su:*'); do redis-cli -p "$REDIS_PORT" zcard "$k"; done | awk '{ s += $1 } END { print s + 0 }')
+echo "signed-in sessions: $n, MEMORY USAGE mean $((total / n)) bytes per session hash; subject index $index bytes for $members entries"

@@ -7,7 +7,7 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
-use qrauth_core::handler::{ApiBody, ApiRequest, ApiResponse};
+use qrauth_core::handler::{ApiBody, ApiRequest, ApiResponse, InFlight};
 use qrauth_core::{Error, QrAuthService, Route};
 
 /// Copies actix's (http 0.2) headers into core's (http 1) header map; `only` limits the copy
@@ -51,6 +51,7 @@ async fn api_request(
     let query = request.query_string();
     Ok(ApiRequest {
         method,
+        path: request.path().to_owned(),
         headers: headers(request.headers(), None),
         query: (!query.is_empty()).then(|| query.to_owned()),
         body: body.freeze(),
@@ -77,6 +78,17 @@ async fn drain(payload: &mut web::Payload) {
 
 /// Turns a core response into an actix one.
 pub(crate) fn into_response(api: ApiResponse) -> HttpResponse {
+    into_response_held(api, None, false)
+}
+
+/// [`into_response`] for a request of qrauth's routes: `in_flight` lives as long as the body
+/// (a stream's until it ends or actix drops it with the connection), and `closing` (the
+/// service is shutting down) closes the connection after the response.
+fn into_response_held(
+    api: ApiResponse,
+    in_flight: Option<InFlight>,
+    closing: bool,
+) -> HttpResponse {
     let status =
         StatusCode::from_u16(api.status.as_u16()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
@@ -95,9 +107,17 @@ pub(crate) fn into_response(api: ApiResponse) -> HttpResponse {
             builder.append_header((n, v));
         }
     }
+    if closing {
+        // No connection stays idle on a replica that is leaving: actix-web's graceful stop
+        // would wait for it until the keep-alive timeout.
+        builder.force_close();
+    }
     match api.body {
         ApiBody::Full(bytes) => builder.body(bytes),
-        ApiBody::Stream(stream) => builder.streaming(stream.map(Ok::<_, Infallible>)),
+        ApiBody::Stream(stream) => builder.streaming(stream.map(move |chunk| {
+            let _held = &in_flight;
+            Ok::<_, Infallible>(chunk)
+        })),
     }
 }
 
@@ -108,11 +128,12 @@ pub(crate) async fn handle(
     request: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
+    let in_flight = service.request_in_flight();
     let api = match api_request(&service, &request, payload).await {
         Ok(api) => service.handle(route, api).await,
         Err(error) => service.error_response(route, &error),
     };
-    into_response(api)
+    into_response_held(api, Some(in_flight), service.is_shutting_down())
 }
 
 /// Handles a request for a path under `/qrcode/` that is none of qrauth's routes.
@@ -122,9 +143,10 @@ pub(crate) async fn handle_extension(
     payload: web::Payload,
 ) -> HttpResponse {
     let path = request.match_info().get("tail").unwrap_or("").to_owned();
+    let in_flight = service.request_in_flight();
     let api = match api_request(&service, &request, payload).await {
         Ok(api) => service.handle_extension(&path, api).await,
         Err(error) => service.error_response(Route::Extension, &error),
     };
-    into_response(api)
+    into_response_held(api, Some(in_flight), service.is_shutting_down())
 }

@@ -28,7 +28,7 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderValue, Method, StatusCode};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use qrauth_core::provider::builtin::{BuiltinProvider, PhoneAuthenticator, PhoneUser};
-use qrauth_core::store::{Initiator, MemoryStore, SessionRecord, SessionStore};
+use qrauth_core::store::{Initiator, MemoryStore, SessionRecord, SessionStore, SignedInSession};
 use qrauth_core::verify::{IdTokenVerifier, IssuerConfig};
 use qrauth_core::{
     ApiRequest, BindingSecret, Claims, Clock, Error, Lifetimes, Limits, QrAuthService, QrCodeId,
@@ -264,6 +264,42 @@ fn memory_per_pending_session() {
     });
 }
 
+/// Memory per signed-in session in a `MemoryStore` (record, subject index, cache bookkeeping),
+/// one subject per session as in real traffic.
+fn memory_per_signed_in_session() {
+    const N: usize = 100_000;
+    let rt = current_thread();
+    rt.block_on(async {
+        let store = MemoryStore::builder()
+            .max_signed_in_sessions(2 * N as u64)
+            .build();
+        let signed_in = store.signed_in();
+        let now = SystemClock.now_millis();
+        let first = SignedInSession::sample("user-0", now).unwrap();
+        signed_in.create(&first).await.unwrap();
+        let before = NET_ALLOCATED.load(Ordering::SeqCst);
+        let mut last = None;
+        for i in 0..N {
+            let session = SignedInSession::sample(&format!("user-{}", i + 1), now).unwrap();
+            signed_in.create(&session).await.unwrap();
+            last = Some(session.id);
+        }
+        let last = last.unwrap();
+        for _ in 0..3 {
+            std::thread::sleep(Duration::from_millis(350));
+            assert!(signed_in.is_active(&first.id, now).await.unwrap());
+            assert!(signed_in.is_active(&last, now).await.unwrap());
+        }
+        let after = NET_ALLOCATED.load(Ordering::SeqCst);
+        let per_session = after.saturating_sub(before) as f64 / N as f64;
+        println!(
+            "memory per signed-in session: {per_session:.0} bytes ({N} sessions, {:.1} MiB net)",
+            after.saturating_sub(before) as f64 / (1024.0 * 1024.0),
+        );
+        assert_eq!(store.stored_signed_in_sessions(), N as u64 + 1);
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // (a) id_token verification
 
@@ -352,6 +388,7 @@ fn flow(c: &mut Criterion) {
 
 fn main() {
     memory_per_pending_session();
+    memory_per_signed_in_session();
     let mut criterion = Criterion::default().configure_from_args();
     verify(&mut criterion);
     flow(&mut criterion);

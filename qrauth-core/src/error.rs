@@ -44,6 +44,9 @@ pub enum TokenError {
     /// A required claim is missing or has the wrong type.
     #[error("missing or invalid claim `{0}`")]
     InvalidClaim(&'static str),
+    /// The token's signed-in session was signed out, revoked or has ended.
+    #[error("session signed out or ended")]
+    SessionEnded,
 }
 
 /// Everything that can go wrong in qrauth, each variant mapped to the error code and HTTP status
@@ -100,6 +103,13 @@ pub enum Error {
     /// The session store cannot be reached.
     #[error("session store unavailable: {0}")]
     StoreUnavailable(String),
+    /// No signed-in session with this handle belongs to the caller (unknown, malformed, ended
+    /// or another user's: the same answer for each).
+    #[error("unknown session")]
+    UnknownSession,
+    /// The refresh credential is missing, unknown, expired or was already used.
+    #[error("invalid grant: the refresh credential is missing, unknown, expired or reused")]
+    InvalidGrant,
     /// No route matches under the qrauth prefix.
     #[error("not found")]
     NotFound,
@@ -135,6 +145,8 @@ impl Error {
             Error::SlowDown { .. } => "slow_down",
             Error::Upstream(_) | Error::UpstreamTimeout => "upstream_unavailable",
             Error::StoreUnavailable(_) => "store_unavailable",
+            Error::UnknownSession => "unknown_session",
+            Error::InvalidGrant => "invalid_grant",
             Error::NotFound => "not_found",
             Error::MethodNotAllowed => "method_not_allowed",
             Error::Config(_) | Error::Internal(_) => "server_error",
@@ -144,10 +156,12 @@ impl Error {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::InvalidRequest(_) | Error::InvalidTicket => StatusCode::BAD_REQUEST,
+            Error::InvalidRequest(_) | Error::InvalidTicket | Error::InvalidGrant => {
+                StatusCode::BAD_REQUEST
+            }
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::UnknownQrCode | Error::NotFound => StatusCode::NOT_FOUND,
+            Error::UnknownQrCode | Error::UnknownSession | Error::NotFound => StatusCode::NOT_FOUND,
             Error::ExpiredQrCode => StatusCode::GONE,
             Error::NotBound | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) => StatusCode::CONFLICT,

@@ -50,6 +50,7 @@ pub mod provider;
 mod qr;
 mod record;
 mod secret;
+mod signed_in;
 pub mod store;
 pub mod token_cache;
 mod types;
@@ -70,7 +71,8 @@ pub use provider::builtin::{
     BuiltinProvider, BuiltinProviderBuilder, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
     SigningKey,
 };
-pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, Ticket};
+pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, SessionId, Ticket};
+pub use signed_in::SignedInSession;
 pub use types::{Audience, Claims, QrState, TokenSet, UserInfo};
 pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};
 

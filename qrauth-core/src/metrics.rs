@@ -255,6 +255,7 @@ fn token_reason(error: &Error) -> &'static str {
         TokenError::WrongIssuer => "wrong_issuer",
         TokenError::WrongAudience => "wrong_audience",
         TokenError::InvalidClaim(_) => "invalid_claim",
+        TokenError::SessionEnded => "session_ended",
     }
 }
 
@@ -286,6 +287,12 @@ macro_rules! count {
 impl Metrics {
     pub(crate) const fn new(provider: &'static str) -> Self {
         Self { provider }
+    }
+
+    /// The `provider` label: also what tells apart the signed-in sessions of several services
+    /// on one store.
+    pub(crate) fn provider(self) -> &'static str {
+        self.provider
     }
 
     /// A QR session was created.

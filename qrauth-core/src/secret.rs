@@ -186,6 +186,41 @@ impl Ticket {
     }
 }
 
+secret_type!(
+    /// A signed-in session's id (`sid` in the id_tokens qrauth signs; the phone's handle in
+    /// `GET /qrcode/devices`). 128 random bits, unrelated to the QR code id and the ticket. It
+    /// names a session but grants nothing on its own: renewing needs the refresh secret,
+    /// revoking needs the session's phone user or the application.
+    ///
+    /// ```
+    /// let sid = qrauth_core::SessionId::generate().unwrap();
+    /// assert_eq!(sid.as_str().len(), 22);
+    /// ```
+    SessionId,
+    bytes = 16
+);
+
+impl SessionId {
+    /// The id as text (it is in the session's id_tokens).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+// In a module of its own so that the generated methods it does not use are not dead code.
+#[allow(dead_code)]
+mod refresh {
+    use super::*;
+
+    secret_type!(
+        /// The rotating refresh secret of a signed-in session: travels only in the `HttpOnly`
+        /// refresh cookie; stores keep its SHA-256. 256 random bits, replaced at every renewal.
+        RefreshSecret,
+        bytes = 32
+    );
+}
+pub(crate) use refresh::RefreshSecret;
+
 #[cfg(test)]
 mod tests {
     use super::*;

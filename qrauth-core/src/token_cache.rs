@@ -466,6 +466,8 @@ fn copy_error(err: &Error) -> Error {
         Error::Upstream(s) => Error::Upstream(s.clone()),
         Error::UpstreamTimeout => Error::UpstreamTimeout,
         Error::StoreUnavailable(s) => Error::StoreUnavailable(s.clone()),
+        Error::UnknownSession => Error::UnknownSession,
+        Error::InvalidGrant => Error::InvalidGrant,
         Error::NotFound => Error::NotFound,
         Error::MethodNotAllowed => Error::MethodNotAllowed,
         Error::Config(s) => Error::Config(s.clone()),

@@ -183,3 +183,23 @@ pub struct Claims {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+impl Claims {
+    /// The signed-in session of a token qrauth signed (its `sid` claim), e.g. to revoke it
+    /// with [`QrAuthService::revoke_session`](crate::QrAuthService::revoke_session) when the
+    /// application's own session ends.
+    ///
+    /// ```
+    /// let claims: qrauth_core::Claims = serde_json::from_value(serde_json::json!({
+    ///     "iss": "https://example.com", "sub": "alice", "aud": "web", "exp": 1,
+    ///     "sid": "AAAAAAAAAAAAAAAAAAAAAA",
+    /// })).unwrap();
+    /// assert_eq!(claims.session_id().unwrap().as_str(), "AAAAAAAAAAAAAAAAAAAAAA");
+    /// ```
+    pub fn session_id(&self) -> Option<crate::SessionId> {
+        self.extra
+            .get("sid")
+            .and_then(Value::as_str)
+            .and_then(|s| crate::SessionId::parse(s).ok())
+    }
+}

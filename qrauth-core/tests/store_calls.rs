@@ -161,6 +161,11 @@ impl SessionStore for Counting {
     fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
         self.inner.rate_limiter()
     }
+
+    // Signed-in sessions are not counted here: an exchange adds one `create` of its own.
+    fn signed_in(&self) -> Arc<dyn qrauth_core::store::SignedInStore> {
+        self.inner.signed_in()
+    }
 }
 
 /// The browser's service (over the counting wrapper), the phone's (over the same sessions),

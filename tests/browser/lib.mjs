@@ -75,8 +75,18 @@ export async function openPage(browser, base, { initScripts = [] } = {}) {
   for (const script of initScripts) await context.addInitScript(script);
   const page = await context.newPage();
   const host = new URL(base).host;
-  const log = { consoleErrors: [], requests: [], responses: [], failed: [], foreign: [] };
-  page.on('console', (m) => { if (m.type() === 'error') log.consoleErrors.push(m.text()); });
+  const log = { consoleErrors: [], requests: [], responses: [], failed: [], foreign: [], signedOutRenewals: 0 };
+  page.on('console', (m) => {
+    if (m.type() !== 'error') return;
+    // Chromium logs every 4xx of a fetch. `QrAuth.renew()` of a browser that is not signed in
+    // (the demo's login page tries it first) is answered 400 invalid_grant or 401: expected.
+    if (/^Failed to load resource: the server responded with a status of 40[01]/.test(m.text()) &&
+      /\/qrcode\/refresh$/.test(m.location().url || '')) {
+      log.signedOutRenewals += 1;
+      return;
+    }
+    log.consoleErrors.push(m.text());
+  });
   page.on('pageerror', (e) => log.consoleErrors.push(`pageerror: ${e.message}`));
   page.on('request', (r) => {
     const url = r.url();
@@ -92,9 +102,12 @@ export async function openPage(browser, base, { initScripts = [] } = {}) {
   return { context, page, log };
 }
 
-/** The widget's QR: its phone URL (`data-qrcode-content`) and the qrcodeId in it. */
-export async function readQr(page, { other } = {}) {
-  const selector = '#qrauth img[data-qrcode-content]';
+/**
+ * The widget's QR: its phone URL (`data-qrcode-content`) and the qrcodeId in it. `root` is the
+ * element the widget is in (the demo's `#qrauth`; `.qrauth-float` for the floating component).
+ */
+export async function readQr(page, { other, root = '#qrauth' } = {}) {
+  const selector = `${root} img[data-qrcode-content]`;
   await page.waitForFunction(({ selector, other }) => {
     const img = document.querySelector(selector);
     return img && img.getAttribute('data-qrcode-content') !== other && img.complete;
@@ -154,3 +167,69 @@ export class Phone {
 }
 
 export function sleep(ms) { return new Promise((resolve) => setTimeout(resolve, ms)); }
+
+/** Polls `probe` (async) every 20 ms until it returns something truthy, or fails with `what`. */
+export async function until(probe, what, timeout = 10000) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/**
+ * The command line of a scenario script (run.mjs, sdk.mjs):
+ * `node SCRIPT BASE_URL SCENARIO [--screenshots DIR] [--timeout MS]`. Runs `scenarios[SCENARIO]`
+ * with `{ base, browser, screenshots, result, open }` and prints one JSON result line; exits 0
+ * only when it passed, with no console error and no request to another host.
+ */
+export async function runScenarioCli(scenarios) {
+  const args = process.argv.slice(2);
+  const flag = (name) => {
+    const i = args.indexOf(name);
+    if (i < 0) return undefined;
+    const value = args[i + 1];
+    args.splice(i, 2);
+    return value;
+  };
+  const screenshots = flag('--screenshots');
+  const timeoutMs = Number(flag('--timeout') || 45000);
+  const [base, scenario] = args;
+  const result = { scenario, base, ok: false, consoleErrors: [] };
+  const logs = [];
+  let browser;
+  const finish = (code) => {
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    process.exit(code);
+  };
+  setTimeout(() => {
+    result.error = `timed out after ${timeoutMs} ms`;
+    result.consoleErrors = logs.flatMap((l) => l.consoleErrors);
+    finish(3);
+  }, timeoutMs);
+  const open = async (...a) => {
+    const opened = await openPage(...a);
+    logs.push(opened.log);
+    return opened;
+  };
+  try {
+    if (!base || !scenarios[scenario]) {
+      throw new Error(`usage: BASE_URL (${Object.keys(scenarios).join('|')}) [--screenshots DIR] [--timeout MS]`);
+    }
+    browser = await launch();
+    await scenarios[scenario]({ base, browser, screenshots, result, open });
+    result.consoleErrors = logs.flatMap((l) => l.consoleErrors);
+    result.requests = logs.reduce((n, l) => n + l.requests.length, 0);
+    const foreign = logs.flatMap((l) => l.foreign);
+    if (foreign.length) throw new Error(`requests to other hosts: ${foreign.join(', ')}`);
+    if (result.consoleErrors.length) throw new Error(`console errors: ${JSON.stringify(result.consoleErrors)}`);
+    result.ok = true;
+  } catch (e) {
+    result.error = String(e && e.stack ? e.stack.split('\n').slice(0, 3).join(' | ') : e);
+    result.consoleErrors = logs.flatMap((l) => l.consoleErrors);
+  }
+  await browser?.close().catch(() => {});
+  finish(result.ok ? 0 : 1);
+}

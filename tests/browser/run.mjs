@@ -108,6 +108,20 @@ const scenarios = {
     check(nickname.includes('Alice'), `nickname shown: ${JSON.stringify(nickname)}`);
     const scannedSize = await boxSize(page);
     check(scannedSize === pendingSize, `layout shift: ${pendingSize} → ${scannedSize}`);
+    // The scanned state: the QR dimmed under the scanner's avatar, with a way back.
+    result.scannedPanel = await page.locator('#qrauth').evaluate((root) => {
+      const qr = root.querySelector('img[data-qrcode-content]');
+      const avatar = [...root.querySelectorAll('.qrauth-avatar')].find((a) => getComputedStyle(a).display !== 'none');
+      return {
+        qrOpacity: Number(qr.style.opacity || 1), // the target of its .2 s transition
+        avatar: avatar ? (avatar.tagName === 'IMG' ? 'photo' : avatar.textContent) : null,
+        hint: root.querySelector('.qrauth-scanned').textContent,
+      };
+    });
+    check(result.scannedPanel.qrOpacity < 0.5, `QR dimmed when scanned: ${JSON.stringify(result.scannedPanel)}`);
+    check(result.scannedPanel.avatar === 'A', `Alice's avatar (her initial: no photo): ${JSON.stringify(result.scannedPanel)}`);
+    check(result.scannedPanel.hint.includes('Confirm on your phone'), `hint: ${result.scannedPanel.hint}`);
+    check(await page.getByRole('button', { name: 'Back: show a new QR code' }).isVisible(), 'a way back');
     await shoot(page, 'scanned');
     await phone.confirm(qr.id);
     result.welcome = await reachesMe(page, 'Alice');
@@ -116,7 +130,7 @@ const scenarios = {
     return log;
   },
 
-  /** Cancel on the phone → cancelled text and a refresh button → a new QR that works. */
+  /** Cancel on the phone → cancelled text and a refresh button (screenshot) → a new QR that works. */
   async cancel() {
     const { page, log } = await open(browser, base);
     await page.goto(`${base}/`);
@@ -129,6 +143,7 @@ const scenarios = {
     const button = page.getByRole('button', { name: /Login cancelled on the phone\. — Refresh/ });
     await button.waitFor({ state: 'visible', timeout: 5000 });
     result.cancelledStatus = await statusText(page);
+    await shoot(page, 'cancelled');
     await button.click();
     const second = await readQr(page, { other: first.content });
     check(second.id !== first.id, 'refresh made a new qrcodeId');

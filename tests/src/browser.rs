@@ -36,14 +36,27 @@ pub struct Browser {
 impl Browser {
     /// A browser for `server`, without cookies.
     pub fn new(server: &TestServer) -> Self {
+        Self::at(&server.base, &server.binding_cookie_name())
+    }
+
+    /// A browser for the server at `base` whose binding cookie is `binding_name`, without
+    /// cookies (for servers the harness did not start).
+    pub fn at(base: &str, binding_name: &str) -> Self {
         Self {
             client: client(CLIENT_TIMEOUT),
             stream_client: client(STREAM_TIMEOUT),
-            base: server.base.clone(),
-            binding_name: server.binding_cookie_name(),
+            base: base.to_owned(),
+            binding_name: binding_name.to_owned(),
             binding: None,
             extra_cookies: Vec::new(),
         }
+    }
+
+    /// The same browser (same cookies) talking to the server at `base`.
+    pub fn on_base(&self, base: &str) -> Self {
+        let mut other = self.clone();
+        other.base = base.to_owned();
+        other
     }
 
     /// The same browser state without the binding cookie (another client that only knows ids).

@@ -44,6 +44,7 @@ pub use qrauth_test_support::Framework as ServerKind;
 pub use qrauth_test_support::RedisServer;
 
 mod browser;
+mod graceful;
 mod http;
 mod phone;
 mod sse;
@@ -51,6 +52,9 @@ mod status;
 mod util;
 
 pub use browser::{Browser, Qr};
+pub use graceful::{
+    GracefulServer, ServerSockets, open_fds, open_sockets, server_sockets, spawn_graceful,
+};
 pub use http::{Resp, SetCookie, client};
 pub use phone::Phone;
 pub use sse::{SseEvent, SseReader};
@@ -121,6 +125,11 @@ pub struct ServerOptions {
     pub other_issuers: Vec<qrauth_core::IssuerConfig>,
     /// The application's own error responses (`QrAuthServiceBuilder::render_errors`).
     pub render_errors: Option<RenderErrors>,
+    /// The clock of the service and the provider (default: the system clock), for lifetimes
+    /// of days without waiting.
+    pub clock: Option<Arc<qrauth_core::ManualClock>>,
+    /// Signed-in session lifetimes: id_token, absolute, idle (default: the library's).
+    pub signed_in: Option<(Duration, Duration, Duration)>,
 }
 
 /// An error renderer for [`ServerOptions::render_errors`].
@@ -204,6 +213,18 @@ impl ServerOptions {
         self
     }
 
+    /// Options whose service and provider run on `clock`.
+    pub fn clock(mut self, clock: Arc<qrauth_core::ManualClock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// Options with these signed-in lifetimes: id_token, absolute, idle.
+    pub fn signed_in(mut self, id_token: Duration, absolute: Duration, idle: Duration) -> Self {
+        self.signed_in = Some((id_token, absolute, idle));
+        self
+    }
+
     /// Options with this bound on every Redis call.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.redis_timeout = Some(timeout);
@@ -241,23 +262,46 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
     if let Some(ticket) = options.ticket_lifetime {
         lifetimes = lifetimes.ticket(ticket);
     }
+    if let Some((id_token, absolute, idle)) = options.signed_in {
+        lifetimes = lifetimes
+            .allow_short_for_tests()
+            .id_token(id_token)
+            .signed_in(absolute)
+            .idle_timeout(idle);
+    }
     let store: Arc<dyn SessionStore> = match &options.redis_url {
-        Some(url) => Arc::new(
-            RedisStore::builder(url.as_str())
+        Some(url) => {
+            let mut redis = RedisStore::builder(url.as_str())
                 .key_prefix(REDIS_PREFIX)
-                .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)))
-                .connect()
-                .await
-                .expect("connect to the test redis-server"),
-        ),
-        None => Arc::new(MemoryStore::new()),
+                .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)));
+            if let Some(clock) = &options.clock {
+                redis = redis.clock(clock.clone() as qrauth_core::SharedClock);
+            }
+            Arc::new(
+                redis
+                    .connect()
+                    .await
+                    .expect("connect to the test redis-server"),
+            )
+        }
+        None => {
+            let mut memory = MemoryStore::builder();
+            if let Some(clock) = &options.clock {
+                memory = memory.clock(clock.clone() as qrauth_core::SharedClock);
+            }
+            Arc::new(memory.build())
+        }
     };
     let key = options
         .signing_key
         .clone()
         .unwrap_or_else(shared_signing_key);
     let issuer = options.issuer.clone().unwrap_or_else(|| base.to_owned());
-    let provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator))
+    let mut provider = BuiltinProvider::builder(Arc::new(DemoPhoneAuthenticator));
+    if let Some(clock) = &options.clock {
+        provider = provider.clock(clock.clone() as qrauth_core::SharedClock);
+    }
+    let provider = provider
         .signing_key(key)
         .issuer(issuer)
         .audience(AUDIENCE)
@@ -274,6 +318,10 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
         .iter()
         .cloned()
         .fold(builder, |b, issuer| b.accept_id_tokens_from(issuer));
+    let builder = match &options.clock {
+        Some(clock) => builder.clock(clock.clone() as qrauth_core::SharedClock),
+        None => builder,
+    };
     let builder = match options.render_errors.clone() {
         Some(RenderErrors(render)) => builder.render_errors(move |error| render(error)),
         None => builder,

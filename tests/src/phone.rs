@@ -19,9 +19,14 @@ pub struct Phone {
 impl Phone {
     /// A phone for `server` with this credential.
     pub fn new(server: &TestServer, authorization: Option<&str>) -> Self {
+        Self::at(&server.base, authorization)
+    }
+
+    /// A phone for the server at `base` (one the harness did not start).
+    pub fn at(base: &str, authorization: Option<&str>) -> Self {
         Self {
             client: client(CLIENT_TIMEOUT),
-            base: server.base.clone(),
+            base: base.to_owned(),
             authorization: authorization.map(str::to_owned),
         }
     }

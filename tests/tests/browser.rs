@@ -1,10 +1,13 @@
 //! The browser widget end to end, in the system Chromium: every scenario of
-//! `tests/browser/run.mjs` runs once against the axum demo (`axum::…`) and once against the
+//! `tests/browser/run.mjs` (the demo's login page) and of `tests/browser/sdk.mjs` (the browser
+//! SDK: Authing's code samples, the floating component of the ES module, signed-in session
+//! renewal, reconnects) runs once against the axum demo (`axum::…`) and once against the
 //! actix-web demo (`actix::…`), each on a server of its own started by the harness.
 //!
 //! Needs Debian's Chromium (`apt-get install -y chromium`), Node.js ≥ 18 and the Node side's
 //! packages (`npm ci --prefix tests/browser`); without them the tests fail, saying what to
-//! install. The axum run takes screenshots of the pending, scanned and expired states; with
+//! install. The axum run takes screenshots of the pending, scanned, expired, cancelled and
+//! floating states; with
 //! `QRAUTH_UPDATE_SCREENSHOTS=1` they replace the README's images in `docs/screenshots/`,
 //! otherwise they go to a temporary folder (so a test run leaves the tree unchanged).
 
@@ -53,13 +56,19 @@ fn prerequisites() -> (PathBuf, PathBuf) {
     (chromium, node)
 }
 
-/// Runs `run.mjs BASE SCENARIO` and returns its JSON result line, with stderr for context.
-fn run_node(base: &str, scenario: &str, screenshots: Option<&Path>) -> (Value, String) {
+/// Runs `SCRIPT BASE SCENARIO` (`run.mjs`, `sdk.mjs`) and returns its JSON result line, with
+/// stderr for context.
+fn run_node(
+    script: &str,
+    base: &str,
+    scenario: &str,
+    screenshots: Option<&Path>,
+) -> (Value, String) {
     let (chromium, node) = prerequisites();
     let mut command = Command::new(node);
     command
         .current_dir(browser_dir())
-        .arg("run.mjs")
+        .arg(script)
         .arg(base)
         .arg(scenario)
         .arg("--timeout")
@@ -118,18 +127,35 @@ fn run_node(base: &str, scenario: &str, screenshots: Option<&Path>) -> (Value, S
     (result, stderr)
 }
 
-/// Starts the demo of `kind` with `options`, runs `scenario` against it and checks the result.
+/// Starts the demo of `kind` with `options`, runs `run.mjs`'s `scenario` against it and checks
+/// the result.
 async fn scenario(kind: ServerKind, name: &'static str, options: ServerOptions) -> Value {
+    scenario_of("run.mjs", kind, name, options).await
+}
+
+/// The same for a scenario of `sdk.mjs`.
+async fn sdk_scenario(kind: ServerKind, name: &'static str, options: ServerOptions) -> Value {
+    scenario_of("sdk.mjs", kind, name, options).await
+}
+
+async fn scenario_of(
+    script: &'static str,
+    kind: ServerKind,
+    name: &'static str,
+    options: ServerOptions,
+) -> Value {
     prerequisites();
     let server = spawn(kind, options).await;
     let base = server.base.clone();
     // The README's screenshots come from the axum run.
-    let screenshots =
-        (kind == ServerKind::Axum && matches!(name, "login" | "expiry")).then(screenshot_dir);
+    let screenshots = (kind == ServerKind::Axum
+        && matches!(name, "login" | "expiry" | "cancel" | "floating"))
+    .then(screenshot_dir);
     let dir = screenshots.clone();
-    let (result, _) = tokio::task::spawn_blocking(move || run_node(&base, name, dir.as_deref()))
-        .await
-        .expect("runner thread");
+    let (result, _) =
+        tokio::task::spawn_blocking(move || run_node(script, &base, name, dir.as_deref()))
+            .await
+            .expect("runner thread");
     if let Some(dir) = screenshots {
         for shot in result["screenshots"].as_array().into_iter().flatten() {
             let file = dir.join(shot.as_str().unwrap_or_default());
@@ -222,6 +248,49 @@ mod cases {
             .collect();
         assert!(serious.is_empty(), "axe: {serious:?}");
     }
+
+    /// Authing's own code samples for the business calls log Alice in (`sdk.mjs samples`).
+    pub async fn sdk_samples(kind: ServerKind) {
+        let r = sdk_scenario(kind, "samples", ServerOptions::default()).await;
+        assert!(welcome(&r).contains("Alice"), "{r}");
+        assert_eq!(r["checkCodeStatus"]["status"], 0, "{r}");
+        assert_eq!(r["unknownId"]["code"], 403, "{r}");
+        let statuses = r["statuses"].as_array().expect("statuses");
+        assert_eq!(statuses.first(), Some(&Value::from(0)), "{r}");
+        assert_eq!(statuses.last(), Some(&Value::from(1)), "{r}");
+        assert!(r["sse"].as_u64() >= Some(1), "followed by SSE: {r}");
+    }
+
+    /// `startAppAuthScanning()` without a mount floats in the middle of the page.
+    pub async fn sdk_floating(kind: ServerKind) {
+        let r = sdk_scenario(kind, "floating", ServerOptions::default()).await;
+        assert_eq!(r["geometry"]["position"], "fixed", "{r}");
+        assert_eq!(r["geometry"]["role"], "dialog", "{r}");
+        let serious = r["violations"]
+            .as_array()
+            .expect("violations")
+            .iter()
+            .filter(|v| v["impact"] == "serious" || v["impact"] == "critical")
+            .count();
+        assert_eq!(serious, 0, "axe: {r}");
+    }
+
+    /// `renew`, `keepSignedIn` and `logout` against scripted refresh and logout answers.
+    pub async fn sdk_sessions(kind: ServerKind) {
+        let r = sdk_scenario(kind, "sessions", ServerOptions::default()).await;
+        assert_eq!(r["schedule"], "ok", "{r}");
+        assert_eq!(r["overdue"], "ok", "{r}");
+        assert_eq!(r["logout"]["body"], "{}", "{r}");
+        assert_eq!(r["reuseWithoutLocks"], 1, "the control case: {r}");
+    }
+
+    /// `event: reconnect` and an early long-poll answer: the widget comes back unseen.
+    pub async fn sdk_reconnect(kind: ServerKind) {
+        let r = sdk_scenario(kind, "reconnect", ServerOptions::default()).await;
+        let sse = r["sseReopenMs"].as_u64().expect("sseReopenMs");
+        assert!((150..=2000).contains(&sse), "{r}");
+        assert!(r["longPolls"].as_u64() >= Some(3), "{r}");
+    }
 }
 
 /// Expands every browser scenario for one demo.
@@ -238,10 +307,12 @@ macro_rules! browser_suite {
 
 mod axum {
     browser_suite!(qrauth_tests::ServerKind::Axum;
-        login, cancel, expiry, sse_blocked, slow_down, a11y);
+        login, cancel, expiry, sse_blocked, slow_down, a11y,
+        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect);
 }
 
 mod actix {
     browser_suite!(qrauth_tests::ServerKind::Actix;
-        login, cancel, expiry, sse_blocked, slow_down, a11y);
+        login, cancel, expiry, sse_blocked, slow_down, a11y,
+        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect);
 }

@@ -1351,10 +1351,14 @@ mod cases {
         );
 
         let now = now_secs();
+        // qrauth's own tokens stand for signed-in sessions: the forged ones below name a live
+        // one, so that each is refused for the reason its name says and not for its session.
+        let (_, signed_in) = login(&server).await;
+        let sid = jwt_payload(signed_in["id_token"].as_str().expect("id_token"))["sid"].clone();
         let claims = |overrides: Value| {
             let mut c = json!({
                 "iss": server.base, "sub": "user-test", "aud": AUDIENCE,
-                "iat": now, "exp": now + 600,
+                "iat": now, "exp": now + 600, "sid": sid,
             });
             for (k, v) in overrides.as_object().expect("object") {
                 c[k] = v.clone();
@@ -1462,27 +1466,34 @@ mod cases {
     }
 }
 
-/// An id_token issued by the axum server verifies on an actix server that shares its key and
-/// issuer, and not on one with another key.
+/// An id_token issued by the axum server verifies on an actix server that shares its key,
+/// issuer and store (its signed-in sessions), and not on one with another key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_adapter_token() {
     bounded("cross_adapter_token", async {
+        let redis = tokio::task::spawn_blocking(qrauth_tests::RedisServer::start)
+            .await
+            .expect("redis-server");
         let key = fresh_signing_key();
         let axum = spawn(
             ServerKind::Axum,
-            ServerOptions::default().signing_key(key.clone()),
+            ServerOptions::default()
+                .signing_key(key.clone())
+                .redis(redis.url()),
         )
         .await;
         let actix = spawn(
             ServerKind::Actix,
             ServerOptions::default()
                 .signing_key(key.clone())
-                .issuer(axum.base.clone()),
+                .issuer(axum.base.clone())
+                .redis(redis.url()),
         )
         .await;
         let stranger = spawn(
             ServerKind::Actix,
             ServerOptions::default()
+                .redis(redis.url())
                 .signing_key(fresh_signing_key())
                 .issuer(axum.base.clone()),
         )

@@ -404,7 +404,13 @@ async fn redis_holds_no_secret_and_forgets_sessions() {
             r.a.alice().confirm(&qr.id, &token).await.assert_json(200);
             let status = browser.on(&r.b).bound_status(&qr.id).await;
             let ticket = status["ticket"].as_str().expect("ticket").to_owned();
-            let tokens = browser.on(&r.b).exchange(&ticket).await.assert_json(200);
+            let exchanged = browser.on(&r.b).exchange(&ticket).await;
+            let tokens = exchanged.assert_json(200);
+            let refresh = exchanged
+                .set_cookie(&r.b.service.cookies().refresh_name())
+                .expect("refresh cookie");
+            let (_, refresh_secret) = refresh.value.split_once('.').expect("sid.secret");
+            secrets.push(refresh_secret.to_owned());
             secrets.push(browser.binding.clone().expect("binding cookie"));
             secrets.push(token);
             secrets.push(ticket);
@@ -445,6 +451,18 @@ async fn redis_holds_no_secret_and_forgets_sessions() {
                     let v: Vec<u8> = conn.get(key).await.expect("GET");
                     dump.push_str(&String::from_utf8_lossy(&v));
                 }
+                "zset" => {
+                    let members: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                        .arg(key)
+                        .arg(0)
+                        .arg(-1)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("ZRANGE");
+                    for m in members {
+                        dump.push_str(&String::from_utf8_lossy(&m));
+                    }
+                }
                 other => panic!("unexpected key type {other} for {key}"),
             }
         }
@@ -455,13 +473,18 @@ async fn redis_holds_no_secret_and_forgets_sessions() {
             );
         }
 
-        // 2 s lifetime (+ 1 s ticket + 1 s retention) + 5 s: no session or ticket key is left (rate-limit counters live a
-        // minute by design).
+        // 2 s lifetime (+ 1 s ticket + 1 s retention) + 5 s: no QR session or ticket key is left
+        // (rate-limit counters live a minute, signed-in sessions and their index 30 days, by
+        // design).
         tokio::time::sleep(Duration::from_secs(7)).await;
         let keys: Vec<String> = conn.keys("*").await.expect("KEYS");
         let left: HashSet<&String> = keys
             .iter()
-            .filter(|k| !k.starts_with("qrauth-test:rl:"))
+            .filter(|k| {
+                !["qrauth-test:rl:", "qrauth-test:si:", "qrauth-test:su:"]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
             .collect();
         assert!(left.is_empty(), "keys left behind: {left:?}");
     })

@@ -4,9 +4,9 @@
 //! set (optionally `AUTHING_API_VERSION=v2`, `AUTHING_TOKEN_AUTH_METHOD=client_secret_basic`,
 //! `AUTHING_HS256=1`), it talks to that Authing application: scan the QR with the Authing app.
 //! With none set it starts the fake Authing server in-process and the page offers buttons that
-//! play the Authing app, so it runs with no account. `QRAUTH_LISTEN` changes the address.
+//! play the Authing app, so it runs with no account. `QRAUTH_LISTEN` (or `--listen`) changes the
+//! address; `--lan` serves it to other machines (the phone itself talks to Authing, not to it).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -64,9 +64,7 @@ fn env(name: &str) -> Option<String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
-    let listen: SocketAddr = env("QRAUTH_LISTEN")
-        .unwrap_or_else(|| "127.0.0.1:3001".into())
-        .parse()?;
+    let endpoint = demo_common::lan::Endpoint::from_env(3001, "QRAUTH_LISTEN")?;
     let real = (
         env("AUTHING_APP_ID"),
         env("AUTHING_APP_SECRET"),
@@ -127,8 +125,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/fake-app/{action}", post(fake_app))
         .with_state(Demo { fake })
         .qrauth("/", qrauth);
-    println!("qrauth Authing demo: open http://{listen}/ in a browser");
-    demo_common::serve_axum(listen, app).await?;
+    endpoint.print_startup("qrauth Authing demo");
+    demo_common::serve_axum(endpoint.listen, app).await?;
     Ok(())
 }
 

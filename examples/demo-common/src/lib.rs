@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod lan;
 pub mod metrics;
 mod pages;
 
@@ -29,21 +30,130 @@ pub fn init_tracing() {
         .init();
 }
 
-/// Serves an axum app on `listen` until Ctrl-C: client addresses for qrauth's limits and
-/// confirm screen, and no Nagle delay (SSE events and long-poll answers are small writes that
-/// must leave at once).
+/// Resolves on Ctrl-C or SIGTERM (what `docker stop`, systemd and Kubernetes send).
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// How long [`serve_axum`] waits for connections after the signal when it has no qrauth
+/// service to ask for its [grace](QrAuthService::shutdown_grace).
+const DEFAULT_GRACE: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Serves an axum app on `listen` until Ctrl-C or SIGTERM: client addresses for qrauth's limits
+/// and confirm screen, and no Nagle delay (SSE events and long-poll answers are small writes
+/// that must leave at once). For an app that serves a qrauth service use
+/// [`serve_axum_service`], which also lets its held connections go at shutdown.
 pub async fn serve_axum(listen: SocketAddr, app: axum::Router) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?.tap_io(|tcp| {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    serve_axum_on(listener, app, None, shutdown_signal()).await
+}
+
+/// [`serve_axum`] for an app that serves `qrauth`: graceful shutdown on Ctrl-C or SIGTERM as in
+/// [`serve_axum_on`].
+pub async fn serve_axum_service(
+    listen: SocketAddr,
+    app: axum::Router,
+    qrauth: QrAuthService,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    serve_axum_on(listener, app, Some(qrauth), shutdown_signal()).await
+}
+
+/// Serves an axum app on `listener` until `signal` resolves, then shuts down gracefully within
+/// `qrauth`'s [shutdown grace](QrAuthService::shutdown_grace): [`QrAuthService::shutdown`]
+/// (pending long-polls answer at once, event streams say `reconnect` and end), axum stops
+/// accepting and closes idle connections, and whatever is still in flight when the grace is
+/// over is left behind (the process exits).
+pub async fn serve_axum_on(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    qrauth: Option<QrAuthService>,
+    signal: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(async {
-        let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    .with_graceful_shutdown(async move {
+        let _ = stopped.await;
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        served = &mut server => return served,
+        () = signal => {}
+    }
+    let grace = qrauth
+        .as_ref()
+        .map_or(DEFAULT_GRACE, QrAuthService::shutdown_grace);
+    if let Some(qrauth) = &qrauth {
+        qrauth.shutdown();
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(grace, server).await {
+        Ok(served) => served,
+        Err(_) => {
+            tracing::warn!(
+                ?grace,
+                "shutdown grace over: leaving the remaining connections"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Serves the actix-web app that `configure` sets up on `listener` until `signal` resolves,
+/// like the actix demo: TCP_NODELAY, no half-closed connections (so that a client that goes
+/// away is noticed at once, not at the next keep-alive write), and graceful shutdown within
+/// `qrauth`'s [shutdown grace](QrAuthService::shutdown_grace): stop accepting,
+/// [`QrAuthService::shutdown`], wait until qrauth's requests in flight are
+/// [drained](QrAuthService::drained), then drop every connection (idle keep-alive ones
+/// included, which actix-web's own graceful stop would wait for).
+///
+/// Run it on an actix `System` (`#[actix_web::main]`). `workers`: actix-web's worker count
+/// (default: one per core).
+pub async fn serve_actix<F>(
+    listener: std::net::TcpListener,
+    configure: F,
+    qrauth: QrAuthService,
+    workers: Option<usize>,
+    signal: impl Future<Output = ()> + 'static,
+) -> std::io::Result<()>
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    use actix_web::{App, HttpServer};
+    let mut server = HttpServer::new(move || App::new().configure(configure.clone()))
+        .on_connect(qrauth_actix::tcp_nodelay)
+        .h1_allow_half_closed(false)
+        .disable_signals();
+    if let Some(workers) = workers {
+        server = server.workers(workers);
+    }
+    let server = server.listen(listener)?.run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        signal.await;
+        handle.pause().await;
+        qrauth.shutdown();
+        qrauth.drained().await;
+        handle.stop(false).await;
+    });
+    server.await
 }
 
 /// **Demo only.** Three fixed phone users whose "credential" is the public string
@@ -81,7 +191,7 @@ pub struct DemoArgs {
     /// Where to listen (`--listen`, `QRAUTH_DEMO_LISTEN`); loopback by default.
     pub listen: SocketAddr,
     /// The URL browsers and phones use (`--public-url`, `QRAUTH_DEMO_PUBLIC_URL`); default
-    /// `http://<listen>`. Set it to a LAN address to scan with a real phone.
+    /// `http://<listen>`, or `http://<LAN address>:<port>` with `--lan`.
     pub public_url: String,
     /// A PKCS#8 PEM private key to sign id_tokens with (`--signing-key FILE`,
     /// `QRAUTH_SIGNING_KEY`), so that several replicas issue tokens every replica accepts.
@@ -90,47 +200,79 @@ pub struct DemoArgs {
     /// A Redis to keep sessions and abuse-limit counters in (`--redis URL`, `REDIS_URL`), so
     /// that several replicas serve one login; default: in memory.
     pub redis: Option<String>,
+    /// `--lan` (`QRAUTH_DEMO_LAN=1`): listen on all interfaces and put this machine's LAN
+    /// address in the QR, to scan it with a real phone (see [`lan`]).
+    pub lan: bool,
+    /// Start-up warnings, printed by [`DemoArgs::print_startup`].
+    pub warnings: Vec<String>,
 }
 
 impl DemoArgs {
-    /// Reads `--listen ADDR` / `--public-url URL` (or the environment), defaulting to
+    /// Reads the flags (see `--help` and [`lan`]) or the environment (`QRAUTH_DEMO_LISTEN`,
+    /// `QRAUTH_DEMO_PUBLIC_URL`, `QRAUTH_DEMO_LAN`, …), defaulting to
     /// `127.0.0.1:<default_port>`.
     pub fn from_env(default_port: u16) -> std::result::Result<Self, String> {
-        let mut listen = std::env::var("QRAUTH_DEMO_LISTEN").ok();
-        let mut public_url = std::env::var("QRAUTH_DEMO_PUBLIC_URL").ok();
-        let mut signing_key = std::env::var("QRAUTH_SIGNING_KEY").ok();
-        let mut redis = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty());
-        let mut args = std::env::args().skip(1);
+        Self::parse(
+            std::env::args().skip(1),
+            &|name| std::env::var(name).ok(),
+            default_port,
+            lan::interface_addresses,
+        )
+    }
+
+    /// [`DemoArgs::from_env`] over given arguments, environment and interface addresses.
+    pub(crate) fn parse(
+        mut args: impl Iterator<Item = String>,
+        env: &dyn Fn(&str) -> Option<String>,
+        default_port: u16,
+        interfaces: impl FnOnce() -> std::io::Result<Vec<std::net::IpAddr>>,
+    ) -> std::result::Result<Self, String> {
+        let mut endpoint = lan::EndpointFlags::from_env(env, "QRAUTH_DEMO_LISTEN")?;
+        let mut signing_key = env("QRAUTH_SIGNING_KEY");
+        let mut redis = env("REDIS_URL").filter(|u| !u.is_empty());
         while let Some(arg) = args.next() {
             match arg.as_str() {
-                "--listen" => listen = args.next(),
-                "--public-url" => public_url = args.next(),
                 "--signing-key" => signing_key = args.next(),
                 "--redis" => redis = args.next(),
                 "--help" | "-h" => {
-                    return Err(
-                        "usage: [--listen 127.0.0.1:PORT] [--public-url http://HOST:PORT] \
-                         [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/]"
-                            .into(),
-                    );
+                    return Err(format!(
+                        "usage: {} [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/]",
+                        lan::USAGE
+                    ));
                 }
-                other => return Err(format!("unknown argument {other}; try --help")),
+                other => {
+                    if !endpoint.take(other, &mut args)? {
+                        return Err(format!("unknown argument {other}; try --help"));
+                    }
+                }
             }
         }
-        let listen: SocketAddr = listen
-            .unwrap_or_else(|| format!("127.0.0.1:{default_port}"))
-            .parse()
-            .map_err(|e| format!("--listen: {e}"))?;
-        let public_url = public_url
-            .unwrap_or_else(|| format!("http://{listen}"))
-            .trim_end_matches('/')
-            .to_owned();
+        let endpoint = endpoint.resolve(default_port, interfaces)?;
         Ok(Self {
-            listen,
-            public_url,
+            listen: endpoint.listen,
+            public_url: endpoint.public_url,
             signing_key: signing_key.map(Into::into),
             redis,
+            lan: endpoint.lan,
+            warnings: endpoint.warnings,
         })
+    }
+
+    /// The start-up lines: the URL to open on this machine and, with `--lan`, that the phone
+    /// must be on the same network, then the warnings (see [`lan::Endpoint::startup_lines`]).
+    pub fn startup_lines(&self, demo: &str) -> Vec<String> {
+        lan::startup_lines(
+            demo,
+            self.listen,
+            &self.public_url,
+            self.lan,
+            &self.warnings,
+        )
+    }
+
+    /// Prints [`DemoArgs::startup_lines`]: the URLs on stdout, the warnings on stderr.
+    pub fn print_startup(&self, demo: &str) {
+        lan::print_lines(&self.startup_lines(demo));
     }
 }
 

@@ -47,8 +47,17 @@ pub fn me_page(claims: &Claims) -> String {
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><link rel="icon" href="data:,">
 <title>Signed in — qrauth demo</title><style>{STYLE}</style></head><body><main>
 <h1 id="welcome">Signed in as {}</h1><p>These claims come from the verified id_token in your session cookie.</p>
-<table>{rows}</table><p><a href="/">Log in again</a></p></main></body></html>"#,
-        escape_html(name)
+<table>{rows}</table><p><button id="logout" type="button">Sign out</button></p></main>
+<script src="/qrcode/widget.js"></script>
+<script>
+  // Stay signed in while this page is open: renew the short id_token before it expires.
+  QrAuth.keepSignedIn({{ expiresAt: {exp}, onSignedOut: function () {{ location.replace('/'); }} }});
+  document.getElementById('logout').addEventListener('click', function () {{
+    QrAuth.logout().then(function () {{ location.replace('/'); }});
+  }});
+</script></body></html>"#,
+        escape_html(name),
+        exp = claims.exp,
     )
 }
 

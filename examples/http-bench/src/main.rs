@@ -11,6 +11,8 @@
 //!   PHONE_URL the phone talks to another replica than the browser.
 //! - `flows URL SECONDS CONCURRENCY`: full logins (generate, scan, confirm, status, exchange)
 //!   back to back for SECONDS; prints logins per second and p50/p99 per login.
+//! - `renewals URL SECONDS CONCURRENCY`: CONCURRENCY signed-in browsers renew back to back
+//!   (`POST /qrcode/refresh`, rotating the refresh cookie); prints renewals per second.
 //! - `soak URL HELD SECONDS RATE`: holds HELD pending sessions each with a long-poll, measures
 //!   status latency meanwhile, runs RATE full logins per second for SECONDS, disconnects
 //!   clients mid-wait in a loop, then checks the server's waiters and memory return to
@@ -53,6 +55,7 @@ fn main() -> Result<(), BoxError> {
             arg(5).ok(),
         )),
         "flows" => runtime()?.block_on(flows(arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?)),
+        "renewals" => runtime()?.block_on(renewals(arg(1)?, arg(2)?.parse()?, arg(3)?.parse()?)),
         "soak" => runtime()?.block_on(soak(
             arg(1)?,
             arg(2)?.parse()?,
@@ -287,6 +290,25 @@ async fn phone(
 }
 
 async fn login(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> {
+    Ok(login_with_refresh(client, base).await?.0)
+}
+
+/// The `name=value` of the refresh cookie a response set.
+fn refresh_cookie(headers: &reqwest::header::HeaderMap) -> Option<String> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.contains("qrauth_refresh=") && !c.contains("Max-Age=0"))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+/// A whole login; returns the token set and the refresh cookie.
+async fn login_with_refresh(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<(Value, Option<String>), BoxError> {
     let (cookie, id) = prepare(client, base).await?;
     let scan = phone(client, base, "scan", json!({ "qrcodeId": id })).await?;
     phone(
@@ -303,15 +325,69 @@ async fn login(client: &reqwest::Client, base: &str) -> Result<Value, BoxError> 
         .await?
         .json()
         .await?;
-    let tokens = client
+    let response = client
         .post(format!("{base}/qrcode/exchange"))
         .header("cookie", &cookie)
         .json(&json!({ "ticket": status["ticket"] }))
         .send()
-        .await?
-        .json()
         .await?;
-    Ok(tokens)
+    let refresh = refresh_cookie(response.headers());
+    Ok((response.json().await?, refresh))
+}
+
+/// Renewals per second: `concurrency` signed-in browsers, each renewing (and rotating its
+/// refresh cookie) back to back for `seconds`.
+async fn renewals(base: String, seconds: u64, concurrency: usize) -> Result<(), BoxError> {
+    let client = client()?;
+    let mut cookies = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (_, refresh) = login_with_refresh(&client, &base).await?;
+        cookies.push(refresh.ok_or("the exchange set no refresh cookie")?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let workers: Vec<_> = cookies
+        .into_iter()
+        .map(|mut cookie| {
+            let (client, base) = (client.clone(), base.clone());
+            tokio::spawn(async move {
+                let (mut done, mut errors) = (0usize, 0usize);
+                while Instant::now() < deadline {
+                    let response = client
+                        .post(format!("{base}/qrcode/refresh"))
+                        .header("cookie", &cookie)
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 200 => match refresh_cookie(r.headers()) {
+                            Some(next) => {
+                                cookie = next;
+                                done += 1;
+                            }
+                            None => errors += 1,
+                        },
+                        _ => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                (done, errors)
+            })
+        })
+        .collect();
+    let (mut done, mut errors) = (0, 0);
+    for worker in workers {
+        let (d, e) = worker.await?;
+        done += d;
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "renewals: {done} in {elapsed:.1}s = {:.0}/s, errors={errors}",
+        done as f64 / elapsed
+    );
+    Ok(())
 }
 
 /// One flow: the browser starts following, the phone scans, then confirms at `t0`; returns

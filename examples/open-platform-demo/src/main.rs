@@ -5,10 +5,10 @@
 //! (and `OPEN_PLATFORM_ACCESS_TOKEN_PATH`, since that endpoint's path is not documented in the
 //! seed). Without `OPEN_PLATFORM_BASE_URL` it starts the fake platform in-process, so it runs
 //! with no account; the mobile confirm page then simulates the platform's JS SDK.
-//! `OPEN_PLATFORM_DEMO_LISTEN` changes the address (loopback by default).
+//! `OPEN_PLATFORM_DEMO_LISTEN` (or `--listen`) changes the address (loopback by default);
+//! `--lan` serves it to a phone on the same network.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -36,10 +36,8 @@ struct AppState {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let listen: SocketAddr = env("OPEN_PLATFORM_DEMO_LISTEN")
-        .unwrap_or_else(|| "127.0.0.1:3002".into())
-        .parse()?;
-    let public_url = format!("http://{listen}");
+    let endpoint = demo_common::lan::Endpoint::from_env(3002, "OPEN_PLATFORM_DEMO_LISTEN")?;
+    let public_url = endpoint.public_url.clone();
 
     let (fake, mut client) = match env("OPEN_PLATFORM_BASE_URL") {
         Some(base) => {
@@ -93,9 +91,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .with_state(state)
         .qrauth("/auth", qrauth);
-    println!("qrauth open-platform demo: open {public_url}/ in a browser");
+    endpoint.print_startup("qrauth open-platform demo");
     // TCP_NODELAY on every connection, client addresses, graceful shutdown on Ctrl-C.
-    demo_common::serve_axum(listen, app).await?;
+    demo_common::serve_axum(endpoint.listen, app).await?;
     Ok(())
 }
 

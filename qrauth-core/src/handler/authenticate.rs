@@ -12,22 +12,35 @@ use crate::types::Claims;
 
 impl QrAuthService {
     /// Verifies the caller's id_token, from `Authorization: Bearer` or else the session
-    /// cookie. A token of an issuer accepted with
+    /// cookie, and, for the provider's tokens, that its signed-in session is alive (signed
+    /// out, revoked or expired: `invalid_token`; a store that cannot tell: `store_unavailable`,
+    /// never a pass). A token of an issuer accepted with
     /// [`accept_id_tokens_from`](crate::QrAuthServiceBuilder::accept_id_tokens_from) verifies
     /// there.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Claims> {
-        let token = bearer_token(headers)
-            .or_else(|| cookies::read_cookie(headers, &self.inner.cookies.session_name()))
-            .filter(|t| !t.is_empty())
+        let token = self
+            .presented_token(headers)
             .ok_or(Error::InvalidToken(TokenError::Missing))?;
         let verified = match self.inner.provider.verify(token).await {
+            // The provider's tokens stand for signed-in sessions: a signed-out one is refused.
+            Ok(claims) => self
+                .require_signed_in(token, &claims)
+                .await
+                .map(|()| claims),
             Err(Error::InvalidToken(TokenError::WrongIssuer)) => match &self.inner.other_verifier {
                 Some(other) => other.verify(token).await,
                 None => Err(Error::InvalidToken(TokenError::WrongIssuer)),
             },
-            verified => verified,
+            Err(e) => Err(e),
         };
         verified.inspect_err(|e| self.metrics().verification_failed(e))
+    }
+
+    /// The caller's token: `Authorization: Bearer`, or else the session cookie.
+    pub(super) fn presented_token<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
+        bearer_token(headers)
+            .or_else(|| cookies::read_cookie(headers, &self.inner.cookies.session_name()))
+            .filter(|t| !t.is_empty())
     }
 
     /// The 401 (or, when the verifier itself failed, 5xx) response for a failed

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::request::{body_is_empty, header_str, hex_sha256, parse_json, query_param};
 use super::status::status_body;
-use super::{ApiRequest, ApiResponse, QrAuthService, SignIn, events};
+use super::{ApiRequest, ApiResponse, QrAuthService, events};
 use crate::error::{Error, Result};
 use crate::flow::waits_for_upstream;
 use crate::metrics::Limit;
-use crate::provider::{ConfirmedLogin, SessionStart};
+use crate::provider::SessionStart;
 use crate::record::Initiator;
 use crate::secret::{BindingSecret, QrCodeId, Ticket};
 use crate::types::QrStatus;
@@ -189,8 +189,26 @@ impl QrAuthService {
     }
 
     /// Waits for the next change after `since` (the current version when `None`), as long-poll
-    /// and event streams do; an upstream failure ends the wait with its error.
+    /// and event streams do; an upstream failure ends the wait with its error. From
+    /// [`shutdown`](QrAuthService::shutdown) on it answers at once with the current status.
     pub(super) async fn wait_for_change(
+        &self,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+        since: Option<u64>,
+        deadline: Instant,
+    ) -> Result<QrStatus> {
+        let shutdown = &self.inner.shutdown;
+        if shutdown.is_signalled() {
+            return self.poll(id, binding).await;
+        }
+        tokio::select! {
+            changed = self.wait_until(id, binding, since, deadline) => changed,
+            () = shutdown.started() => self.poll(id, binding).await,
+        }
+    }
+
+    async fn wait_until(
         &self,
         id: &QrCodeId,
         binding: &BindingSecret,
@@ -236,33 +254,6 @@ impl QrAuthService {
         let ticket = Ticket::parse(&body.ticket).map_err(|_| Error::InvalidTicket)?;
         let flow = &self.inner.flow;
         let record = flow.redeem(&ticket, &binding).await?;
-        let login = ConfirmedLogin::new(
-            &record,
-            flow.clock().now_millis(),
-            flow.lifetimes().ticket.as_millis() as u64,
-        );
-        let issued = self.inner.provider.issue_tokens(login).await?;
-        tracing::info!("QR login completed");
-        if let Some(hook) = &self.inner.on_sign_in {
-            hook(&SignIn {
-                claims: issued.claims,
-                browser: crate::user_agent::describe(
-                    header_str(&request.headers, USER_AGENT).unwrap_or(""),
-                )
-                .to_string(),
-                ip: self.client_ip(request),
-            });
-        }
-        let tokens = issued.tokens;
-        let max_age = self
-            .inner
-            .cookies
-            .session_max_age
-            .unwrap_or(tokens.expires_in);
-        let session = self.inner.cookies.set_session(&tokens.id_token, max_age);
-        let clear = self.inner.cookies.clear_binding();
-        Ok(ApiResponse::json(StatusCode::OK, &tokens)
-            .with_header(SET_COOKIE, &session)
-            .with_header(SET_COOKIE, &clear))
+        self.sign_in(request, &record).await
     }
 }

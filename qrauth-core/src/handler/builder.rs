@@ -24,6 +24,9 @@ use crate::verify::{IdTokenVerifier, IssuerConfig};
 pub struct SignIn {
     /// The verified claims of the issued id_token.
     pub claims: Claims,
+    /// The signed-in session the login created (`sid`): keep it to revoke this browser later
+    /// with [`QrAuthService::revoke_session`].
+    pub session_id: crate::SessionId,
     /// The signed-in browser and OS, e.g. "Chrome on Windows".
     pub browser: String,
     /// The signed-in browser's address.
@@ -61,6 +64,7 @@ pub struct QrAuthServiceBuilder {
     default_wait: Duration,
     max_wait: Duration,
     keep_alive: Duration,
+    shutdown_grace: Duration,
     metrics_label: &'static str,
     on_sign_in: Option<SignInHook>,
     other_issuers: Vec<IssuerConfig>,
@@ -83,6 +87,7 @@ impl QrAuthServiceBuilder {
             default_wait: Duration::from_secs(25),
             max_wait: Duration::from_secs(30),
             keep_alive: Duration::from_secs(15),
+            shutdown_grace: super::shutdown::DEFAULT_GRACE,
             metrics_label: crate::metrics::DEFAULT_LABEL,
             on_sign_in: None,
             other_issuers: Vec::new(),
@@ -154,9 +159,25 @@ impl QrAuthServiceBuilder {
 
     /// Long-poll wait when the client asks for `wait` without a value (default 25 s), and the
     /// cap on what it may ask (default 30 s).
+    ///
+    /// Every proxy, load balancer, `tower_http::timeout::TimeoutLayer` and client timeout in
+    /// front of the routes must allow more than the cap (nginx `proxy_read_timeout` is 60 s,
+    /// an AWS ALB's idle timeout 60 s: both fine with the defaults). Behind a shorter one,
+    /// lower the cap below it instead.
     pub fn long_poll(mut self, default: Duration, max: Duration) -> Self {
         self.max_wait = max;
         self.default_wait = default.min(max);
+        self
+    }
+
+    /// How long the server gives qrauth's requests in flight after
+    /// [`QrAuthService::shutdown`] before it drops their connections (default 800 ms; see
+    /// [`QrAuthService::drained`]). Held connections end at once at shutdown, so the grace only
+    /// covers ordinary requests (a confirm, an exchange) still talking to the store; keep it
+    /// below the orchestrator's kill timeout (Kubernetes `terminationGracePeriodSeconds`,
+    /// default 30 s) and the load balancer's deregistration delay.
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
         self
     }
 
@@ -167,6 +188,12 @@ impl QrAuthServiceBuilder {
     }
 
     /// Interval of SSE keep-alive comments (default 15 s).
+    ///
+    /// A stream without a change sends `: keep-alive` this often, so that proxies that close
+    /// idle upstream connections (nginx `proxy_read_timeout` 60 s, AWS ALB idle timeout 60 s,
+    /// Cloudflare 100 s) leave it open: keep it well below the shortest idle timeout on the
+    /// way. A vanished client is noticed without it (both adapters watch the connection; on
+    /// actix-web serve with `HttpServer::h1_allow_half_closed(false)`).
     pub fn keep_alive(mut self, interval: Duration) -> Self {
         self.keep_alive = interval;
         self
@@ -272,6 +299,7 @@ impl QrAuthServiceBuilder {
             .store
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>);
         let limiter = store.rate_limiter();
+        let signed_in = store.signed_in();
         let flow = SessionFlow::new(store, self.clock.clone(), lifetimes, self.number_matching)
             .with_metrics_label(self.metrics_label);
         let other_verifier = match (self.other_verifier, self.other_issuers.is_empty()) {
@@ -296,6 +324,10 @@ impl QrAuthServiceBuilder {
             }
         };
         let upstream_loops = UpstreamLoops::new(self.provider.clone(), flow.clone());
+        let token_sessions = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(crate::lifetimes::MAX_ID_TOKEN)
+            .build();
         Ok(QrAuthService {
             inner: Arc::new(Inner {
                 provider: self.provider,
@@ -310,8 +342,11 @@ impl QrAuthServiceBuilder {
                 default_wait: self.default_wait,
                 max_wait: self.max_wait,
                 keep_alive: self.keep_alive,
+                shutdown: super::shutdown::Shutdown::new(self.shutdown_grace),
                 other_verifier,
                 render_errors: self.render_errors,
+                signed_in,
+                token_sessions,
             }),
         })
     }

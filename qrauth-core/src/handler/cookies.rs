@@ -72,6 +72,40 @@ impl CookieSettings {
             self.attributes()
         )
     }
+
+    /// `Set-Cookie` value that deletes the session cookie.
+    pub fn clear_session(&self) -> String {
+        format!("{}={}; Max-Age=0", self.session_name(), self.attributes())
+    }
+
+    /// Name of the refresh cookie. It is scoped to the renewal and sign-out routes by `Path`,
+    /// so it cannot take the `__Host-` prefix (which requires `Path=/`): `__Secure-` instead.
+    pub fn refresh_name(&self) -> String {
+        if self.secure {
+            "__Secure-qrauth_refresh".to_owned()
+        } else {
+            "qrauth_refresh".to_owned()
+        }
+    }
+
+    /// The two `Set-Cookie` values of the refresh cookie: one copy scoped to
+    /// `{mount}/qrcode/refresh`, one to `{mount}/qrcode/logout` (a cookie has one `Path`).
+    /// `SameSite=Strict`: no cross-site request ever carries it.
+    pub(crate) fn set_refresh(&self, mount: &str, value: &str, max_age: u64) -> [String; 2] {
+        let secure = if self.secure { "; Secure" } else { "" };
+        ["refresh", "logout"].map(|route| {
+            format!(
+                "{}={value}; Path={mount}/qrcode/{route}; HttpOnly{secure}; SameSite=Strict; \
+                 Max-Age={max_age}",
+                self.refresh_name()
+            )
+        })
+    }
+
+    /// The `Set-Cookie` values that delete both copies of the refresh cookie.
+    pub(crate) fn clear_refresh(&self, mount: &str) -> [String; 2] {
+        self.set_refresh(mount, "", 0)
+    }
 }
 
 /// The value of cookie `name` from the request's `Cookie` headers.
@@ -113,5 +147,15 @@ mod tests {
         assert!(dev.set_binding("v", 1).starts_with("qrauth_bind=v;"));
         assert!(!dev.set_binding("v", 1).contains("Secure"));
         assert!(dev.clear_binding().ends_with("Max-Age=0"));
+    }
+
+    #[test]
+    fn the_refresh_cookie_is_scoped_to_the_renewal_and_sign_out_routes() {
+        let s = CookieSettings::default();
+        let [refresh, logout] = s.set_refresh("/auth", "v", 60);
+        assert!(refresh.starts_with("__Secure-qrauth_refresh=v; Path=/auth/qrcode/refresh; HttpOnly; Secure; SameSite=Strict"));
+        assert!(logout.contains("Path=/auth/qrcode/logout;"));
+        let [cleared, _] = s.clear_refresh("");
+        assert!(cleared.contains("Path=/qrcode/refresh;") && cleared.ends_with("Max-Age=0"));
     }
 }

@@ -18,6 +18,10 @@ use crate::types::{QrState, QrStatus};
 /// Milliseconds a browser waits before reconnecting a dropped stream.
 const RETRY_MS: u64 = 2000;
 
+/// The last event of a stream cut short by [`QrAuthService::shutdown`]: reconnect (the load
+/// balancer sends the new stream to a replica that stays).
+const RECONNECT: &[u8] = b"event: reconnect\ndata: {}\n\n";
+
 enum Phase {
     /// Send `retry:` and the first snapshot (unless the client already has it).
     Start(QrStatus, Option<u64>),
@@ -84,6 +88,9 @@ pub(super) fn stream(
                 }
                 s.phase = if ends_stream(first.state) {
                     Phase::Done
+                } else if s.service.is_shutting_down() {
+                    chunk.extend_from_slice(RECONNECT);
+                    Phase::Done
                 } else {
                     Phase::Waiting(first.version)
                 };
@@ -96,6 +103,16 @@ pub(super) fn stream(
                     .wait_for_change(&s.id, &s.binding, Some(version), deadline)
                     .await;
                 let chunk = match next {
+                    // Shutdown answers the wait at once: say "reconnect" (after the change, if
+                    // there was one) and end.
+                    Ok(status) if s.service.is_shutting_down() && !ends_stream(status.state) => {
+                        let mut chunk = Vec::new();
+                        if status.version != version {
+                            chunk.extend_from_slice(&event(&status));
+                        }
+                        chunk.extend_from_slice(RECONNECT);
+                        Bytes::from(chunk)
+                    }
                     Ok(status) if status.version == version => {
                         s.phase = Phase::Waiting(version);
                         Bytes::from_static(b": keep-alive\n\n")

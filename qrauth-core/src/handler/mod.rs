@@ -7,7 +7,8 @@
 //!
 //! By file: `route` (the routes), `builder` (settings), `browser` (generate, status, events,
 //! exchange), `phone` (scan, confirm, cancel), `authenticate` (the `AuthenticatedUser` check
-//! and its 401), `render` (the application's own error responses), `request` (parsing and
+//! and its 401), `signed_in` (sign-in at exchange, refresh, logout, the session check and the
+//! server API), `devices` (the phone's list of signed-in browsers), `render` (the application's own error responses), `request` (parsing and
 //! guards), `status` (the status body allow-list).
 
 mod authenticate;
@@ -15,12 +16,15 @@ mod browser;
 mod builder;
 mod client_ip;
 mod cookies;
+mod devices;
 mod events;
 mod phone;
 mod render;
 mod request;
 mod response;
 mod route;
+mod shutdown;
+mod signed_in;
 mod status;
 mod widget;
 
@@ -29,6 +33,7 @@ pub use cookies::CookieSettings;
 pub use render::{ErrorContext, Refused};
 pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream};
 pub use route::Route;
+pub use shutdown::InFlight;
 
 pub(crate) use request::{bearer_token, body_is_empty, parse_json};
 
@@ -89,8 +94,13 @@ struct Inner {
     default_wait: Duration,
     max_wait: Duration,
     keep_alive: Duration,
+    shutdown: shutdown::Shutdown,
     other_verifier: Option<IdTokenVerifier>,
     render_errors: Option<render::ErrorRenderer>,
+    signed_in: Arc<dyn crate::store::SignedInStore>,
+    /// SHA-256 of a provider token that carries no live `sid` → its session (from the store's
+    /// aliases), so that such tokens cost one store read per replica, not one per request.
+    token_sessions: moka::sync::Cache<[u8; 32], Option<crate::SessionId>>,
 }
 
 impl std::fmt::Debug for QrAuthService {
@@ -250,6 +260,10 @@ impl QrAuthService {
                 .await
                 .inspect_err(|e| self.metrics().exchange_failed(e)),
             Route::Scan | Route::Confirm | Route::Cancel => self.phone(route, request).await,
+            Route::Logout => self.logout(request).await,
+            Route::Refresh => self.refresh(request).await,
+            Route::Devices => self.devices(request).await,
+            Route::RevokeDevices => self.revoke_devices(request).await,
             Route::Widget => Ok(widget::response(&request.headers)),
             Route::Jwks => self.issuer_document(|d| d.jwks()),
             Route::OpenIdConfiguration => self.issuer_document(|d| d.openid_configuration()),

@@ -40,18 +40,8 @@ impl QrAuthService {
             .ok_or(Error::NotFound)?;
         self.check_origin(&request.headers)?;
         let body: PhoneBody = parse_json(request)?;
-        let authorization = header_str(&request.headers, AUTHORIZATION)
-            .filter(|v| !v.trim().is_empty())
-            .ok_or(Error::Unauthenticated)?;
-        self.limit(
-            format!("phone:{}", hex_sha256(authorization)),
-            self.inner.limits.phone_per_minute,
-            Duration::from_secs(60),
-        )
-        .await
-        .inspect_err(|e| self.metrics().limit_refused(Limit::Phone, e))?;
+        let user = self.phone_caller(phone, request).await?;
         let id = QrCodeId::parse(&body.qrcode_id).map_err(|_| Error::UnknownQrCode)?;
-        let user = phone_user(phone, authorization).await?;
         let flow = &self.inner.flow;
         if route == Route::Scan {
             let phone_ip = self.client_ip(request);
@@ -99,6 +89,28 @@ impl QrAuthService {
             StatusCode::OK,
             &json!({ "status": record.state.as_str() }),
         ))
+    }
+}
+
+impl QrAuthService {
+    /// The phone user of a phone route, from the `Authorization` credential, within the phone
+    /// limit.
+    pub(super) async fn phone_caller(
+        &self,
+        phone: PhoneSide<'_>,
+        request: &ApiRequest,
+    ) -> Result<PhoneUser> {
+        let authorization = header_str(&request.headers, AUTHORIZATION)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or(Error::Unauthenticated)?;
+        self.limit(
+            format!("phone:{}", hex_sha256(authorization)),
+            self.inner.limits.phone_per_minute,
+            Duration::from_secs(60),
+        )
+        .await
+        .inspect_err(|e| self.metrics().limit_refused(Limit::Phone, e))?;
+        phone_user(phone, authorization).await
     }
 }
 

@@ -18,6 +18,10 @@ use crate::error::{Error, TokenError};
 pub struct ApiRequest {
     /// The method.
     pub method: Method,
+    /// The path the client asked for, as it reached the server (before any router stripped a
+    /// prefix): where qrauth is mounted is derived from it, for the refresh cookie's `Path`.
+    /// Empty when unknown (then qrauth assumes it is mounted at the root).
+    pub path: String,
     /// All request headers.
     pub headers: HeaderMap,
     /// The raw query string, without `?`.
@@ -33,6 +37,7 @@ impl ApiRequest {
     pub fn new(method: Method) -> Self {
         Self {
             method,
+            path: String::new(),
             headers: HeaderMap::new(),
             query: None,
             body: Bytes::new(),
@@ -105,6 +110,15 @@ impl ApiResponse {
                 }
             }
             Err(e) => Self::from_error(&Error::Internal(format!("serialising response: {e}"))),
+        }
+    }
+
+    /// A response without a body (`204 No Content`, …).
+    pub fn empty(status: StatusCode) -> Self {
+        Self {
+            status,
+            headers: HeaderMap::new(),
+            body: ApiBody::Full(Bytes::new()),
         }
     }
 

@@ -20,6 +20,14 @@ pub enum Route {
     Confirm,
     /// `POST /qrcode/cancel` (phone)
     Cancel,
+    /// `POST /qrcode/logout`: the browser signs out.
+    Logout,
+    /// `POST /qrcode/refresh`: the browser renews its id_token with the refresh cookie.
+    Refresh,
+    /// `GET /qrcode/devices` (phone): the phone user's signed-in browsers.
+    Devices,
+    /// `POST /qrcode/devices/revoke` (phone): signs out one of them, or all.
+    RevokeDevices,
     /// `GET /qrcode/widget.js`: the browser widget.
     Widget,
     /// `GET /.well-known/jwks.json`
@@ -35,7 +43,7 @@ pub enum Route {
 impl Route {
     /// Every route with its path, for adapters to mount (extension routes go to a catch-all
     /// `/qrcode/{*rest}` of their own).
-    pub const ALL: [(&'static str, Route); 10] = [
+    pub const ALL: [(&'static str, Route); 14] = [
         ("/qrcode", Route::Generate),
         ("/qrcode/status", Route::Status),
         ("/qrcode/events", Route::Events),
@@ -43,6 +51,10 @@ impl Route {
         ("/qrcode/scan", Route::Scan),
         ("/qrcode/confirm", Route::Confirm),
         ("/qrcode/cancel", Route::Cancel),
+        ("/qrcode/logout", Route::Logout),
+        ("/qrcode/refresh", Route::Refresh),
+        ("/qrcode/devices", Route::Devices),
+        ("/qrcode/devices/revoke", Route::RevokeDevices),
         ("/qrcode/widget.js", Route::Widget),
         ("/.well-known/jwks.json", Route::Jwks),
         (
@@ -54,16 +66,27 @@ impl Route {
     /// The one method the route answers (`None`: the provider decides).
     pub fn method(self) -> Option<Method> {
         match self {
-            Route::Generate | Route::Exchange | Route::Scan | Route::Confirm | Route::Cancel => {
-                Some(Method::POST)
-            }
+            Route::Generate
+            | Route::Exchange
+            | Route::Scan
+            | Route::Confirm
+            | Route::Cancel
+            | Route::Logout
+            | Route::Refresh
+            | Route::RevokeDevices => Some(Method::POST),
             Route::Status
             | Route::Events
+            | Route::Devices
             | Route::Widget
             | Route::Jwks
             | Route::OpenIdConfiguration => Some(Method::GET),
             Route::Extension => None,
         }
+    }
+
+    /// The path of the route under the mount point.
+    pub fn path(self) -> Option<&'static str> {
+        Self::ALL.iter().find(|(_, r)| *r == self).map(|(p, _)| *p)
     }
 
     /// Documents anyone may cache: they hold no secret and nothing about a session.

@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::builtin::PhoneAuthenticator;
-use super::{ProviderRoutes, UpstreamDriver};
+use super::{ProviderRoutes, TokenRenewal, UpstreamDriver};
 use crate::record::{Initiator, SessionRecord};
-use crate::secret::QrCodeId;
+use crate::secret::{QrCodeId, SessionId};
+use crate::signed_in::SignedInSession;
 use crate::types::{Claims, TokenSet, UserInfo};
 
 /// A session that is starting, as [`QrAuthProvider::start`](super::QrAuthProvider::start)
@@ -74,17 +75,37 @@ impl QrContent {
 #[derive(Debug, Clone, Copy)]
 pub struct ConfirmedLogin<'a> {
     record: &'a SessionRecord,
+    session: &'a SessionId,
     now_ms: u64,
     ticket_lifetime_ms: u64,
+    id_token_lifetime_secs: u64,
 }
 
 impl<'a> ConfirmedLogin<'a> {
-    pub(crate) fn new(record: &'a SessionRecord, now_ms: u64, ticket_lifetime_ms: u64) -> Self {
+    pub(crate) fn new(
+        record: &'a SessionRecord,
+        session: &'a SessionId,
+        now_ms: u64,
+        lifetimes: &crate::Lifetimes,
+    ) -> Self {
         Self {
             record,
+            session,
             now_ms,
-            ticket_lifetime_ms,
+            ticket_lifetime_ms: lifetimes.ticket.as_millis() as u64,
+            id_token_lifetime_secs: lifetimes.id_token.as_secs(),
         }
+    }
+
+    /// The signed-in session this login creates: tokens a provider signs carry it as `sid`.
+    pub fn session_id(&self) -> &'a SessionId {
+        self.session
+    }
+
+    /// How long the id_tokens a provider signs should live, seconds (the service's
+    /// [`Lifetimes::id_token`](crate::Lifetimes::id_token)).
+    pub fn id_token_lifetime_secs(&self) -> u64 {
+        self.id_token_lifetime_secs
     }
 
     /// The session id.
@@ -137,6 +158,58 @@ impl<'a> ConfirmedLogin<'a> {
             .ticket_expire_at_ms
             .saturating_sub(self.ticket_lifetime_ms)
             / 1000
+    }
+}
+
+/// A signed-in session that renews, for [`TokenRenewal::renew`].
+#[derive(Debug, Clone, Copy)]
+pub struct RenewingSession<'a> {
+    session: &'a SignedInSession,
+    now_ms: u64,
+    id_token_lifetime_secs: u64,
+}
+
+impl<'a> RenewingSession<'a> {
+    pub(crate) fn new(
+        session: &'a SignedInSession,
+        now_ms: u64,
+        lifetimes: &crate::Lifetimes,
+    ) -> Self {
+        Self {
+            session,
+            now_ms,
+            id_token_lifetime_secs: lifetimes.id_token.as_secs(),
+        }
+    }
+
+    /// The session (`sid`).
+    pub fn session_id(&self) -> &'a SessionId {
+        &self.session.id
+    }
+
+    /// The signed-in user.
+    pub fn subject(&self) -> &'a str {
+        &self.session.subject
+    }
+
+    /// The claims of the session's first id_token besides the registered ones.
+    pub fn claims(&self) -> &'a Map<String, Value> {
+        &self.session.claims
+    }
+
+    /// When the user confirmed the QR login, Unix seconds (`auth_time` stays the same).
+    pub fn auth_time_secs(&self) -> u64 {
+        self.session.auth_time
+    }
+
+    /// Now, Unix seconds (the service's clock).
+    pub fn now_secs(&self) -> u64 {
+        self.now_ms / 1000
+    }
+
+    /// How long the new id_token should live, seconds.
+    pub fn id_token_lifetime_secs(&self) -> u64 {
+        self.id_token_lifetime_secs
     }
 }
 
@@ -226,6 +299,9 @@ pub struct Capabilities<'a> {
     pub upstream: Option<&'a dyn UpstreamDriver>,
     /// Routes under `/qrcode/` that are the provider's own (e.g. Authing's fastpass).
     pub routes: Option<&'a dyn ProviderRoutes>,
+    /// It issues fresh tokens for a signed-in session (`POST /qrcode/refresh`); without it a
+    /// signed-in session lasts as long as its first id_token.
+    pub renewal: Option<&'a dyn TokenRenewal>,
 }
 
 impl<'a> Capabilities<'a> {
@@ -257,6 +333,12 @@ impl<'a> Capabilities<'a> {
         self.routes = Some(routes);
         self
     }
+
+    /// With token renewal for signed-in sessions.
+    pub fn renewal(mut self, renewal: &'a dyn TokenRenewal) -> Self {
+        self.renewal = Some(renewal);
+        self
+    }
 }
 
 impl std::fmt::Debug for Capabilities<'_> {
@@ -266,6 +348,7 @@ impl std::fmt::Debug for Capabilities<'_> {
             .field("issuer", &self.issuer.is_some())
             .field("upstream", &self.upstream.is_some())
             .field("routes", &self.routes.is_some())
+            .field("renewal", &self.renewal.is_some())
             .finish()
     }
 }

@@ -9,7 +9,8 @@
 //! - [`capabilities`](QrAuthProvider::capabilities): what else it offers — a phone side (its
 //!   own phone app confirms through qrauth's phone routes), issuer documents (JWKS and
 //!   discovery), an upstream driver (the IdP confirms on its side, see [`UpstreamDriver`]),
-//!   extension routes under `/qrcode/`.
+//!   extension routes under `/qrcode/`, token renewal for signed-in sessions
+//!   ([`TokenRenewal`]).
 //!
 //! The [`builtin`] provider is the embedded default: the application's own phone app confirms
 //! and qrauth signs the id_tokens. `docs/writing-a-provider.md` in the repository walks through
@@ -17,14 +18,16 @@
 
 pub mod builtin;
 pub(crate) mod hooks;
+mod renewal;
 mod routes;
 mod upstream;
 
 pub use crate::flow::OwnedUpstreamSession;
 pub use hooks::{
     Capabilities, ConfirmContext, ConfirmedLogin, IssuedTokens, IssuerDocuments, PhoneSide,
-    QrContent, SessionStart,
+    QrContent, RenewingSession, SessionStart,
 };
+pub use renewal::TokenRenewal;
 pub use routes::{ProviderRoutes, RouteContext};
 pub use upstream::{UpstreamDriver, UpstreamEvent, UpstreamLogin, UpstreamSession};
 

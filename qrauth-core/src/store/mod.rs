@@ -1,4 +1,4 @@
-//! Where QR sessions live: [`MemoryStore`] in one process, `RedisStore` (feature `redis`)
+//! Where QR sessions and signed-in sessions live: [`MemoryStore`] in one process, `RedisStore` (feature `redis`)
 //! across replicas.
 //!
 //! A store knows nothing about the state machine: it inserts records, reads them, replaces
@@ -10,13 +10,16 @@
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
+mod signed_in;
 
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use self::redis::{RedisRateLimiter, RedisStore, RedisStoreBuilder};
 pub use crate::limits::{MemoryRateLimiter, RateLimiter};
 pub use crate::record::{Initiator, Scanner, SessionRecord};
+pub use crate::signed_in::{Rotation, SignedInSession};
 pub use memory::{MemoryStore, MemoryStoreBuilder};
+pub use signed_in::{MAX_SESSIONS_PER_SUBJECT, SignedInStore};
 
 use std::sync::Arc;
 
@@ -80,6 +83,10 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Where the abuse-limit counters of the services on this store live: the same place as
     /// the sessions, so that several replicas on one shared store also share their limits.
     fn rate_limiter(&self) -> Arc<dyn RateLimiter>;
+
+    /// Where the signed-in sessions of the services on this store live: the same place as
+    /// the QR sessions.
+    fn signed_in(&self) -> Arc<dyn SignedInStore>;
 }
 
 /// Whether a waiter on `record` should keep waiting for a change after `since`.

@@ -9,7 +9,6 @@ pub use keys::{KeyRing, SigningAlgorithm, SigningKey};
 pub use phone::{PhoneAuthenticator, PhoneUser};
 
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -18,9 +17,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::provider::{
     Capabilities, ConfirmedLogin, IssuedTokens, IssuerDocuments, PhoneSide, QrAuthProvider,
-    QrContent, SessionStart,
+    QrContent, RenewingSession, SessionStart, TokenRenewal,
 };
-use crate::secret::QrCodeId;
+use crate::secret::{QrCodeId, SessionId};
 use crate::types::{Claims, TokenSet};
 use crate::verify::{IdTokenVerifier, IssuerConfig};
 
@@ -60,7 +59,6 @@ pub struct BuiltinProvider {
     phone_url: Option<String>,
     app_name: String,
     origin: Option<String>,
-    token_lifetime: Duration,
 }
 
 impl std::fmt::Debug for BuiltinProvider {
@@ -83,7 +81,31 @@ pub struct BuiltinProviderBuilder {
     audience: String,
     phone_url: Option<String>,
     app_name: String,
-    token_lifetime: Duration,
+}
+
+/// Claims the built-in provider sets itself; the phone user's claims cannot override them.
+const REGISTERED_CLAIMS: [&str; 10] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "auth_time",
+    "nonce",
+    "jti",
+    "sid",
+];
+
+/// What one id_token (and its access token) says.
+struct TokenContent<'a> {
+    subject: &'a str,
+    claims: Map<String, Value>,
+    session: &'a SessionId,
+    nonce: Option<&'a str>,
+    auth_time: u64,
+    now: u64,
+    lifetime: u64,
 }
 
 impl BuiltinProvider {
@@ -98,7 +120,6 @@ impl BuiltinProvider {
             audience: "qrauth".to_owned(),
             phone_url: None,
             app_name: "qrauth".to_owned(),
-            token_lifetime: Duration::from_secs(3600),
         }
     }
 
@@ -119,7 +140,7 @@ impl BuiltinProvider {
 
     /// Starts signing with `next`; the old key stays in the JWKS until its last token expires.
     pub fn rotate_key(&self, next: SigningKey) -> Result<()> {
-        let keep_until = self.clock.now_secs() + self.token_lifetime.as_secs() + 60;
+        let keep_until = self.clock.now_secs() + crate::lifetimes::MAX_ID_TOKEN.as_secs() + 60;
         self.keys.rotate(next, keep_until);
         let verifier = build_verifier(&self.issuer, &self.audience, &self.keys, &self.clock)?;
         match self.verifier.write() {
@@ -140,58 +161,68 @@ impl BuiltinProvider {
     }
 
     fn sign_tokens(&self, login: &ConfirmedLogin<'_>) -> Result<IssuedTokens> {
+        let mut claims = login.claims().cloned().unwrap_or_else(Map::new);
+        if let Some(user) = login.user() {
+            if let Some(nick) = &user.nickname {
+                claims.entry("nickname").or_insert_with(|| json!(nick));
+            }
+            if let Some(photo) = &user.photo {
+                claims.entry("picture").or_insert_with(|| json!(photo));
+            }
+        }
+        self.sign(TokenContent {
+            subject: login.subject(),
+            claims,
+            session: login.session_id(),
+            nonce: login.nonce(),
+            auth_time: login.auth_time_secs(),
+            now: login.now_secs(),
+            lifetime: login.id_token_lifetime_secs(),
+        })
+    }
+
+    fn sign(&self, content: TokenContent<'_>) -> Result<IssuedTokens> {
         let key = self.keys.current();
-        let now = login.now_secs();
-        let exp = now + self.token_lifetime.as_secs();
-        let subject = login.subject();
+        let TokenContent {
+            subject,
+            mut claims,
+            session,
+            nonce,
+            auth_time,
+            now,
+            lifetime,
+        } = content;
+        let exp = now + lifetime;
         if subject.is_empty() {
             return Err(Error::Internal(
                 "confirmed session without a subject".into(),
             ));
         }
-        let mut id_claims = login.claims().cloned().unwrap_or_else(Map::new);
-        for reserved in [
-            "iss",
-            "sub",
-            "aud",
-            "exp",
-            "iat",
-            "nbf",
-            "auth_time",
-            "nonce",
-            "jti",
-        ] {
-            id_claims.remove(reserved);
-        }
-        if let Some(user) = login.user() {
-            if let Some(nick) = &user.nickname {
-                id_claims.entry("nickname").or_insert_with(|| json!(nick));
-            }
-            if let Some(photo) = &user.photo {
-                id_claims.entry("picture").or_insert_with(|| json!(photo));
-            }
+        for reserved in REGISTERED_CLAIMS {
+            claims.remove(reserved);
         }
         let mut id_token = json!({
             "iss": self.issuer, "sub": subject, "aud": self.audience,
-            "iat": now, "exp": exp, "auth_time": login.auth_time_secs(), "jti": keys::token_id()?,
+            "iat": now, "exp": exp, "auth_time": auth_time, "jti": keys::token_id()?,
+            "sid": session.as_str(),
         });
-        if let (Some(obj), Some(nonce)) = (id_token.as_object_mut(), login.nonce()) {
+        if let (Some(obj), Some(nonce)) = (id_token.as_object_mut(), nonce) {
             obj.insert("nonce".into(), json!(nonce));
         }
         if let Some(obj) = id_token.as_object_mut() {
-            obj.extend(id_claims);
+            obj.extend(claims);
         }
         let access = json!({
             "iss": self.issuer, "sub": subject, "aud": self.audience,
             "client_id": self.audience, "iat": now, "exp": exp, "jti": keys::token_id()?,
-            "scope": "openid profile",
+            "sid": session.as_str(), "scope": "openid profile",
         });
         let tokens = TokenSet {
             access_token: key.sign("at+jwt", &access)?,
             id_token: key.sign("JWT", &id_token)?,
             refresh_token: None,
             token_type: "Bearer".to_owned(),
-            expires_in: self.token_lifetime.as_secs(),
+            expires_in: lifetime,
             scope: Some("openid profile".to_owned()),
         };
         let claims: Claims = serde_json::from_value(id_token)
@@ -259,12 +290,6 @@ impl BuiltinProviderBuilder {
         self
     }
 
-    /// Lifetime of issued tokens (default 1 hour).
-    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.token_lifetime = lifetime;
-        self
-    }
-
     /// Builds the provider.
     pub fn build(self) -> Result<BuiltinProvider> {
         if url::Url::parse(&self.issuer).is_err() {
@@ -296,7 +321,6 @@ impl BuiltinProviderBuilder {
             phone_url: self.phone_url,
             app_name: self.app_name,
             origin,
-            token_lifetime: self.token_lifetime,
         })
     }
 }
@@ -335,7 +359,22 @@ impl QrAuthProvider for BuiltinProvider {
     fn capabilities(&self) -> Capabilities<'_> {
         let phone = PhoneSide::new(self.authenticator.as_ref(), &self.app_name)
             .origin(self.origin.as_deref());
-        Capabilities::none().phone(phone).issuer(self)
+        Capabilities::none().phone(phone).issuer(self).renewal(self)
+    }
+}
+
+#[async_trait]
+impl TokenRenewal for BuiltinProvider {
+    async fn renew(&self, session: RenewingSession<'_>) -> Result<IssuedTokens> {
+        self.sign(TokenContent {
+            subject: session.subject(),
+            claims: session.claims().clone(),
+            session: session.session_id(),
+            nonce: None,
+            auth_time: session.auth_time_secs(),
+            now: session.now_secs(),
+            lifetime: session.id_token_lifetime_secs(),
+        })
     }
 }
 
@@ -360,7 +399,7 @@ impl IssuerDocuments for BuiltinProvider {
             "response_types_supported": ["id_token"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [alg],
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "nickname", "picture"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid", "nickname", "picture"],
         })
     }
 }

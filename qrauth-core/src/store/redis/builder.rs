@@ -155,12 +155,14 @@ impl RedisStoreBuilder {
         let insert = Script::new(INSERT_LUA);
         let cas = Script::new(CAS_LUA);
         let take_ticket = Script::new(TAKE_TICKET_LUA);
+        let signed_in = super::signed_in::Scripts::new();
         let mut conn = connection.clone();
+        let [create, rotate, revoke] = signed_in.all();
         check_server(
             &mut conn,
             &self.prefix,
             timeout,
-            &[&insert, &cas, &take_ticket],
+            &[&insert, &cas, &take_ticket, create, rotate, revoke],
         )
         .await?;
 
@@ -193,6 +195,7 @@ impl RedisStoreBuilder {
                 insert,
                 cas,
                 take_ticket,
+                signed_in,
                 fanout,
                 subscriber,
             }),

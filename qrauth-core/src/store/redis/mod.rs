@@ -3,6 +3,7 @@
 mod builder;
 mod codec;
 mod limiter;
+mod signed_in;
 mod waiters;
 
 pub use self::builder::RedisStoreBuilder;
@@ -20,7 +21,7 @@ use tokio::time::Instant;
 
 pub use self::limiter::RedisRateLimiter;
 use self::waiters::Fanout;
-use super::{SessionStore, keeps_waiting};
+use super::{SessionStore, SignedInStore, keeps_waiting};
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
 use crate::limits::RateLimiter;
@@ -85,6 +86,10 @@ return 1
 /// | `qrauth:s:{id}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
 /// | `qrauth:t:{hex(SHA-256(ticket))}` | string | the session id of a ticket | `PXAT` the ticket's expiry |
 /// | `qrauth:ev:{id}` | pub/sub channel | the new version after each transition | — |
+/// | `qrauth:si:{sid}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
+/// | `qrauth:su:{hex(SHA-256(subject))}` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
+/// | `qrauth:sa:{hex(SHA-256(id_token))}` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
+/// | `qrauth:ev:~out:{sid}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
 ///
 /// No secret is stored: only SHA-256 hashes of the binding secret, the confirm token and the
 /// ticket (the ticket itself is never known to the store; see [`Ticket`](crate::Ticket)).
@@ -146,6 +151,7 @@ pub(super) struct Inner {
     insert: Script,
     cas: Script,
     take_ticket: Script,
+    signed_in: signed_in::Scripts,
     fanout: Arc<Fanout>,
     subscriber: JoinHandle<()>,
 }
@@ -471,6 +477,10 @@ impl SessionStore for RedisStore {
 
     fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
         Arc::new(RedisRateLimiter::new(self.clone()))
+    }
+
+    fn signed_in(&self) -> Arc<dyn SignedInStore> {
+        Arc::new(signed_in::RedisSignedIn(self.clone()))
     }
 }
 

@@ -6,7 +6,7 @@
 //! have been lost meanwhile) it wakes every local waiter so that each one re-reads.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -28,12 +28,21 @@ const STABLE_AFTER: Duration = Duration::from_secs(1);
 /// How often an idle subscriber connection is pinged, to notice a half-open TCP connection.
 const HEALTH_CHECK: Duration = Duration::from_secs(15);
 
-/// The local waiters, by session id.
+/// Channels under `{prefix}ev:` that announce a signed-in session's end: `~out:{sid}`.
+/// (`~` never occurs in a QR code id, so no waiter matches them.)
+pub(super) const SIGNED_OUT_CHANNEL: &str = "~out:";
+
+/// The local waiters, by session id, and the local view of signed-in sessions that the same
+/// subscription keeps true.
 #[derive(Default)]
 pub(super) struct Fanout {
     slots: Mutex<HashMap<String, Slot>>,
     live: AtomicUsize,
     subscribed: AtomicBool,
+    /// Bumped whenever the subscription goes up or down: a liveness read that started in
+    /// another epoch may have missed a revocation and is not cached.
+    epoch: AtomicU64,
+    pub(super) liveness: super::signed_in::Liveness,
 }
 
 struct Slot {
@@ -98,8 +107,25 @@ impl Fanout {
         self.subscribed.load(Ordering::Acquire)
     }
 
+    /// The subscription epoch (see [`Fanout::epoch`] field docs).
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     fn set_subscribed(&self, up: bool) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         self.subscribed.store(up, Ordering::Release);
+        // Revocations published while the subscription was changing may be lost: forget
+        // every session known to be alive (those known to be revoked stay revoked).
+        self.liveness.forget_alive();
+    }
+
+    /// Dispatches one message of the `{prefix}ev:*` subscription.
+    fn deliver(&self, channel_suffix: &str) {
+        match channel_suffix.strip_prefix(SIGNED_OUT_CHANNEL) {
+            Some(sid) => self.liveness.signed_out(sid),
+            None => self.wake(channel_suffix),
+        }
     }
 }
 
@@ -180,8 +206,8 @@ impl Subscription {
                 if channel == probe {
                     return Ok((sink, stream));
                 }
-                if let Some(id) = channel.strip_prefix(&self.channel_prefix) {
-                    fanout.wake(id);
+                if let Some(suffix) = channel.strip_prefix(&self.channel_prefix) {
+                    fanout.deliver(suffix);
                 }
             }
             Err(failure("subscriber connection closed while subscribing"))
@@ -241,8 +267,8 @@ impl Subscription {
             tokio::select! {
                 message = stream.next() => match message {
                     Some(message) => {
-                        if let Some(id) = message.get_channel_name().strip_prefix(&self.channel_prefix) {
-                            fanout.wake(id);
+                        if let Some(suffix) = message.get_channel_name().strip_prefix(&self.channel_prefix) {
+                            fanout.deliver(suffix);
                         }
                     }
                     None => return,

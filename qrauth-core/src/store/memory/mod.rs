@@ -1,3 +1,5 @@
+mod signed_in;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant as StdInstant};
@@ -8,7 +10,8 @@ use moka::sync::Cache;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{SessionStore, keeps_waiting};
+use self::signed_in::MemorySignedIn;
+use super::{SessionStore, SignedInStore, keeps_waiting};
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::limits::{MemoryRateLimiter, RateLimiter};
@@ -37,6 +40,7 @@ struct Inner {
     clock: SharedClock,
     waiters: AtomicUsize,
     limiter: Arc<MemoryRateLimiter>,
+    signed_in: Arc<MemorySignedIn>,
 }
 
 struct Slot {
@@ -56,6 +60,7 @@ struct TicketSlot {
 #[derive(Default)]
 pub struct MemoryStoreBuilder {
     max_sessions: Option<u64>,
+    max_signed_in: Option<u64>,
     clock: Option<SharedClock>,
 }
 
@@ -64,6 +69,13 @@ impl MemoryStoreBuilder {
     /// evicted, so memory stays bounded under a flood.
     pub fn max_sessions(mut self, max: u64) -> Self {
         self.max_sessions = Some(max);
+        self
+    }
+
+    /// Upper bound on stored signed-in sessions (default 1 000 000); beyond it the sessions
+    /// nearest their end are dropped (signed out) first.
+    pub fn max_signed_in_sessions(mut self, max: u64) -> Self {
+        self.max_signed_in = Some(max);
         self
     }
 
@@ -89,10 +101,15 @@ impl MemoryStoreBuilder {
                 clock: clock.clone(),
             })
             .build();
+        let signed_in = Arc::new(MemorySignedIn::new(
+            self.max_signed_in.unwrap_or(1_000_000),
+            clock.clone(),
+        ));
         MemoryStore {
             inner: Arc::new(Inner {
                 sessions,
                 tickets,
+                signed_in,
                 clock,
                 waiters: AtomicUsize::new(0),
                 limiter: Arc::new(MemoryRateLimiter::default()),
@@ -123,6 +140,16 @@ impl MemoryStore {
         self.inner.sessions.run_pending_tasks();
         self.inner.tickets.run_pending_tasks();
         self.inner.sessions.entry_count()
+    }
+
+    /// How many signed-in sessions are stored, after dropping the expired ones: a gauge.
+    ///
+    /// ```
+    /// let store = qrauth_core::store::MemoryStore::new();
+    /// assert_eq!(store.stored_signed_in_sessions(), 0);
+    /// ```
+    pub fn stored_signed_in_sessions(&self) -> u64 {
+        self.inner.signed_in.len()
     }
 
     /// Every stored record and ticket handle, for tests that check what the store holds.
@@ -315,5 +342,9 @@ impl SessionStore for MemoryStore {
 
     fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
         self.inner.limiter.clone()
+    }
+
+    fn signed_in(&self) -> Arc<dyn SignedInStore> {
+        self.inner.signed_in.clone()
     }
 }
