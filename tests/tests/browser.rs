@@ -284,6 +284,28 @@ mod cases {
         assert_eq!(r["reuseWithoutLocks"], 1, "the control case: {r}");
     }
 
+    /// Signed-in sessions (`sessions.mjs`): the page's sign-out button.
+    pub async fn session_signout(kind: ServerKind) {
+        let r = scenario_of("sessions.mjs", kind, "signout", ServerOptions::default()).await;
+        assert_eq!(r["afterSignOut"], "login", "{r}");
+    }
+
+    /// The demo phone page signs the browser out.
+    pub async fn session_revoke(kind: ServerKind) {
+        let r = scenario_of("sessions.mjs", kind, "revoke", ServerOptions::default()).await;
+        assert_eq!(r["afterRevoke"], "login", "{r}");
+    }
+
+    /// A page left open across 2.5 id_token lifetimes (7 s each: the SDK renews at 80 % of
+    /// the lifetime, but not more often than every 5 s) stays signed in.
+    pub async fn session_expiry(kind: ServerKind) {
+        let day = Duration::from_secs(86_400);
+        let options = ServerOptions::default().signed_in(Duration::from_secs(7), day, day);
+        let r = scenario_of("sessions.mjs", kind, "expiry", options).await;
+        assert!(r["refreshes"].as_u64() >= Some(2), "{r}");
+        assert_eq!(r["afterExpiry"], "me", "{r}");
+    }
+
     /// `event: reconnect` and an early long-poll answer: the widget comes back unseen.
     pub async fn sdk_reconnect(kind: ServerKind) {
         let r = sdk_scenario(kind, "reconnect", ServerOptions::default()).await;
@@ -308,11 +330,13 @@ macro_rules! browser_suite {
 mod axum {
     browser_suite!(qrauth_tests::ServerKind::Axum;
         login, cancel, expiry, sse_blocked, slow_down, a11y,
-        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect);
+        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
+        session_signout, session_revoke, session_expiry);
 }
 
 mod actix {
     browser_suite!(qrauth_tests::ServerKind::Actix;
         login, cancel, expiry, sse_blocked, slow_down, a11y,
-        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect);
+        sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
+        session_signout, session_revoke, session_expiry);
 }
