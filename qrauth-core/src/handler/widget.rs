@@ -93,7 +93,9 @@ mod tests {
 
     #[test]
     fn the_widget_is_a_few_kib_and_loads_nothing_from_elsewhere() {
-        assert!(WIDGET_JS.len() < 16 * 1024, "{} bytes", WIDGET_JS.len());
+        // The component, Authing's business calls and the session calls, unminified and
+        // commented: a budget, so that it grows only on purpose.
+        assert!(WIDGET_JS.len() < 40 * 1024, "{} bytes", WIDGET_JS.len());
         assert!(!WIDGET_JS.contains("http://") && !WIDGET_JS.contains("https://"));
         assert!(WIDGET_JS.contains("startScanning"));
     }

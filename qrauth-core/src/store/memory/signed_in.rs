@@ -169,8 +169,8 @@ impl SignedInStore for MemorySignedIn {
         };
         let mut session = lock(&entry);
         if session.refresh_hash.ct_eq(presented) {
-            session.previous_refresh_hash = Some(session.refresh_hash.clone());
-            session.refresh_hash = next.clone();
+            session.previous_refresh_hash = Some(session.refresh_hash);
+            session.refresh_hash = *next;
             session.rotated_at_ms = now_ms;
             session.last_seen_at_ms = now_ms;
             return Ok(Rotation::Rotated(session.clone()));
@@ -205,7 +205,7 @@ impl SignedInStore for MemorySignedIn {
             .filter_map(|id| self.live(&id, now_ms))
             .map(|e| lock(&e).clone())
             .collect();
-        sessions.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms));
+        sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
         Ok(sessions)
     }
 
