@@ -15,9 +15,77 @@ use crate::secret::{SecretHash, SessionId};
 use crate::signed_in::{Rotation, SignedInSession};
 use crate::store::signed_in::{MAX_SESSIONS_PER_SUBJECT, SignedInStore};
 
+/// A signed-in session as this store keeps it: boxed strings and the claims as JSON text (a
+/// `serde_json::Map` is a B-tree whose smallest node holds room for eleven entries, which
+/// would double the size of a session).
+struct Compact {
+    subject: Box<str>,
+    provider: Box<str>,
+    browser: Box<str>,
+    ip: Option<std::net::IpAddr>,
+    created_at_ms: u64,
+    last_seen_at_ms: u64,
+    expire_at_ms: u64,
+    idle_timeout_ms: u64,
+    auth_time: u64,
+    claims: Box<str>,
+    refresh_hash: SecretHash,
+    previous_refresh_hash: Option<SecretHash>,
+    rotated_at_ms: u64,
+}
+
+impl Compact {
+    fn new(s: &SignedInSession) -> Result<Self> {
+        Ok(Self {
+            subject: s.subject.as_str().into(),
+            provider: s.provider.as_str().into(),
+            browser: s.browser.as_str().into(),
+            ip: s.ip,
+            created_at_ms: s.created_at_ms,
+            last_seen_at_ms: s.last_seen_at_ms,
+            expire_at_ms: s.expire_at_ms,
+            idle_timeout_ms: s.idle_timeout_ms,
+            auth_time: s.auth_time,
+            claims: serde_json::to_string(&s.claims)
+                .map_err(|e| Error::Internal(format!("claims do not encode: {e}")))?
+                .into(),
+            refresh_hash: s.refresh_hash,
+            previous_refresh_hash: s.previous_refresh_hash,
+            rotated_at_ms: s.rotated_at_ms,
+        })
+    }
+
+    fn expand(&self, id: &SessionId) -> SignedInSession {
+        SignedInSession {
+            id: id.clone(),
+            subject: self.subject.to_string(),
+            provider: self.provider.to_string(),
+            browser: self.browser.to_string(),
+            ip: self.ip,
+            created_at_ms: self.created_at_ms,
+            last_seen_at_ms: self.last_seen_at_ms,
+            expire_at_ms: self.expire_at_ms,
+            idle_timeout_ms: self.idle_timeout_ms,
+            auth_time: self.auth_time,
+            // Written by `new` from a map: it parses back.
+            claims: serde_json::from_str(&self.claims).unwrap_or_default(),
+            refresh_hash: self.refresh_hash,
+            previous_refresh_hash: self.previous_refresh_hash,
+            rotated_at_ms: self.rotated_at_ms,
+        }
+    }
+
+    fn is_alive(&self, now_ms: u64) -> bool {
+        now_ms
+            < self
+                .expire_at_ms
+                .min(self.last_seen_at_ms.saturating_add(self.idle_timeout_ms))
+    }
+}
+
 /// Signed-in sessions in one process: bounded, dropped at their absolute expiry.
 pub(super) struct MemorySignedIn {
-    sessions: Cache<String, Arc<Mutex<SignedInSession>>>,
+    sessions: Cache<String, Arc<Mutex<Compact>>>,
     /// Subject → its session ids, oldest first. Pruned when a session leaves the cache.
     subjects: Arc<Mutex<HashMap<String, Vec<String>>>>,
     aliases: Cache<[u8; 32], Arc<Alias>>,
@@ -40,11 +108,11 @@ impl UntilEnd {
     }
 }
 
-impl Expiry<String, Arc<Mutex<SignedInSession>>> for UntilEnd {
+impl Expiry<String, Arc<Mutex<Compact>>> for UntilEnd {
     fn expire_after_create(
         &self,
         _: &String,
-        value: &Arc<Mutex<SignedInSession>>,
+        value: &Arc<Mutex<Compact>>,
         _: StdInstant,
     ) -> Option<Duration> {
         self.until(lock(value).expire_at_ms)
@@ -77,11 +145,11 @@ impl MemorySignedIn {
                 clock: clock.clone(),
             })
             .eviction_listener(
-                move |id: Arc<String>, session: Arc<Mutex<SignedInSession>>, cause| {
+                move |id: Arc<String>, session: Arc<Mutex<Compact>>, cause| {
                     if cause == RemovalCause::Replaced {
                         return;
                     }
-                    let subject = lock(&session).subject.clone();
+                    let subject = lock(&session).subject.to_string();
                     let mut subjects = lock(&index);
                     if let Some(ids) = subjects.get_mut(&subject) {
                         ids.retain(|i| i != id.as_str());
@@ -103,7 +171,7 @@ impl MemorySignedIn {
         }
     }
 
-    fn live(&self, id: &SessionId, now_ms: u64) -> Option<Arc<Mutex<SignedInSession>>> {
+    fn live(&self, id: &SessionId, now_ms: u64) -> Option<Arc<Mutex<Compact>>> {
         let entry = self.sessions.get(id.as_str())?;
         if lock(&entry).is_alive(now_ms) {
             Some(entry)
@@ -140,7 +208,7 @@ impl SignedInStore for MemorySignedIn {
         let entry = self
             .sessions
             .entry(id)
-            .or_insert(Arc::new(Mutex::new(session.clone())));
+            .or_insert(Arc::new(Mutex::new(Compact::new(session)?)));
         if entry.is_fresh() {
             Ok(())
         } else {
@@ -149,7 +217,7 @@ impl SignedInStore for MemorySignedIn {
     }
 
     async fn load(&self, id: &SessionId, now_ms: u64) -> Result<Option<SignedInSession>> {
-        Ok(self.live(id, now_ms).map(|e| lock(&e).clone()))
+        Ok(self.live(id, now_ms).map(|e| lock(&e).expand(id)))
     }
 
     async fn is_active(&self, id: &SessionId, now_ms: u64) -> Result<bool> {
@@ -173,7 +241,7 @@ impl SignedInStore for MemorySignedIn {
             session.refresh_hash = *next;
             session.rotated_at_ms = now_ms;
             session.last_seen_at_ms = now_ms;
-            return Ok(Rotation::Rotated(session.clone()));
+            return Ok(Rotation::Rotated(session.expand(id)));
         }
         let recent = now_ms.saturating_sub(session.rotated_at_ms) <= grace_ms;
         if recent
@@ -183,7 +251,7 @@ impl SignedInStore for MemorySignedIn {
                 .is_some_and(|p| p.ct_eq(presented))
         {
             session.last_seen_at_ms = now_ms;
-            return Ok(Rotation::Concurrent(session.clone()));
+            return Ok(Rotation::Concurrent(session.expand(id)));
         }
         drop(session);
         self.sessions.invalidate(id.as_str());
@@ -202,8 +270,7 @@ impl SignedInStore for MemorySignedIn {
         let mut sessions: Vec<SignedInSession> = ids
             .iter()
             .filter_map(|id| SessionId::parse(id).ok())
-            .filter_map(|id| self.live(&id, now_ms))
-            .map(|e| lock(&e).clone())
+            .filter_map(|id| self.live(&id, now_ms).map(|e| lock(&e).expand(&id)))
             .collect();
         sessions.sort_by_key(|s| std::cmp::Reverse(s.created_at_ms));
         Ok(sessions)
