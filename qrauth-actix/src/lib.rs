@@ -47,10 +47,16 @@ pub use routes::{configure, mount, scope};
 /// actix-web leaves Nagle on, so a small SSE event written while the browser delays its ACK
 /// waits ~40 ms; with this, a confirm reaches the browser in about a millisecond.
 ///
+/// Serve qrauth with `h1_allow_half_closed(false)` too: otherwise actix-web notices a client
+/// that closed its connection only at its next write, and keeps the socket (in `CLOSE_WAIT`),
+/// the stream or the long-poll's waiter until then (up to the keep-alive interval, or the
+/// whole wait). For graceful shutdown see `docs/deploying.md` in the repository.
+///
 /// ```no_run
 /// # fn demo() -> std::io::Result<()> {
 /// actix_web::HttpServer::new(|| actix_web::App::new())
 ///     .on_connect(qrauth_actix::tcp_nodelay)
+///     .h1_allow_half_closed(false)
 ///     .bind("127.0.0.1:3001")?;
 /// # Ok(()) }
 /// ```

@@ -306,7 +306,8 @@ fn memory_per_signed_in_session() {
 fn verify(c: &mut Criterion) {
     let rt = current_thread();
     let provider = builtin_rs256();
-    let tokens = rt.block_on(one_flow(&service(&provider)));
+    let signed_in = service(&provider);
+    let tokens = rt.block_on(one_flow(&signed_in));
     let token = tokens.id_token;
     let jwks = provider.keys().jwks(SystemClock.now_secs());
     let config = || IssuerConfig::new(ISSUER, AUDIENCE).static_jwks(jwks.clone());
@@ -355,6 +356,18 @@ fn verify(c: &mut Criterion) {
                 .unwrap()
                 .claims
         })
+    });
+    // What `AuthenticatedUser` costs: the cached verify plus the signed-in session check.
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
+    );
+    let by_service = rt.block_on(signed_in.authenticate(&headers)).expect("authenticate");
+    assert_eq!(by_service.sub, "alice");
+    group.bench_function("authenticate_with_session_check", |b| {
+        b.to_async(&rt)
+            .iter(|| async { signed_in.authenticate(black_box(&headers)).await.unwrap() })
     });
     group.bench_function("async_noop", |b| {
         b.to_async(&rt).iter(|| async { black_box(0u8) })

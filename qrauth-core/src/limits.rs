@@ -33,6 +33,9 @@ pub struct Limits {
     pub enforce_poll_interval: bool,
     /// Phone `scan`/`confirm`/`cancel` requests per phone credential per minute (default 30).
     pub phone_per_minute: u32,
+    /// `POST /qrcode/refresh` per client IP per minute (default 60; a page renews every few
+    /// minutes).
+    pub refresh_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -42,6 +45,7 @@ impl Default for Limits {
             sessions_per_binding: 5,
             enforce_poll_interval: true,
             phone_per_minute: 30,
+            refresh_per_minute: 60,
         }
     }
 }
@@ -54,6 +58,7 @@ impl Limits {
             sessions_per_binding: u32::MAX,
             enforce_poll_interval: false,
             phone_per_minute: u32::MAX,
+            refresh_per_minute: u32::MAX,
         }
     }
 
@@ -78,6 +83,12 @@ impl Limits {
     /// Sets the phone budget per credential per minute.
     pub fn phone_per_minute(mut self, n: u32) -> Self {
         self.phone_per_minute = n;
+        self
+    }
+
+    /// Sets the renewal budget per IP per minute.
+    pub fn refresh_per_minute(mut self, n: u32) -> Self {
+        self.refresh_per_minute = n;
         self
     }
 }

@@ -221,8 +221,8 @@ impl EndpointFlags {
         }
         if lan {
             warnings.push(format!(
-                "warning: --lan: the demo is reachable from your local network on port {} \
-                 (its demo users have public credentials); stop it with Ctrl-C when done",
+                "warning: --lan: the demo is reachable from your local network on port {}; \
+                 stop it with Ctrl-C when done",
                 listen.port()
             ));
         }
@@ -277,8 +277,8 @@ pub(crate) fn startup_lines(
                 "{demo}: open {public_url}/ in a browser on this machine (listening on {listen})"
             ),
             format!(
-                "{demo}: the phone must be on the same network as this machine: the QR sends \
-                 it to {public_url}"
+                "{demo}: the phone must be on the same network as this machine, to reach \
+                 {public_url}"
             ),
         ]
     } else {

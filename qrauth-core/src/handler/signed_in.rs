@@ -20,9 +20,6 @@ use crate::types::Claims;
 /// Claims that belong to one token, not to the session: not carried over to renewed tokens.
 const PER_TOKEN_CLAIMS: [&str; 3] = ["jti", "sid", "at_hash"];
 
-/// Renewals per client address per minute (a page renews every few minutes).
-const REFRESH_PER_MINUTE: u32 = 60;
-
 impl QrAuthService {
     /// Where qrauth is mounted: the request path without the route's own path.
     fn mount<'a>(&self, request: &'a ApiRequest, route: Route) -> &'a str {
@@ -164,7 +161,7 @@ impl QrAuthService {
         Self::check_json_or_empty(request)?;
         self.limit(
             format!("refresh:{}", self.caller_key(request)),
-            REFRESH_PER_MINUTE,
+            self.inner.limits.refresh_per_minute,
             Duration::from_secs(60),
         )
         .await?;
