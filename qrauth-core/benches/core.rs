@@ -363,7 +363,9 @@ fn verify(c: &mut Criterion) {
         AUTHORIZATION,
         HeaderValue::from_str(&format!("Bearer {token}")).expect("header"),
     );
-    let by_service = rt.block_on(signed_in.authenticate(&headers)).expect("authenticate");
+    let by_service = rt
+        .block_on(signed_in.authenticate(&headers))
+        .expect("authenticate");
     assert_eq!(by_service.sub, "alice");
     group.bench_function("authenticate_with_session_check", |b| {
         b.to_async(&rt)

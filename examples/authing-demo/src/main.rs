@@ -124,9 +124,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route("/me", get(me))
         .route("/fake-app/{action}", post(fake_app))
         .with_state(Demo { fake })
-        .qrauth("/", qrauth);
+        .qrauth("/", qrauth.clone());
     endpoint.print_startup("qrauth Authing demo");
-    demo_common::serve_axum(endpoint.listen, app).await?;
+    demo_common::serve_axum_service(endpoint.listen, app, qrauth).await?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod app_session;
 pub mod lan;
 pub mod metrics;
 mod pages;

@@ -90,10 +90,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             get(|u: AuthenticatedUser| async move { Json(u.claims) }),
         )
         .with_state(state)
-        .qrauth("/auth", qrauth);
+        .qrauth("/auth", qrauth.clone());
     endpoint.print_startup("qrauth open-platform demo");
-    // TCP_NODELAY on every connection, client addresses, graceful shutdown on Ctrl-C.
-    demo_common::serve_axum(endpoint.listen, app).await?;
+    // TCP_NODELAY, client addresses, and a shutdown that lets held connections go at once.
+    demo_common::serve_axum_service(endpoint.listen, app, qrauth).await?;
     Ok(())
 }
 

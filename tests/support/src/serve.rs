@@ -81,6 +81,8 @@ where
                 let server = HttpServer::new(move || App::new().configure(configure.clone()))
                     .workers(1)
                     .on_connect(qrauth_actix::tcp_nodelay)
+                    // As the demos and the adapter's docs: a vanished client is noticed at once.
+                    .h1_allow_half_closed(false)
                     .listen(listener);
                 let server = match server {
                     Ok(server) => server.run(),
