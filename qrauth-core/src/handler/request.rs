@@ -103,6 +103,13 @@ pub(crate) fn query_param(request: &ApiRequest, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Whether the request says its body is `application/json` (parameters ignored).
+pub(crate) fn is_json(headers: &HeaderMap) -> bool {
+    let content_type = header_str(headers, CONTENT_TYPE).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
+}
+
 /// Whether the body is empty (or only whitespace): routes whose body is optional.
 pub(crate) fn body_is_empty(request: &ApiRequest) -> bool {
     request.body.iter().all(u8::is_ascii_whitespace)
@@ -111,9 +118,7 @@ pub(crate) fn body_is_empty(request: &ApiRequest) -> bool {
 /// Parses a JSON body: `application/json` only, at most 4 KiB, errors that name the field but
 /// never echo a value.
 pub(crate) fn parse_json<T: DeserializeOwned>(request: &ApiRequest) -> Result<T> {
-    let content_type = header_str(&request.headers, CONTENT_TYPE).unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
+    if !is_json(&request.headers) {
         return Err(Error::UnsupportedMediaType);
     }
     if request.body.len() > MAX_BODY_BYTES {

@@ -8,7 +8,7 @@ use http::header::{CONTENT_TYPE, SET_COOKIE, USER_AGENT};
 use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 
-use super::request::{body_is_empty, header_str};
+use super::request::{body_is_empty, header_str, is_json};
 use super::{ApiRequest, ApiResponse, QrAuthService, Route, SignIn, cookies};
 use crate::error::{Error, Result, TokenError};
 use crate::provider::{ConfirmedLogin, IssuedTokens, RenewingSession};
@@ -42,13 +42,8 @@ impl QrAuthService {
 
     /// Bodies of the session routes: empty, or JSON (a cross-site form cannot send JSON).
     fn check_json_or_empty(request: &ApiRequest) -> Result<()> {
-        let content_type = header_str(&request.headers, CONTENT_TYPE);
-        let json = content_type.is_some_and(|c| {
-            c.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-        if json || (content_type.is_none() && body_is_empty(request)) {
+        let untyped = !request.headers.contains_key(CONTENT_TYPE);
+        if is_json(&request.headers) || (untyped && body_is_empty(request)) {
             Ok(())
         } else {
             Err(Error::UnsupportedMediaType)
@@ -170,10 +165,7 @@ impl QrAuthService {
         let Some(renewal) = self.inner.provider.capabilities().renewal else {
             return Ok(refused());
         };
-        let Some(presented) =
-            cookies::read_cookie(&request.headers, &self.inner.cookies.refresh_name())
-                .and_then(|v| RefreshCredential::parse(v).ok())
-        else {
+        let Some(presented) = self.presented_refresh(&request.headers) else {
             return Ok(refused());
         };
         let flow = &self.inner.flow;
@@ -218,6 +210,12 @@ impl QrAuthService {
         Ok(response)
     }
 
+    /// The refresh credential of the request's refresh cookie, if it is well-formed.
+    fn presented_refresh(&self, headers: &HeaderMap) -> Option<RefreshCredential> {
+        cookies::read_cookie(headers, &self.inner.cookies.refresh_name())
+            .and_then(|v| RefreshCredential::parse(v).ok())
+    }
+
     /// `400 invalid_grant`, deleting the cookies that can no longer sign anyone in.
     fn grant_refused(&self, mount: &str) -> ApiResponse {
         let mut response = ApiResponse::from_error(&Error::InvalidGrant)
@@ -235,9 +233,7 @@ impl QrAuthService {
         Self::check_json_or_empty(request)?;
         let store = &self.inner.signed_in;
         let now = self.inner.flow.clock().now_millis();
-        if let Some(presented) =
-            cookies::read_cookie(&request.headers, &self.inner.cookies.refresh_name())
-                .and_then(|v| RefreshCredential::parse(v).ok())
+        if let Some(presented) = self.presented_refresh(&request.headers)
             && let Some(session) = store.load(&presented.session, now).await?
         {
             let hash = presented.hash();
