@@ -7,7 +7,7 @@
 # Reports, per framework and from one run:
 #   - bound GET /qrcode/status vs a bare handler returning a body of the same size (req/s)
 #   - a route with AuthenticatedUser (verify + signed-in session check) vs the same route
-#     unprotected (req/s)
+#     unprotected (req/s, the mean of ROUNDS alternated runs of each)
 #   - renewals per second (POST /qrcode/refresh, rotating), 8 signed-in browsers
 #   - confirm → browser-notified latency p50/p99 via long-poll, SSE and 800 ms interval polling
 set -euo pipefail
@@ -18,6 +18,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 FLOWS=${FLOWS:-1000}
 CONCURRENCY=${CONCURRENCY:-100}
 FRAMEWORKS=${FRAMEWORKS:-"axum actix"}
+ROUNDS=${ROUNDS:-3}
 
 if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then
@@ -47,9 +48,15 @@ for fw in $FRAMEWORKS; do
   status=$(rps -H "Cookie: $cookie" "$url/qrcode/status?qrcodeId=$id")
   bare=$(rps "$url/bench/bare?size=$size")
   token=$("$BIN" token "$url")
-  protected=$(rps -H "Authorization: Bearer $token" "$url/bench/protected")
-  # Same request bytes for both: only the extractor differs.
-  unprotected=$(rps -H "Authorization: Bearer $token" "$url/bench/unprotected")
+  # Same request bytes for both: only the extractor differs. Alternated ROUNDS times and
+  # summed, so that a drift of the machine (another process, frequency) hits both alike.
+  protected=0 unprotected=0
+  for _ in $(seq "$ROUNDS"); do
+    p=$(rps -H "Authorization: Bearer $token" "$url/bench/protected")
+    u=$(rps -H "Authorization: Bearer $token" "$url/bench/unprotected")
+    protected=$(awk -v a="$protected" -v b="$p" -v n="$ROUNDS" 'BEGIN { printf "%.2f", a + b / n }')
+    unprotected=$(awk -v a="$unprotected" -v b="$u" -v n="$ROUNDS" 'BEGIN { printf "%.2f", a + b / n }')
+  done
 
   echo "== $fw (wrk -t1 -c$CONNECTIONS -d$DURATION; status body $size bytes)"
   echo "status (bound)      $status req/s   bare handler $bare req/s   ratio $(ratio "$status" "$bare")"

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::Method;
@@ -35,8 +36,9 @@ use crate::convert::{headers, into_response};
 /// ```
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
-    /// The id_token's verified claims.
-    pub claims: Claims,
+    /// The id_token's verified claims, shared with the verifier's cache (cloning the user
+    /// clones an `Arc`).
+    pub claims: Arc<Claims>,
 }
 
 /// Why [`AuthenticatedUser`] refused a request: renders as a 401 with

@@ -23,7 +23,7 @@
 //! HttpServer::new(move || {
 //!     App::new()
 //!         .configure(qrauth_actix::mount("/auth", qrauth.clone()))
-//!         .route("/me", web::get().to(|user: AuthenticatedUser| async move { user.claims.sub }))
+//!         .route("/me", web::get().to(|user: AuthenticatedUser| async move { user.claims.sub.clone() }))
 //! })
 //! .bind("127.0.0.1:3001")?.run().await?;
 //! # Ok(()) }

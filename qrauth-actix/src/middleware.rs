@@ -22,7 +22,7 @@ use crate::extract::{Unauthorized, authenticate};
 /// let app = App::new().app_data(qrauth).service(
 ///     web::scope("/admin")
 ///         .wrap(from_fn(require_authentication))
-///         .route("/stats", web::get().to(|user: AuthenticatedUser| async move { user.claims.sub })),
+///         .route("/stats", web::get().to(|user: AuthenticatedUser| async move { user.claims.sub.clone() })),
 /// );
 /// # }
 /// ```

@@ -311,10 +311,10 @@ impl QrAuthProvider for AuthingProvider {
             Err(e) => return Err(e),
         };
         tracing::info!("Authing QR login completed");
-        Ok(IssuedTokens::new(tokens, claims))
+        Ok(IssuedTokens::new(tokens, Arc::unwrap_or_clone(claims)))
     }
 
-    async fn verify(&self, id_token: &str) -> Result<Claims> {
+    async fn verify(&self, id_token: &str) -> Result<Arc<Claims>> {
         self.verifier.verify(id_token).await
     }
 

@@ -1,5 +1,7 @@
 //! The `AuthenticatedUser` extractor.
 
+use std::sync::Arc;
+
 use axum::extract::{FromRequestParts, OptionalFromRequestParts};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
@@ -33,8 +35,9 @@ use crate::convert::into_response;
 /// ```
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
-    /// The id_token's verified claims.
-    pub claims: Claims,
+    /// The id_token's verified claims, shared with the verifier's cache (cloning the user
+    /// clones an `Arc`).
+    pub claims: Arc<Claims>,
 }
 
 /// Why [`AuthenticatedUser`] refused a request: a 401 with

@@ -24,7 +24,7 @@ use crate::extract::AuthenticatedUser;
 ///
 /// # fn demo(qrauth: qrauth_axum::QrAuthService) {
 /// let admin: Router = Router::new()
-///     .route("/stats", get(|user: AuthenticatedUser| async move { user.claims.sub }))
+///     .route("/stats", get(|user: AuthenticatedUser| async move { user.claims.sub.clone() }))
 ///     .layer(RequireAuthenticationLayer::new(qrauth));
 /// # }
 /// ```

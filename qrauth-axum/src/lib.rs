@@ -22,7 +22,7 @@
 //! let qrauth = QrAuthService::builder(Arc::new(provider)).build()?;
 //!
 //! let app = Router::new()
-//!     .route("/me", get(|user: AuthenticatedUser| async move { user.claims.sub }))
+//!     .route("/me", get(|user: AuthenticatedUser| async move { user.claims.sub.clone() }))
 //!     .qrauth("/auth", qrauth);
 //! axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await?;
 //! # Ok(()) }

@@ -50,7 +50,7 @@ where
 ///
 /// # fn demo(qrauth: qrauth_axum::QrAuthService) {
 /// let app: Router = Router::new()
-///     .route("/me", get(|user: AuthenticatedUser| async move { user.claims.sub }))
+///     .route("/me", get(|user: AuthenticatedUser| async move { user.claims.sub.clone() }))
 ///     .qrauth("/auth", qrauth);
 /// # }
 /// ```

@@ -237,7 +237,10 @@ fn verifier_for(server: &JwksServer, clock: &ManualClock) -> IdTokenVerifier {
 }
 
 #[track_caller]
-fn assert_token_error(result: qrauth_core::Result<qrauth_core::Claims>, expected: TokenError) {
+fn assert_token_error(
+    result: qrauth_core::Result<std::sync::Arc<qrauth_core::Claims>>,
+    expected: TokenError,
+) {
     match result {
         Err(Error::InvalidToken(e)) => assert_eq!(e, expected),
         other => panic!("expected InvalidToken({expected:?}), got {other:?}"),

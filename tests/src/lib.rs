@@ -44,6 +44,7 @@ pub use qrauth_test_support::Framework as ServerKind;
 pub use qrauth_test_support::RedisServer;
 
 mod browser;
+pub mod chromium;
 mod graceful;
 mod http;
 mod phone;

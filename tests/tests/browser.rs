@@ -11,20 +11,15 @@
 //! `QRAUTH_UPDATE_SCREENSHOTS=1` they replace the README's images in `docs/screenshots/`,
 //! otherwise they go to a temporary folder (so a test run leaves the tree unchanged).
 
-use qrauth_test_support::programs::{find_program, repo_root};
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use qrauth_test_support::programs::repo_root;
+use std::path::PathBuf;
+use std::time::Duration;
 
 use qrauth_core::Limits;
+use qrauth_tests::chromium::{chromium_and_node, run_browser_script};
 use qrauth_tests::{ServerKind, ServerOptions, spawn};
 use serde_json::Value;
 
-/// The scenario runner's own deadline (it prints a failure and exits when it passes).
-const RUNNER_TIMEOUT: Duration = Duration::from_secs(45);
-/// Ours, in case the runner hangs anyway: then the Node process is killed.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// The QR lifetime of the expiry scenario.
 const SHORT_QR_LIFETIME: Duration = Duration::from_secs(3);
 
@@ -35,96 +30,6 @@ fn screenshot_dir() -> PathBuf {
     } else {
         std::env::temp_dir().join(format!("qrauth-screenshots-{}", std::process::id()))
     }
-}
-
-fn browser_dir() -> PathBuf {
-    repo_root().join("tests").join("browser")
-}
-
-/// Everything the Node side needs, or a failure that says how to get it (never a skip).
-fn prerequisites() -> (PathBuf, PathBuf) {
-    let chromium = find_program("/usr/bin/chromium", "chromium")
-        .unwrap_or_else(|| panic!("chromium not found: apt-get install -y chromium"));
-    let node = find_program("/usr/bin/node", "node")
-        .unwrap_or_else(|| panic!("node not found: apt-get install -y nodejs npm"));
-    let modules = browser_dir().join("node_modules");
-    assert!(
-        modules.join("playwright-core").is_dir() && modules.join("axe-core").is_dir(),
-        "{} is missing or incomplete; run: npm ci --prefix tests/browser",
-        modules.display()
-    );
-    (chromium, node)
-}
-
-/// Runs `SCRIPT BASE SCENARIO` (`run.mjs`, `sdk.mjs`) and returns its JSON result line, with
-/// stderr for context.
-fn run_node(
-    script: &str,
-    base: &str,
-    scenario: &str,
-    screenshots: Option<&Path>,
-) -> (Value, String) {
-    let (chromium, node) = prerequisites();
-    let mut command = Command::new(node);
-    command
-        .current_dir(browser_dir())
-        .arg(script)
-        .arg(base)
-        .arg(scenario)
-        .arg("--timeout")
-        .arg(RUNNER_TIMEOUT.as_millis().to_string())
-        .env("QRAUTH_CHROMIUM", chromium)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(dir) = screenshots {
-        command.arg("--screenshots").arg(dir);
-    }
-    let mut child = command.spawn().expect("starting node");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(status) = child.try_wait().expect("waiting for node") {
-            break Some(status);
-        }
-        if started.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let Some(exit) = exit else {
-        panic!("{scenario}: node did not finish within {PROCESS_TIMEOUT:?}\n{stdout}\n{stderr}");
-    };
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("{scenario}: no result line ({exit})\n{stdout}\n{stderr}"));
-    let result: Value = serde_json::from_str(line)
-        .unwrap_or_else(|e| panic!("{scenario}: bad result line {line:?}: {e}"));
-    println!("{line}");
-    assert!(
-        exit.success() && result["ok"] == Value::Bool(true),
-        "{scenario} failed ({exit}): {}\n{}\nstderr: {stderr}",
-        result["error"],
-        serde_json::to_string_pretty(&result).unwrap_or_default()
-    );
-    (result, stderr)
 }
 
 /// Starts the demo of `kind` with `options`, runs `run.mjs`'s `scenario` against it and checks
@@ -144,7 +49,7 @@ async fn scenario_of(
     name: &'static str,
     options: ServerOptions,
 ) -> Value {
-    prerequisites();
+    chromium_and_node();
     let server = spawn(kind, options).await;
     let base = server.base.clone();
     // The README's screenshots come from the axum run.
@@ -152,10 +57,11 @@ async fn scenario_of(
         && matches!(name, "login" | "expiry" | "cancel" | "floating"))
     .then(screenshot_dir);
     let dir = screenshots.clone();
-    let (result, _) =
-        tokio::task::spawn_blocking(move || run_node(script, &base, name, dir.as_deref()))
-            .await
-            .expect("runner thread");
+    let (result, _) = tokio::task::spawn_blocking(move || {
+        run_browser_script(script, &[&base, name], name, dir.as_deref())
+    })
+    .await
+    .expect("runner thread");
     if let Some(dir) = screenshots {
         for shot in result["screenshots"].as_array().into_iter().flatten() {
             let file = dir.join(shot.as_str().unwrap_or_default());

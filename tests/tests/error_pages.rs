@@ -322,9 +322,9 @@ mod cases {
                 let admin = axum::Router::new()
                     .route(
                         "/admin/stats",
-                        axum::routing::get(
-                            |user: AuthenticatedUser| async move { user.claims.sub },
-                        ),
+                        axum::routing::get(|user: AuthenticatedUser| async move {
+                            user.claims.sub.clone()
+                        }),
                     )
                     .layer(RequireAuthenticationLayer::new(service.clone()));
                 let app = axum::Router::new()
@@ -345,7 +345,7 @@ mod cases {
                                 .route(
                                     "/stats",
                                     web::get().to(|user: AuthenticatedUser| async move {
-                                        user.claims.sub
+                                        user.claims.sub.clone()
                                     }),
                                 ),
                         )

@@ -9,43 +9,17 @@
 //! Needs what `tests/browser.rs` needs (Chromium, Node.js, `npm ci --prefix tests/browser`)
 //! and `redis-server`; without them the tests fail, saying what to install.
 
-use std::io::Read;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use qrauth_test_support::programs::{find_program, repo_root};
+use qrauth_tests::chromium::{chromium_and_node, run_browser_script};
 use qrauth_tests::{GracefulServer, RedisServer, ServerKind, ServerOptions, spawn_graceful};
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
-/// The runner's own deadline.
-const RUNNER_TIMEOUT: Duration = Duration::from_secs(45);
-/// Ours, in case the runner hangs anyway: then the Node process is killed.
-const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
 /// The stopped replica's serve function returns within this of the signal.
 const STOP_BOUND: Duration = Duration::from_secs(1);
-
-fn browser_dir() -> PathBuf {
-    repo_root().join("tests").join("browser")
-}
-
-/// Chromium and Node, or a failure that says how to get them (never a skip).
-fn prerequisites() -> (PathBuf, PathBuf) {
-    let chromium = find_program("/usr/bin/chromium", "chromium")
-        .unwrap_or_else(|| panic!("chromium not found: apt-get install -y chromium"));
-    let node = find_program("/usr/bin/node", "node")
-        .unwrap_or_else(|| panic!("node not found: apt-get install -y nodejs npm"));
-    let modules = browser_dir().join("node_modules");
-    assert!(
-        modules.join("playwright-core").is_dir(),
-        "{} is missing or incomplete; run: npm ci --prefix tests/browser",
-        modules.display()
-    );
-    (chromium, node)
-}
 
 /// The replicas' ports (filled in once they run) and which one takes new connections.
 #[derive(Default)]
@@ -109,67 +83,8 @@ async fn control(replica: GracefulServer, routing: Arc<Routing>) -> String {
     base
 }
 
-/// Runs `failover.mjs BASE CONTROL TRANSPORT` and returns its JSON result line.
-fn run_node(base: &str, control: &str, transport: &str) -> Value {
-    let (chromium, node) = prerequisites();
-    let mut child = Command::new(node)
-        .current_dir(browser_dir())
-        .args(["failover.mjs", base, control, transport, "--timeout"])
-        .arg(RUNNER_TIMEOUT.as_millis().to_string())
-        .env("QRAUTH_CHROMIUM", chromium)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting node");
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stdout.read_to_string(&mut s);
-        s
-    });
-    let err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let started = Instant::now();
-    let exit = loop {
-        if let Some(status) = child.try_wait().expect("waiting for node") {
-            break Some(status);
-        }
-        if started.elapsed() > PROCESS_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out.join().unwrap_or_default();
-    let stderr = err.join().unwrap_or_default();
-    let Some(exit) = exit else {
-        panic!("node did not finish within {PROCESS_TIMEOUT:?}\n{stdout}\n{stderr}");
-    };
-    let line = stdout
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or_else(|| panic!("no result line ({exit})\n{stdout}\n{stderr}"));
-    let result: Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("bad result line {line:?}: {e}"));
-    println!("{line}");
-    assert!(
-        exit.success() && result["ok"] == Value::Bool(true),
-        "failover {transport} failed ({exit}): {}\n{}\nstderr: {stderr}",
-        result["error"],
-        serde_json::to_string_pretty(&result).unwrap_or_default()
-    );
-    result
-}
-
 async fn failover(a_kind: ServerKind, transport: &'static str) {
-    prerequisites();
+    chromium_and_node();
     let redis = tokio::task::spawn_blocking(RedisServer::start)
         .await
         .expect("redis-server start");
@@ -186,9 +101,12 @@ async fn failover(a_kind: ServerKind, transport: &'static str) {
     routing.ports[0].store(a.port, Ordering::SeqCst);
     routing.ports[1].store(b.port, Ordering::SeqCst);
     let control = control(a, routing).await;
-    let result = tokio::task::spawn_blocking(move || run_node(&base, &control, transport))
-        .await
-        .expect("runner thread");
+    let result = tokio::task::spawn_blocking(move || {
+        let label = format!("failover {transport}");
+        run_browser_script("failover.mjs", &[&base, &control, transport], &label, None).0
+    })
+    .await
+    .expect("runner thread");
     assert!(
         result["welcome"]
             .as_str()

@@ -5,6 +5,9 @@
 //! The recorder is process-global: every server of this test binary records into the same
 //! one. Tests therefore compare deltas, tests on the demo's default `provider` label
 //! (`"qrauth"`) run one at a time ([`SERIAL`]), and the upstream test uses a label of its own.
+//! It takes its turn too: `tracing` caches whether a callsite is enabled, and a callsite first
+//! hit on another thread while the span test installs its subscriber can be cached as disabled
+//! (a request span then goes missing from that test's capture).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -20,7 +23,8 @@ use reqwest::Method;
 use reqwest::header::AUTHORIZATION;
 use tracing_subscriber::fmt::format::FmtSpan;
 
-/// Tests that record under the demo's `provider="qrauth"` label take turns.
+/// Tests that record under the demo's `provider="qrauth"` label, and every test while the span
+/// test captures, take turns.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const SESSIONS: &str = "qrauth_sessions_total";
@@ -395,6 +399,7 @@ fn alice() -> UserInfo {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_loops_and_checks_are_measured() {
+    let _serial = SERIAL.lock().await;
     const SCRIPTED: (&str, &str) = ("provider", "scripted");
     let mut idp = None;
     let server = spawn_service(ServerKind::Axum, |base| {

@@ -26,9 +26,8 @@ use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Payload;
 use actix_web::http::header::{CONTENT_TYPE, ContentType, LOCATION, SET_COOKIE};
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
-use demo_common::app_session::{APP_IDLE_TIMEOUT, QrSessions, is_same_origin_json};
+use demo_common::app_session::{APP_IDLE_TIMEOUT, QrLogin, QrSessions, is_same_origin_json};
 use qrauth_actix::AuthenticatedUser;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// The application session's cookie.
@@ -39,33 +38,6 @@ const LOGIN_KEY: &str = "qr_login";
 
 /// Where `/me` asks to come back after the login (kept in the pre-login session).
 const NEXT_KEY: &str = "next";
-
-/// What the application's session remembers of a QR login.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QrLogin {
-    /// qrauth's signed-in session (`sid`): checked on each request, revoked at sign-out.
-    pub sid: String,
-    /// The user (`sub`).
-    pub subject: String,
-    /// The name to greet the user with.
-    pub name: String,
-}
-
-impl QrLogin {
-    /// The login of a verified qrauth token; `None` without a `sid`.
-    pub fn from_user(user: &AuthenticatedUser) -> Option<Self> {
-        let sid = user.claims.session_id()?;
-        let name = ["nickname", "name"]
-            .iter()
-            .find_map(|k| user.claims.extra.get(*k).and_then(|v| v.as_str()))
-            .unwrap_or(&user.claims.sub);
-        Some(Self {
-            sid: sid.as_str().to_owned(),
-            subject: user.claims.sub.clone(),
-            name: name.to_owned(),
-        })
-    }
-}
 
 /// The signed-in user of the application's session, if any: its QR login, checked against
 /// qrauth on each request. A login whose qrauth session ended (signed out, revoked from the
@@ -202,7 +174,7 @@ async fn login_qr(
     if !same_origin_json(&request) {
         return Ok(forbidden());
     }
-    let Some(login) = QrLogin::from_user(&user) else {
+    let Some(login) = QrLogin::from_claims(&user.claims) else {
         return Ok(HttpResponse::BadRequest()
             .json(json!({ "error": "invalid_token", "error_description": "no sid" })));
     };

@@ -130,7 +130,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn me(user: AuthenticatedUser) -> Json<qrauth_core::Claims> {
+async fn me(user: AuthenticatedUser) -> Json<std::sync::Arc<qrauth_core::Claims>> {
     Json(user.claims)
 }
 

@@ -11,8 +11,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::fmt;
-
 use axum::Json;
 use axum::Router;
 use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
@@ -20,9 +18,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum_login::{AuthManagerLayerBuilder, AuthUser, AuthnBackend};
-use demo_common::app_session::{APP_IDLE_TIMEOUT, QrSessions, is_same_origin_json};
+use demo_common::app_session::{APP_IDLE_TIMEOUT, QrLogin, QrSessions, is_same_origin_json};
 use qrauth_axum::{AuthenticatedUser, QrAuthRouterExt};
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tower_sessions::cookie::SameSite;
 use tower_sessions::cookie::time::Duration;
@@ -33,40 +30,6 @@ pub const SESSION_COOKIE: &str = "app_session";
 
 /// Where `/me` asks to come back after the login (kept in the pre-login session).
 const NEXT_KEY: &str = "next";
-
-/// What the application's session remembers of a QR login: axum-login's user id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct QrLogin {
-    /// qrauth's signed-in session (`sid`): checked on each request, revoked at sign-out.
-    pub sid: String,
-    /// The user (`sub`).
-    pub subject: String,
-    /// The name to greet the user with.
-    pub name: String,
-}
-
-impl QrLogin {
-    /// The login of a verified qrauth token; `None` without a `sid`.
-    pub fn from_user(user: &AuthenticatedUser) -> Option<Self> {
-        let sid = user.claims.session_id()?;
-        let name = ["nickname", "name"]
-            .iter()
-            .find_map(|k| user.claims.extra.get(*k).and_then(|v| v.as_str()))
-            .unwrap_or(&user.claims.sub);
-        Some(Self {
-            sid: sid.as_str().to_owned(),
-            subject: user.claims.sub.clone(),
-            name: name.to_owned(),
-        })
-    }
-}
-
-impl fmt::Display for QrLogin {
-    /// axum-login records this in its traces: the subject, not the session handle.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.subject)
-    }
-}
 
 /// axum-login's user: the login, and the "auth hash" that keeps its session valid.
 #[derive(Clone, Debug)]
@@ -201,7 +164,7 @@ async fn login_qr(
     if !same_origin_json(&headers) {
         return forbidden();
     }
-    let Some(login) = QrLogin::from_user(&user) else {
+    let Some(login) = QrLogin::from_claims(&user.claims) else {
         return (
             StatusCode::BAD_REQUEST,
             Json(json!({ "error": "invalid_token", "error_description": "no sid" })),

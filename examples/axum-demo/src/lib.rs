@@ -44,6 +44,6 @@ async fn me_page(user: Option<AuthenticatedUser>) -> Response {
     }
 }
 
-async fn me_json(user: AuthenticatedUser) -> Json<qrauth_core::Claims> {
+async fn me_json(user: AuthenticatedUser) -> Json<std::sync::Arc<qrauth_core::Claims>> {
     Json(user.claims)
 }

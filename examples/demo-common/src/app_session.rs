@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qrauth_core::store::{MemoryStore, SessionStore, SignedInStore};
-use qrauth_core::{Lifetimes, QrAuthService, Result, SessionId, SharedClock, SystemClock};
+use qrauth_core::{Claims, Lifetimes, QrAuthService, Result, SessionId, SharedClock, SystemClock};
+use serde::{Deserialize, Serialize};
 
 use crate::escape_html;
 
@@ -22,6 +23,41 @@ pub const APP_LOGIN_PAGE: &str = include_str!("app_login.html");
 
 /// How long an application session lives without a request (the examples' own idle timeout).
 pub const APP_IDLE_TIMEOUT: Duration = Duration::from_secs(7 * 86_400);
+
+/// What the application's session remembers of a QR login (both examples store it as is).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct QrLogin {
+    /// qrauth's signed-in session (`sid`): checked on each request, revoked at sign-out.
+    pub sid: String,
+    /// The user (`sub`).
+    pub subject: String,
+    /// The name to greet the user with.
+    pub name: String,
+}
+
+impl QrLogin {
+    /// The login of a verified qrauth token's claims; `None` without a `sid`.
+    pub fn from_claims(claims: &Claims) -> Option<Self> {
+        let sid = claims.session_id()?;
+        let name = ["nickname", "name"]
+            .iter()
+            .find_map(|k| claims.extra.get(*k).and_then(|v| v.as_str()))
+            .unwrap_or(&claims.sub);
+        Some(Self {
+            sid: sid.as_str().to_owned(),
+            subject: claims.sub.clone(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for QrLogin {
+    /// What axum-login records in its traces (the login is its user id): the subject, never
+    /// the session handle.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.subject)
+    }
+}
 
 /// qrauth's side of an application session: the service, and its signed-in sessions' store
 /// for the per-request liveness check.
@@ -103,18 +139,8 @@ impl QrSessions {
     /// credential the browser holds afterwards.
     pub fn hand_over_cookies(&self) -> [String; 3] {
         let cookies = self.service.cookies();
-        let secure = if cookies.secure { "; Secure" } else { "" };
-        let refresh = |route: &str| {
-            format!(
-                "{}=; Path=/qrcode/{route}; HttpOnly{secure}; SameSite=Strict; Max-Age=0",
-                cookies.refresh_name()
-            )
-        };
-        [
-            cookies.clear_session(),
-            refresh("refresh"),
-            refresh("logout"),
-        ]
+        let [refresh, logout] = cookies.clear_refresh("");
+        [cookies.clear_session(), refresh, logout]
     }
 }
 

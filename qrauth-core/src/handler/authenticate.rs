@@ -2,6 +2,8 @@
 //! `Authorization: Bearer` or else the session cookie, verified by the provider (or by the
 //! other issuers the application accepts), and the RFC 6750 refusal.
 
+use std::sync::Arc;
+
 use http::header::CACHE_CONTROL;
 use http::{HeaderMap, HeaderValue, Method};
 
@@ -17,7 +19,7 @@ impl QrAuthService {
     /// never a pass). A token of an issuer accepted with
     /// [`accept_id_tokens_from`](crate::QrAuthServiceBuilder::accept_id_tokens_from) verifies
     /// there.
-    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Claims> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Claims>> {
         let token = self
             .presented_token(headers)
             .ok_or(Error::InvalidToken(TokenError::Missing))?;

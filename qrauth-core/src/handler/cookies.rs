@@ -102,8 +102,17 @@ impl CookieSettings {
         })
     }
 
-    /// The `Set-Cookie` values that delete both copies of the refresh cookie.
-    pub(crate) fn clear_refresh(&self, mount: &str) -> [String; 2] {
+    /// The `Set-Cookie` values that delete both copies of the refresh cookie of qrauth's
+    /// routes mounted at `mount` (`""` for the root): for an application that hands the login
+    /// over to its own session (see `docs/app-sessions.md`).
+    ///
+    /// ```
+    /// let cookies = qrauth_core::handler::CookieSettings::default();
+    /// let [refresh, logout] = cookies.clear_refresh("");
+    /// assert!(refresh.contains("Path=/qrcode/refresh") && refresh.contains("Max-Age=0"));
+    /// assert!(logout.contains("Path=/qrcode/logout"));
+    /// ```
+    pub fn clear_refresh(&self, mount: &str) -> [String; 2] {
         self.set_refresh(mount, "", 0)
     }
 }

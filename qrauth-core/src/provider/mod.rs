@@ -31,6 +31,8 @@ pub use renewal::TokenRenewal;
 pub use routes::{ProviderRoutes, RouteContext};
 pub use upstream::{UpstreamDriver, UpstreamEvent, UpstreamLogin, UpstreamSession};
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::error::Result;
@@ -54,7 +56,9 @@ pub trait QrAuthProvider: Send + Sync + 'static {
     async fn issue_tokens(&self, login: ConfirmedLogin<'_>) -> Result<IssuedTokens>;
 
     /// Verifies an id_token this provider issued (signature, `iss`, `aud`, `exp`, `nbf`).
-    async fn verify(&self, id_token: &str) -> Result<Claims>;
+    /// Shared claims: a cached verification (see [`IdTokenVerifier`](crate::IdTokenVerifier))
+    /// hands out the same value every time, without copying it.
+    async fn verify(&self, id_token: &str) -> Result<Arc<Claims>>;
 
     /// What else the provider offers; [`Capabilities::none`] for nothing.
     fn capabilities(&self) -> Capabilities<'_>;

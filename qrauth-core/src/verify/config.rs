@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::jwk::JwkSet;
 use url::Url;
 
-use super::cache::{CacheExpiry, DigestHasher};
+use super::cache::TokenCache;
 use super::jwks::{self, FetchContext, IssuerKeys, KeySet, KeySource, VerifyingKey};
 use super::{
     DEFAULT_HTTP_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL,
@@ -426,12 +425,8 @@ impl IdTokenVerifierBuilder {
             None => None,
         };
 
-        let cache = (self.token_cache_capacity > 0).then(|| {
-            moka::sync::Cache::builder()
-                .max_capacity(self.token_cache_capacity)
-                .expire_after(CacheExpiry)
-                .build_with_hasher(BuildHasherDefault::<DigestHasher>::default())
-        });
+        let cache =
+            (self.token_cache_capacity > 0).then(|| TokenCache::new(self.token_cache_capacity));
 
         Ok(IdTokenVerifier {
             inner: Arc::new(Inner {

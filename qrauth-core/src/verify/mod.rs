@@ -19,9 +19,9 @@
 //! A header `typ` naming another kind of JWT (`at+jwt`, `logout+jwt`, …) is refused, so that an
 //! access token of the same issuer cannot pass for an id_token.
 //!
-//! Verified tokens are cached (by SHA-256 of the token) until their `exp` (at most an hour), so
-//! verifying the same token again costs a hash and a lookup; the time checks are repeated on
-//! every hit. A cached token therefore stays valid until then even if its key leaves the JWKS.
+//! Verified tokens are cached until their `exp` (at most an hour), so verifying the same token
+//! again costs a fast keyed hash, a lookup and a comparison with the stored token, and returns
+//! the same shared claims; the time checks are repeated on every hit. A cached token therefore stays valid until then even if its key leaves the JWKS.
 //!
 //! Tokens are never logged.
 
@@ -43,7 +43,6 @@ use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::error::{Result, TokenError};
-use crate::secret::sha256;
 use crate::types::Claims;
 
 use self::cache::{CachedToken, TokenCache};
@@ -263,7 +262,7 @@ impl IdTokenVerifier {
     ///     Err(Error::InvalidToken(TokenError::AlgorithmNotAllowed))
     /// ));
     /// ```
-    pub async fn verify(&self, token: &str) -> Result<Claims> {
+    pub async fn verify(&self, token: &str) -> Result<Arc<Claims>> {
         let inner = &*self.inner;
         if token.is_empty() {
             return Err(TokenError::Missing.into());
@@ -272,19 +271,19 @@ impl IdTokenVerifier {
             return Err(TokenError::TooLarge.into());
         }
         let now_ms = inner.clock.now_millis();
-        let cache_key = inner.cache.as_ref().map(|_| sha256(token.as_bytes()));
-        if let (Some(cache), Some(key)) = (&inner.cache, &cache_key)
-            && let Some(hit) = cache.get(key)
+        let cache_key = inner.cache.as_ref().map(|cache| cache.key(token));
+        if let (Some(cache), Some(key)) = (&inner.cache, cache_key)
+            && let Some(hit) = cache.get(key, token)
         {
             if let Err(e) = hit.check_time(now_ms) {
                 cache.invalidate(key);
                 return Err(e.into());
             }
-            return Ok(hit.claims.clone());
+            return Ok(Arc::clone(&hit.claims));
         }
 
         let verified = self.verify_uncached(token, now_ms).await?;
-        let claims = verified.claims.clone();
+        let claims = Arc::clone(&verified.claims);
         if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
             cache.insert(key, Arc::new(verified));
         }
@@ -379,12 +378,7 @@ impl IdTokenVerifier {
         let ttl = Duration::from_millis(expired_from_ms.saturating_sub(now_ms)).min(MAX_CACHE_TTL);
         let claims: Claims = serde_json::from_value(Value::Object(payload))
             .map_err(|_| TokenError::InvalidClaim("claims"))?;
-        let verified = CachedToken {
-            claims,
-            expired_from_ms,
-            valid_from_ms,
-            ttl,
-        };
+        let verified = CachedToken::new(token, claims, expired_from_ms, valid_from_ms, ttl);
         verified.check_time(now_ms)?;
         Ok(verified)
     }

@@ -103,7 +103,7 @@ impl QrAuthProvider for ScriptedIdp {
         self.signer.issue_tokens(login).await
     }
 
-    async fn verify(&self, id_token: &str) -> Result<Claims> {
+    async fn verify(&self, id_token: &str) -> Result<Arc<Claims>> {
         self.signer.verify(id_token).await
     }
 

@@ -348,7 +348,7 @@ impl QrAuthProvider for BuiltinProvider {
         self.sign_tokens(&login)
     }
 
-    async fn verify(&self, id_token: &str) -> Result<Claims> {
+    async fn verify(&self, id_token: &str) -> Result<Arc<Claims>> {
         let verifier = match self.verifier.read() {
             Ok(v) => v.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),

@@ -85,7 +85,9 @@ impl Compact {
 
 /// Signed-in sessions in one process: bounded, dropped at their absolute expiry.
 pub(super) struct MemorySignedIn {
-    sessions: Cache<String, Arc<Mutex<Compact>>>,
+    /// By `sid`: random 128-bit values, so a fast hash serves (this lookup is on every
+    /// authenticated request); only qrauth inserts.
+    sessions: Cache<String, Arc<Mutex<Compact>>, foldhash::quality::RandomState>,
     /// Subject → its session ids, oldest first. Pruned when a session leaves the cache.
     subjects: Arc<Mutex<HashMap<String, Vec<String>>>>,
     aliases: Cache<[u8; 32], Arc<Alias>>,
@@ -159,7 +161,7 @@ impl MemorySignedIn {
                     }
                 },
             )
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         let aliases = Cache::builder()
             .max_capacity(max_sessions)
             .expire_after(UntilEnd { clock })
