@@ -114,6 +114,8 @@ pub struct ServerOptions {
     /// The Redis to keep sessions in (implies [`StoreKind::Redis`]); default: with
     /// `StoreKind::Redis`, a `redis-server` of the server's own.
     pub redis_url: Option<String>,
+    /// A Redis Cluster's seed node URLs to keep sessions in instead (wins over `redis_url`).
+    pub redis_cluster: Option<Vec<String>>,
     /// Bound on every Redis call (default 2 s).
     pub redis_timeout: Option<Duration>,
     /// How long finished sessions stay readable (default: the library's 30 s).
@@ -180,6 +182,12 @@ impl ServerOptions {
     /// Options that keep sessions in the Redis at `url` (e.g. one shared by two replicas).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Options that keep sessions in the Redis Cluster with these seed nodes.
+    pub fn redis_cluster(mut self, nodes: Vec<String>) -> Self {
+        self.redis_cluster = Some(nodes);
         self
     }
 
@@ -269,9 +277,14 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
             .signed_in(absolute)
             .idle_timeout(idle);
     }
-    let store: Arc<dyn SessionStore> = match &options.redis_url {
-        Some(url) => {
-            let mut redis = RedisStore::builder(url.as_str())
+    let redis_builder = match (&options.redis_cluster, &options.redis_url) {
+        (Some(nodes), _) => Some(RedisStore::cluster(nodes.iter().cloned())),
+        (None, Some(url)) => Some(RedisStore::builder(url.as_str())),
+        (None, None) => None,
+    };
+    let store: Arc<dyn SessionStore> = match redis_builder {
+        Some(redis) => {
+            let mut redis = redis
                 .key_prefix(REDIS_PREFIX)
                 .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)));
             if let Some(clock) = &options.clock {
@@ -404,7 +417,10 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
     let target = target.into();
     let (listener, base) = qrauth_test_support::serve::bind();
     let mut redis = None;
-    if target.store == StoreKind::Redis && options.redis_url.is_none() {
+    if target.store == StoreKind::Redis
+        && options.redis_url.is_none()
+        && options.redis_cluster.is_none()
+    {
         let server = tokio::task::spawn_blocking(RedisServer::start)
             .await
             .expect("redis-server start");

@@ -2,6 +2,7 @@
 
 mod builder;
 mod codec;
+mod connection;
 mod limiter;
 mod signed_in;
 mod waiters;
@@ -13,12 +14,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{ErrorKind, RedisError, RedisResult, Script};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::connection::Connection;
 pub use self::limiter::RedisRateLimiter;
 use self::waiters::Fanout;
 use super::{SessionStore, SignedInStore, keeps_waiting};
@@ -45,14 +46,15 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// Takes a ticket handle and reads its session, in one step.
+/// Takes a ticket handle and reads its session, in one step (one Redis only: on a cluster the
+/// ticket and the session live in different hash slots, see [`RedisStore`]'s layout).
 ///
 /// KEYS[1] ticket key; ARGV[1] session key prefix. Returns `{id, {field, value, …}}`, or nil
 /// when the handle is unknown (never issued, already taken, or expired).
 pub(super) const TAKE_TICKET_LUA: &str = r"
 local id = redis.call('GETDEL', KEYS[1])
 if not id then return false end
-return {id, redis.call('HGETALL', ARGV[1] .. id)}
+return {id, redis.call('HGETALL', ARGV[1] .. '{' .. id .. '}')}
 ";
 
 /// Compare-and-set on `version`, write, publish: one atomic step.
@@ -144,7 +146,7 @@ pub struct RedisStore {
 }
 
 pub(super) struct Inner {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     timeout: Duration,
     clock: SharedClock,
@@ -238,6 +240,66 @@ impl RedisStore {
         RedisStoreBuilder::new(url.into())
     }
 
+    /// Connects to a Redis Cluster (or Valkey cluster) through any of its nodes, with the
+    /// default settings; see [`RedisStore::cluster`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect_cluster([
+    ///     "redis://10.0.0.1:6379/",
+    ///     "redis://10.0.0.2:6379/",
+    ///     "redis://10.0.0.3:6379/",
+    /// ])
+    /// .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::cluster(nodes).connect().await
+    }
+
+    /// Starts configuring a store for a Redis Cluster: `nodes` are seed URLs
+    /// (`redis://[user:password@]host:port`), of which one reachable node is enough; the
+    /// client learns the slot map from it, routes every command to the primary of its key's
+    /// slot, follows `MOVED`/`ASK` redirects and re-reads the map after a failover.
+    ///
+    /// Every key of one QR session (its hash and its channel) carries the session id as hash
+    /// tag, so each transition stays one Lua script on one primary, and sessions spread over
+    /// all primaries. The same builder settings apply as for one Redis.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::cluster(["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"])
+    ///     .key_prefix("qr:")
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::new_cluster(nodes.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
+    /// assert!(!store.is_cluster());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_cluster(&self) -> bool {
+        self.inner.connection.is_cluster()
+    }
+
     /// The prefix of every key and channel this store uses.
     ///
     /// ```no_run
@@ -270,7 +332,8 @@ impl RedisStore {
     }
 
     pub(crate) fn session_key(&self, id: &QrCodeId) -> String {
-        format!("{}s:{}", self.inner.prefix, id.as_str())
+        // `{id}` is the hash tag: a session's hash and its channel share one cluster slot.
+        format!("{}s:{{{}}}", self.inner.prefix, id.as_str())
     }
 
     /// Whether the subscriber connection is up (a readiness signal: while it is down, waiters
@@ -299,7 +362,7 @@ impl RedisStore {
         self.inner.fanout.watched()
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.inner.connection.clone()
     }
 
@@ -308,7 +371,7 @@ impl RedisStore {
     }
 
     fn channel(&self, id: &QrCodeId) -> String {
-        format!("{}ev:{}", self.inner.prefix, id.as_str())
+        format!("{}ev:{{{}}}", self.inner.prefix, id.as_str())
     }
 
     async fn call<T>(
@@ -330,7 +393,7 @@ impl SessionStore for RedisStore {
         for (name, value) in &encoded.set {
             invocation.arg(*name).arg(value.as_slice());
         }
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let created: i64 = self
             .call("insert", invocation.invoke_async(&mut conn))
             .await?;
@@ -342,7 +405,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &QrCodeId) -> Result<Option<SessionRecord>> {
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let fields: Vec<(String, Vec<u8>)> = self
             .call(
                 "HGETALL",
@@ -372,7 +435,7 @@ impl SessionStore for RedisStore {
         for name in &encoded.unset {
             invocation.arg(*name);
         }
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let applied: i64 = self
             .call("compare_and_swap", invocation.invoke_async(&mut conn))
             .await?;
@@ -385,7 +448,7 @@ impl SessionStore for RedisStore {
         id: &QrCodeId,
         expire_at_ms: u64,
     ) -> Result<()> {
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         // NX: registering the same handle again changes nothing (not even its expiry).
         let _: Option<String> = self
             .call(
@@ -403,9 +466,29 @@ impl SessionStore for RedisStore {
     }
 
     async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<SessionRecord>> {
+        let mut conn = self.connection();
+        if conn.is_cluster() {
+            // The ticket's key hashes to its own slot (a ticket names no session until it is
+            // taken), so no script can hold both. `GETDEL` alone makes the ticket single-use;
+            // the record read after it is "as it is now", and the exchange's compare-and-set
+            // on its version still lets exactly one caller consume the session.
+            let id: Option<String> = self
+                .call(
+                    "GETDEL ticket",
+                    ::redis::cmd("GETDEL")
+                        .arg(self.ticket_key(ticket))
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let id = QrCodeId::parse(&id)
+                .map_err(|_| Error::Internal("corrupt ticket entry in Redis".into()))?;
+            return self.load(&id).await;
+        }
         let mut invocation = self.inner.take_ticket.key(self.ticket_key(ticket));
         invocation.arg(format!("{}s:", self.inner.prefix));
-        let mut conn = self.inner.connection.clone();
         let taken: Option<(String, Vec<Vec<u8>>)> = self
             .call("take ticket", invocation.invoke_async(&mut conn))
             .await?;
