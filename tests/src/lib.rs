@@ -41,7 +41,7 @@ pub const STREAM_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The web framework a test server runs on.
 pub use qrauth_test_support::Framework as ServerKind;
-pub use qrauth_test_support::RedisServer;
+pub use qrauth_test_support::{RedisBackend, RedisServer};
 
 mod browser;
 mod graceful;
