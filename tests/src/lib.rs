@@ -68,6 +68,9 @@ pub enum StoreKind {
     Memory,
     /// `RedisStore` and `RedisRateLimiter`.
     Redis,
+    /// The same on a Redis Cluster (3 primaries) of the server's own, unless
+    /// [`ServerOptions::redis_cluster`] names one.
+    RedisCluster,
 }
 
 /// What a test server runs on: a web framework and a store.
@@ -80,6 +83,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// `server` on a `RedisStore` on a Redis Cluster of its own.
+    pub const fn redis_cluster(server: ServerKind) -> Self {
+        Self {
+            server,
+            store: StoreKind::RedisCluster,
+        }
+    }
+
     /// `server` on a `RedisStore`.
     pub const fn redis(server: ServerKind) -> Self {
         Self {
@@ -360,6 +371,8 @@ pub struct TestServer {
     /// The server's own `redis-server` (for `StoreKind::Redis` without a shared URL); killed
     /// after the app stops.
     pub redis: Option<RedisServer>,
+    /// The server's own Redis Cluster (for `StoreKind::RedisCluster` without shared nodes).
+    pub redis_cluster: Option<qrauth_test_support::RedisCluster>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -427,6 +440,15 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
         options.redis_url = Some(server.url());
         redis = Some(server);
     }
+    let mut redis_cluster = None;
+    if target.store == StoreKind::RedisCluster && options.redis_cluster.is_none() {
+        let cluster =
+            tokio::task::spawn_blocking(|| qrauth_test_support::RedisCluster::start(3, 0))
+                .await
+                .expect("Redis Cluster start");
+        options.redis_cluster = Some(cluster.urls());
+        redis_cluster = Some(cluster);
+    }
     let service = build_service(&base, &options).await;
     let served = match target.server {
         ServerKind::Axum => {
@@ -448,6 +470,7 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
         service,
         _served: served,
         redis,
+        redis_cluster,
     }
 }
 
@@ -466,5 +489,6 @@ pub async fn spawn_service(
         service,
         _served: served,
         redis: None,
+        redis_cluster: None,
     }
 }
