@@ -1401,6 +1401,76 @@ async fn connect_fails_clearly_without_getdel() {
     }
 }
 
+/// Signed-in sessions: the per-subject cap ends the oldest, `list` reads sessions from every
+/// slot, a revocation on one store is seen by another.
+async fn signed_in_contract_cap_list_and_revoke(server: RedisBackend) {
+    use qrauth_core::store::{MAX_SESSIONS_PER_SUBJECT, SignedInSession};
+    let a = store(&server, "qrauth:").await;
+    let b = store(&server, "qrauth:").await;
+    let (on_a, on_b) = (a.signed_in(), b.signed_in());
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for i in 0..MAX_SESSIONS_PER_SUBJECT + 2 {
+        let session = SignedInSession::sample("alice", now + i as u64).expect("sample");
+        let on = if i % 2 == 0 { &on_a } else { &on_b };
+        on.create(&session).await.expect("create");
+        ids.push(session.id);
+    }
+    let other = SignedInSession::sample("bob", now).expect("sample");
+    on_a.create(&other).await.expect("create");
+    let at = now + ids.len() as u64;
+
+    let listed = on_b.list("alice", at).await.expect("list");
+    assert_eq!(listed.len(), MAX_SESSIONS_PER_SUBJECT);
+    assert_eq!(
+        listed[0].id.as_str(),
+        ids[ids.len() - 1].as_str(),
+        "newest first"
+    );
+    for old in &ids[..2] {
+        assert!(
+            on_a.load(old, at).await.unwrap().is_none(),
+            "over the cap: ended"
+        );
+        assert!(!on_b.is_active(old, at).await.unwrap());
+    }
+    assert!(on_b.is_active(&ids[2], at).await.unwrap());
+    assert_eq!(on_a.list("bob", at).await.unwrap().len(), 1);
+
+    // Revoked on A: B's answer (even one cached as alive) turns within a second.
+    assert!(on_b.is_active(&ids[5], at).await.unwrap());
+    assert!(on_a.revoke(&ids[5]).await.unwrap());
+    let mut refused = false;
+    for _ in 0..50 {
+        if !on_b.is_active(&ids[5], at).await.unwrap() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "B still accepts a session revoked on A");
+    assert!(!on_b.revoke(&ids[5]).await.unwrap(), "idempotent");
+    assert_eq!(
+        on_b.list("alice", at).await.unwrap().len(),
+        MAX_SESSIONS_PER_SUBJECT - 1
+    );
+
+    if let Some(nodes) = server.as_cluster() {
+        for primary in nodes.primaries() {
+            let held = nodes
+                .keys_on(primary.port)
+                .iter()
+                .filter(|k| k.starts_with("qrauth:si:"))
+                .count();
+            assert!(
+                held > 0,
+                "primary {} holds no signed-in session",
+                primary.port
+            );
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The tests above that take a backend, on one Redis and on a 3-primary cluster
 
@@ -1426,6 +1496,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    signed_in_contract_cap_list_and_revoke,
     store_contract_insert_load_compare_and_swap_and_collision,
     store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once,
     store_contract_rate_limiter_counts_in_redis_for_every_replica,
