@@ -85,13 +85,20 @@ return 1
 ///
 /// | key | type | holds | expiry |
 /// | --- | --- | --- | --- |
-/// | `qrauth:s:{id}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
-/// | `qrauth:t:{hex(SHA-256(ticket))}` | string | the session id of a ticket | `PXAT` the ticket's expiry |
-/// | `qrauth:ev:{id}` | pub/sub channel | the new version after each transition | — |
-/// | `qrauth:si:{sid}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
-/// | `qrauth:su:{hex(SHA-256(subject))}` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
-/// | `qrauth:sa:{hex(SHA-256(id_token))}` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
-/// | `qrauth:ev:~out:{sid}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
+/// | `qrauth:s:{<id>}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
+/// | `qrauth:t:<hex(SHA-256(ticket))>` | string | the session id of a ticket | `PXAT` the ticket's expiry |
+/// | `qrauth:ev:{<id>}` | pub/sub channel | the new version after each transition | — |
+/// | `qrauth:si:{<sid>}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
+/// | `qrauth:su:<hex(SHA-256(subject))>` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
+/// | `qrauth:sa:<hex(SHA-256(id_token))>` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
+/// | `qrauth:ev:~out:{<sid>}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
+/// | `qrauth:rl:<hex(SHA-256(key))>` | string | an abuse-limit counter ([`RedisRateLimiter`]) | its window |
+///
+/// The braces are literal: `{<id>}` is a Redis Cluster hash tag, so a session's hash and its
+/// channel (and a signed-in session's hash and its channel) hash to one slot, and every script
+/// touches the keys of one slot only. Keys of different sessions spread over every primary.
+/// A ticket names no session until it is taken, so its key hashes to a slot of its own; a
+/// subject's index lives in the slot of the subject's hash.
 ///
 /// No secret is stored: only SHA-256 hashes of the binding secret, the confirm token and the
 /// ticket (the ticket itself is never known to the store; see [`Ticket`](crate::Ticket)).
@@ -104,9 +111,19 @@ return 1
 /// never both win a transition. Tickets are created with `SET NX PXAT` and taken with `GETDEL`
 /// (Redis ≥ 6.2, checked when connecting), so exactly one caller gets a ticket.
 ///
+/// On a cluster, `take_ticket` is `GETDEL` on the ticket's key and then a read of the session
+/// (two slots, two commands): the ticket stays single-use, and the exchange's compare-and-set
+/// on the record's version still lets one caller consume the session. A signed-in session is
+/// created with two scripts, the subject's index first (a crash in between leaves an index
+/// entry that `list` drops, never a session that "sign out everywhere" misses), and the
+/// subject's sessions beyond [`MAX_SESSIONS_PER_SUBJECT`](crate::store::MAX_SESSIONS_PER_SUBJECT)
+/// are ended one by one. The same code runs on one Redis.
+///
 /// # Waiting
 ///
-/// Each store keeps one pub/sub connection (`PSUBSCRIBE {prefix}ev:*`) and a local map of
+/// Each store keeps one pub/sub connection (`PSUBSCRIBE {prefix}ev:*`; on a cluster, to one
+/// node at a time, moving on to the next seed node when it fails: plain `PUBLISH`es reach
+/// every node of a cluster) and a local map of
 /// waiters. A waiter registers, reads the hash, waits for a message (or its deadline, or the
 /// session's own deadline), and re-reads: the message is only a hint. When the subscriber's
 /// connection drops, every waiter is woken and polls until it is back; when it is back,
@@ -116,9 +133,23 @@ return 1
 ///
 /// # Server requirements
 ///
-/// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly); Redis Cluster is not supported. With
-/// ACLs, the user needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `SET`, `GETDEL`, `PUBLISH`,
-/// `PSUBSCRIBE`, `PING` and `INFO` on keys and channels `{prefix}*`.
+/// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly), or a Redis Cluster / Valkey cluster of
+/// Redis ≥ 6.2 nodes ([`RedisStore::cluster`]; also managed cluster modes such as ElastiCache or
+/// MemoryStore). A single-node store refuses a cluster node at connect. With ACLs, the user
+/// needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `HMGET`, `SET`, `GET`, `GETDEL`, `ZADD`,
+/// `ZREVRANGE`, `ZREM`, `PUBLISH`, `PSUBSCRIBE`, `PING` and `INFO` (and `CLUSTER SLOTS` on a
+/// cluster) on keys and channels `{prefix}*`.
+///
+/// # On a cluster
+///
+/// The client routes each command to the primary of its key's slot, follows `MOVED` and `ASK`
+/// (slot migrations), and re-reads the slot map when a node fails. While a primary is down
+/// and before its replica takes over (`cluster-node-timeout` plus the election), calls on its
+/// slots fail with [`Error::StoreUnavailable`] and every other slot works. Replication is
+/// asynchronous, as with any Redis primary and its replicas: a write acknowledged within the
+/// replication lag (well under a millisecond on a healthy link) before its primary crashes is
+/// lost with it. For a confirm, the phone confirms again; for an exchange, the same bound
+/// browser could exchange its ticket once more. qrauth does not call `WAIT`.
 ///
 /// # Failures
 ///
