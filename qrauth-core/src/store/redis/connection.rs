@@ -15,8 +15,7 @@ pub(super) enum Connection {
 }
 
 impl Connection {
-    /// Whether this is a cluster connection (some commands take another shape there: see
-    /// `take_ticket` and `list`).
+    /// Whether this is a cluster connection (`take_ticket` takes another shape there).
     pub(super) fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }

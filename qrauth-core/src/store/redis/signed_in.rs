@@ -152,6 +152,11 @@ impl Liveness {
     pub(super) fn forget_alive(&self) {
         self.alive.invalidate_all();
     }
+
+    #[cfg(test)]
+    pub(super) fn is_ended(&self, sid: &str) -> bool {
+        self.ended.contains_key(sid)
+    }
 }
 
 mod field {

@@ -313,3 +313,28 @@ impl Subscription {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_name_the_session_by_its_hash_tag() {
+        let fanout = Arc::new(Fanout::default());
+        let waiter = fanout.register("abc");
+        let woken = waiter.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // The untagged form (a 0.1 replica's channel) and other ids wake nobody.
+        fanout.deliver("abc");
+        fanout.deliver("{abd}");
+        assert!(futures_util::FutureExt::now_or_never(woken.as_mut()).is_none());
+        fanout.deliver("{abc}");
+        assert!(futures_util::FutureExt::now_or_never(woken.as_mut()).is_some());
+
+        fanout.deliver("~out:{sid1}");
+        assert!(fanout.liveness.is_ended("sid1"));
+        fanout.deliver("~out:sid2");
+        assert!(!fanout.liveness.is_ended("sid2"));
+    }
+}
