@@ -10,6 +10,9 @@
 #     (axum), the browser follows on replica B (actix) by long-poll and by SSE
 #   - Redis MEMORY USAGE per pending session (mean over 200 sessions)
 #   - Redis MEMORY USAGE per signed-in session (mean over the logins of 2 s), and its index
+#   - on a 3-primary Redis Cluster (ports CLUSTER_PORT..+2, bus ports +10000 via
+#     --cluster-port): logins per second vs the one Redis, and confirm on A → browser on B
+#     p50/p99 (long-poll, SSE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,18 +20,22 @@ SECONDS_=${SECONDS_:-10}
 CONCURRENCY=${CONCURRENCY:-16}
 FLOWS=${FLOWS:-500}
 REDIS_PORT=${REDIS_PORT:-6399}
+CLUSTER_PORT=${CLUSTER_PORT:-6410}
 
 command -v redis-server >/dev/null || { echo "redis-server is missing: apt-get install -y redis-server" >&2; exit 1; }
 
 cargo build --release -q -p http-bench
-BIN=target/release/qrauth-bench
+BIN=${CARGO_TARGET_DIR:-target}/release/qrauth-bench
 REDIS="redis://127.0.0.1:$REDIS_PORT/"
 
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   redis-cli -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+  for port in $(cluster_ports); do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "${CLUSTER_DIR:-/nonexistent}"
 }
+cluster_ports() { echo "$CLUSTER_PORT" $((CLUSTER_PORT + 1)) $((CLUSTER_PORT + 2)); }
 trap cleanup EXIT
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
@@ -53,6 +60,40 @@ start axum 3922 "$REDIS"
 red=$("$BIN" flows http://127.0.0.1:3922 "$SECONDS_" "$CONCURRENCY"); echo "redis:  $red"
 stop_last
 awk -v a="$(echo "$red" | rate)" -v b="$(echo "$mem" | rate)" 'BEGIN { printf "RedisStore / MemoryStore logins per second: %.2f\n", a / b }'
+
+echo "== the same on a 3-primary Redis Cluster"
+CLUSTER_DIR=$(mktemp -d)
+for port in $(cluster_ports); do
+  mkdir -p "$CLUSTER_DIR/$port"
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
+    --loglevel warning --cluster-enabled yes --cluster-config-file nodes.conf \
+    --cluster-port $((port + 10000)) --dir "$CLUSTER_DIR/$port" >/dev/null &
+  pids+=($!)
+done
+for port in $(cluster_ports); do
+  for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+done
+redis-cli --cluster create $(for p in $(cluster_ports); do printf '127.0.0.1:%s ' "$p"; done) \
+  --cluster-replicas 0 --cluster-yes >/dev/null
+for _ in $(seq 100); do
+  redis-cli -p "$CLUSTER_PORT" cluster info | grep -q cluster_state:ok && break; sleep 0.1
+done
+CLUSTER=$(for p in $(cluster_ports); do printf 'redis://127.0.0.1:%s/,' "$p"; done); CLUSTER=${CLUSTER%,}
+start axum 3925 "$CLUSTER"
+clu=$("$BIN" flows http://127.0.0.1:3925 "$SECONDS_" "$CONCURRENCY"); echo "cluster: $clu"
+stop_last
+awk -v a="$(echo "$clu" | rate)" -v b="$(echo "$red" | rate)" 'BEGIN { printf "Cluster / one Redis logins per second: %.2f\n", a / b }'
+for port in $(cluster_ports); do
+  printf 'primary %s holds %s keys\n' "$port" "$(redis-cli -p "$port" dbsize)"
+done
+echo "== cluster: confirm on replica A (axum) → browser on replica B (actix), $FLOWS flows"
+start axum 3926 "$CLUSTER"
+start actix 3927 "$CLUSTER"
+for mode in longpoll sse; do
+  "$BIN" latency http://127.0.0.1:3927 "$mode" "$FLOWS" 50 http://127.0.0.1:3926
+done
+stop_last
+stop_last
 
 echo "== confirm on replica A (axum) → browser on replica B (actix), $FLOWS flows"
 start axum 3923 "$REDIS"

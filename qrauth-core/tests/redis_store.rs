@@ -12,11 +12,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qrauth_core::provider::builtin::{BuiltinProvider, SigningAlgorithm, SigningKey};
+use qrauth_core::store::RedisStoreBuilder;
 use qrauth_core::store::{Initiator, RedisStore, Scanner, SessionRecord, SessionStore};
 use qrauth_core::{
     BindingSecret, ConfirmToken, Error, Lifetimes, Limits, QrAuthProvider, QrAuthService, QrCodeId,
     QrState, SecretHash, Ticket, TokenSet, UserInfo,
 };
+use qrauth_test_support::RedisBackend;
 use qrauth_test_support::phone::TestPhones;
 use qrauth_test_support::redis_server::RedisServer;
 use qrauth_test_support::service_client::{CHROME_ON_WINDOWS, Client};
@@ -43,7 +45,7 @@ struct Replica {
 
 impl Replica {
     async fn new(
-        server: &RedisServer,
+        server: &impl Target,
         prefix: &str,
         lifetimes: Lifetimes,
         key: &SigningKey,
@@ -52,13 +54,14 @@ impl Replica {
     }
 
     async fn with_timeout(
-        server: &RedisServer,
+        server: &impl Target,
         prefix: &str,
         lifetimes: Lifetimes,
         key: &SigningKey,
         timeout: Duration,
     ) -> Self {
-        let store = RedisStore::builder(server.url())
+        let store = server
+            .builder()
             .key_prefix(prefix)
             .command_timeout(timeout)
             .connect()
@@ -137,16 +140,121 @@ fn es256() -> SigningKey {
     SigningKey::generate(SigningAlgorithm::Es256).expect("ES256 key")
 }
 
-async fn admin(server: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(server.url())
+/// Where a test's stores connect: one `redis-server`, or either backend.
+trait Target {
+    fn builder(&self) -> RedisStoreBuilder;
+    /// The URL of every primary (one for a single server).
+    fn primaries(&self) -> Vec<String>;
+    fn cluster(&self) -> Option<Vec<String>>;
+}
+
+impl Target for RedisServer {
+    fn builder(&self) -> RedisStoreBuilder {
+        RedisStore::builder(self.url())
+    }
+    fn primaries(&self) -> Vec<String> {
+        vec![self.url()]
+    }
+    fn cluster(&self) -> Option<Vec<String>> {
+        None
+    }
+}
+
+impl Target for RedisBackend {
+    fn builder(&self) -> RedisStoreBuilder {
+        RedisBackend::builder(self)
+    }
+    fn primaries(&self) -> Vec<String> {
+        match self {
+            RedisBackend::Single(server) => vec![server.url()],
+            RedisBackend::Cluster(cluster) => cluster
+                .primaries()
+                .iter()
+                .map(|n| format!("redis://127.0.0.1:{}/", n.port))
+                .collect(),
+        }
+    }
+    fn cluster(&self) -> Option<Vec<String>> {
+        self.as_cluster().map(|c| c.urls())
+    }
+}
+
+/// A test's own view of Redis: key commands routed by slot (on a cluster), plus one
+/// connection per primary to list keys.
+enum Admin {
+    Single(MultiplexedConnection),
+    Cluster(
+        redis::cluster_async::ClusterConnection,
+        Vec<MultiplexedConnection>,
+    ),
+}
+
+impl redis::aio::ConnectionLike for Admin {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a redis::Cmd,
+    ) -> redis::RedisFuture<'a, redis::Value> {
+        match self {
+            Admin::Single(c) => c.req_packed_command(cmd),
+            Admin::Cluster(c, _) => c.req_packed_command(cmd),
+        }
+    }
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> redis::RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Admin::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Admin::Cluster(c, _) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+    fn get_db(&self) -> i64 {
+        0
+    }
+}
+
+async fn node(url: &str) -> MultiplexedConnection {
+    redis::Client::open(url)
         .expect("url")
         .get_multiplexed_async_connection()
         .await
         .expect("admin connection")
 }
 
-/// Every key of the server, by `SCAN`.
-async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
+async fn admin(server: &impl Target) -> Admin {
+    let mut primaries = Vec::new();
+    for url in server.primaries() {
+        primaries.push(node(&url).await);
+    }
+    match server.cluster() {
+        None => Admin::Single(primaries.remove(0)),
+        Some(urls) => Admin::Cluster(
+            redis::cluster::ClusterClient::new(urls)
+                .expect("cluster urls")
+                .get_async_connection()
+                .await
+                .expect("cluster admin connection"),
+            primaries,
+        ),
+    }
+}
+
+/// Every key of the server (of every primary), by `SCAN`.
+async fn all_keys(admin: &mut Admin) -> Vec<String> {
+    let nodes: Vec<MultiplexedConnection> = match admin {
+        Admin::Single(c) => vec![c.clone()],
+        Admin::Cluster(_, primaries) => primaries.clone(),
+    };
+    let mut keys = Vec::new();
+    for mut conn in nodes {
+        keys.extend(node_keys(&mut conn).await);
+    }
+    keys
+}
+
+async fn node_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -166,7 +274,7 @@ async fn all_keys(conn: &mut MultiplexedConnection) -> Vec<String> {
 }
 
 /// Every key with its value (hash fields and values, or the string).
-async fn dump(conn: &mut MultiplexedConnection) -> Vec<u8> {
+async fn dump(conn: &mut Admin) -> Vec<u8> {
     let mut out = Vec::new();
     for key in all_keys(conn).await {
         out.extend_from_slice(key.as_bytes());
@@ -260,8 +368,9 @@ fn fingerprint(r: &SessionRecord) -> String {
     )
 }
 
-async fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::builder(server.url())
+async fn store(server: &impl Target, prefix: &str) -> RedisStore {
+    server
+        .builder()
         .key_prefix(prefix)
         .connect()
         .await
@@ -285,9 +394,7 @@ async fn eventually(within: Duration, mut check: impl FnMut() -> bool) -> bool {
 // ---------------------------------------------------------------------------------------------
 // The store contract (the same as MemoryStore's)
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn store_contract_insert_load_compare_and_swap_and_collision() {
-    let server = RedisServer::start();
+async fn store_contract_insert_load_compare_and_swap_and_collision(server: RedisBackend) {
     let store = store(&server, "qrtest:").await;
     let mut admin = admin(&server).await;
 
@@ -439,9 +546,9 @@ async fn store_contract_insert_load_compare_and_swap_and_collision() {
     assert_eq!(store.watched_sessions(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once() {
-    let server = RedisServer::start();
+async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once(
+    server: RedisBackend,
+) {
     let store = store(&server, "qrtest:").await;
 
     // take_ticket hands back the session the handle names, as it is now: the sessions exist.
@@ -518,9 +625,7 @@ async fn store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn store_contract_rate_limiter_counts_in_redis_for_every_replica() {
-    let server = RedisServer::start();
+async fn store_contract_rate_limiter_counts_in_redis_for_every_replica(server: RedisBackend) {
     let a = store(&server, "qrauth:").await;
     let b = store(&server, "qrauth:").await;
     let mut admin = admin(&server).await;
@@ -584,9 +689,7 @@ async fn store_contract_rate_limiter_counts_in_redis_for_every_replica() {
 // ---------------------------------------------------------------------------------------------
 // The whole flow on Redis
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
-    let server = RedisServer::start();
+async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty(server: RedisBackend) {
     let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
 
     let (binding, id) = replica.pending().await;
@@ -660,9 +763,7 @@ async fn full_flow_through_the_builtin_provider_and_one_exchange_of_fifty() {
 // ---------------------------------------------------------------------------------------------
 // Two replicas on one Redis
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner() {
-    let server = RedisServer::start();
+async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner(server: RedisBackend) {
     let key = es256();
     let a = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
     let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
@@ -701,9 +802,7 @@ async fn two_replicas_confirm_versus_cancel_has_exactly_one_winner() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_waiter_on_b_wakes_when_a_confirms() {
-    let server = RedisServer::start();
+async fn two_replicas_waiter_on_b_wakes_when_a_confirms(server: RedisBackend) {
     let key = es256();
     let a = Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await;
     let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
@@ -756,9 +855,7 @@ async fn two_replicas_waiter_on_b_wakes_when_a_confirms() {
     assert_eq!(b.store.watched_sessions(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_replicas_fifty_exchanges_spread_over_both_give_one_token_set() {
-    let server = RedisServer::start();
+async fn two_replicas_fifty_exchanges_spread_over_both_give_one_token_set(server: RedisBackend) {
     let key = es256();
     let a = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
     let b = Arc::new(Replica::new(&server, "qrauth:", Lifetimes::default(), &key).await);
@@ -1072,9 +1169,7 @@ async fn redis_down_is_store_unavailable_and_restart_recovers() {
 // ---------------------------------------------------------------------------------------------
 // What Redis holds
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_expire_five_seconds_after_the_qr_lifetime() {
-    let server = RedisServer::start();
+async fn keys_expire_five_seconds_after_the_qr_lifetime(server: RedisBackend) {
     let prefix = "qrexp:";
     let lifetimes = Lifetimes::default()
         .allow_short_for_tests()
@@ -1133,9 +1228,7 @@ async fn keys_expire_five_seconds_after_the_qr_lifetime() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn store_dump_holds_no_binding_secret_ticket_or_confirm_token() {
-    let server = RedisServer::start();
+async fn store_dump_holds_no_binding_secret_ticket_or_confirm_token(server: RedisBackend) {
     let replica = Replica::new(&server, "qrauth:", Lifetimes::default(), &es256()).await;
     let mut admin = admin(&server).await;
 
@@ -1173,9 +1266,7 @@ async fn store_dump_holds_no_binding_secret_ticket_or_confirm_token() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn dropped_waiters_leave_no_trace() {
-    let server = RedisServer::start();
+async fn dropped_waiters_leave_no_trace(server: RedisBackend) {
     let store = store(&server, "qrauth:").await;
     let mut records = Vec::new();
     for _ in 0..20 {
@@ -1307,5 +1398,341 @@ async fn connect_fails_clearly_without_getdel() {
             assert!(message.contains("6.2"), "{message}");
         }
         other => panic!("expected a configuration error, got {other:?}"),
+    }
+}
+
+/// Signed-in sessions: the per-subject cap ends the oldest, `list` reads sessions from every
+/// slot, a revocation on one store is seen by another.
+async fn signed_in_contract_cap_list_and_revoke(server: RedisBackend) {
+    use qrauth_core::store::{MAX_SESSIONS_PER_SUBJECT, SignedInSession};
+    let a = store(&server, "qrauth:").await;
+    let b = store(&server, "qrauth:").await;
+    let (on_a, on_b) = (a.signed_in(), b.signed_in());
+    let now = now_ms();
+    let mut ids = Vec::new();
+    for i in 0..MAX_SESSIONS_PER_SUBJECT + 2 {
+        let session = SignedInSession::sample("alice", now + i as u64).expect("sample");
+        let on = if i % 2 == 0 { &on_a } else { &on_b };
+        on.create(&session).await.expect("create");
+        ids.push(session.id);
+    }
+    let other = SignedInSession::sample("bob", now).expect("sample");
+    on_a.create(&other).await.expect("create");
+    let at = now + ids.len() as u64;
+
+    let listed = on_b.list("alice", at).await.expect("list");
+    assert_eq!(listed.len(), MAX_SESSIONS_PER_SUBJECT);
+    assert_eq!(
+        listed[0].id.as_str(),
+        ids[ids.len() - 1].as_str(),
+        "newest first"
+    );
+    for old in &ids[..2] {
+        assert!(
+            on_a.load(old, at).await.unwrap().is_none(),
+            "over the cap: ended"
+        );
+        assert!(!on_b.is_active(old, at).await.unwrap());
+    }
+    assert!(on_b.is_active(&ids[2], at).await.unwrap());
+    assert_eq!(on_a.list("bob", at).await.unwrap().len(), 1);
+
+    // Revoked on A: B's answer (even one cached as alive) turns within a second.
+    assert!(on_b.is_active(&ids[5], at).await.unwrap());
+    assert!(on_a.revoke(&ids[5]).await.unwrap());
+    let mut refused = false;
+    for _ in 0..50 {
+        if !on_b.is_active(&ids[5], at).await.unwrap() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "B still accepts a session revoked on A");
+    assert!(!on_b.revoke(&ids[5]).await.unwrap(), "idempotent");
+    assert_eq!(
+        on_b.list("alice", at).await.unwrap().len(),
+        MAX_SESSIONS_PER_SUBJECT - 1
+    );
+
+    if let Some(nodes) = server.as_cluster() {
+        for primary in nodes.primaries() {
+            let held = nodes
+                .keys_on(primary.port)
+                .iter()
+                .filter(|k| k.starts_with("qrauth:si:"))
+                .count();
+            assert!(
+                held > 0,
+                "primary {} holds no signed-in session",
+                primary.port
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The tests above that take a backend, on one Redis and on a 3-primary cluster
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(qrauth_test_support::RedisBackend::start(false).await).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(qrauth_test_support::RedisBackend::start(true).await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    signed_in_contract_cap_list_and_revoke,
+    store_contract_insert_load_compare_and_swap_and_collision,
+    store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once,
+    store_contract_rate_limiter_counts_in_redis_for_every_replica,
+    full_flow_through_the_builtin_provider_and_one_exchange_of_fifty,
+    two_replicas_confirm_versus_cancel_has_exactly_one_winner,
+    two_replicas_waiter_on_b_wakes_when_a_confirms,
+    two_replicas_fifty_exchanges_spread_over_both_give_one_token_set,
+    keys_expire_five_seconds_after_the_qr_lifetime,
+    store_dump_holds_no_binding_secret_ticket_or_confirm_token,
+    dropped_waiters_leave_no_trace,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Cluster only: slots, failover, migration
+
+/// Starts a cluster off the runtime (it blocks while the nodes agree).
+async fn cluster(primaries: usize, replicas: usize) -> RedisBackend {
+    tokio::task::spawn_blocking(move || {
+        RedisBackend::Cluster(qrauth_test_support::RedisCluster::start(
+            primaries, replicas,
+        ))
+    })
+    .await
+    .expect("start the cluster")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_keys_of_one_session_share_a_slot_and_sessions_spread_over_all_primaries() {
+    let backend = cluster(3, 0).await;
+    let nodes = backend.as_cluster().expect("a cluster");
+    let replica = Replica::new(&backend, "qrauth:", Lifetimes::default(), &es256()).await;
+    assert!(replica.store.is_cluster());
+
+    let mut ids = Vec::new();
+    for _ in 0..60 {
+        let (_, id) = replica.pending().await;
+        ids.push(id);
+    }
+    // Each session's hash and channel hash to one slot (the id is the hash tag).
+    for id in &ids {
+        let key = replica.store.key_of_session(id);
+        assert_eq!(key, format!("qrauth:s:{{{}}}", id.as_str()));
+        let channel = format!("qrauth:ev:{{{}}}", id.as_str());
+        assert_eq!(nodes.slot_of(&key), nodes.slot_of(&channel), "{key}");
+    }
+    // 60 random ids over 3 primaries: every primary holds some (a miss has odds 3·(2/3)^60).
+    let primaries = nodes.primaries();
+    assert_eq!(primaries.len(), 3);
+    for primary in &primaries {
+        let held = nodes
+            .keys_on(primary.port)
+            .iter()
+            .filter(|k| k.starts_with("qrauth:s:"))
+            .count();
+        assert!(held > 0, "primary {} holds no session", primary.port);
+        println!("primary {} holds {held} of 60 sessions", primary.port);
+    }
+
+    // A completed login's signed-in session also lives in the slot of its own id.
+    let (binding, _, _, ticket) = replica.confirmed().await;
+    replica.client.exchange(&ticket, &binding).await.unwrap();
+    let mut admin = admin(&backend).await;
+    let signed_in: Vec<String> = all_keys(&mut admin)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("qrauth:si:"))
+        .collect();
+    assert_eq!(signed_in.len(), 1, "{signed_in:?}");
+    let sid = signed_in[0]
+        .strip_prefix("qrauth:si:{")
+        .and_then(|k| k.strip_suffix('}'))
+        .expect("si:{sid}");
+    assert_eq!(
+        nodes.slot_of(&signed_in[0]),
+        nodes.slot_of(&format!("qrauth:ev:~out:{{{sid}}}"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_slot_migrated_during_a_long_poll_still_wakes_the_waiter() {
+    let backend = cluster(3, 0).await;
+    let nodes = backend.as_cluster().expect("a cluster");
+    let key = es256();
+    let a = Replica::new(&backend, "qrauth:", Lifetimes::default(), &key).await;
+    let b = Arc::new(Replica::new(&backend, "qrauth:", Lifetimes::default(), &key).await);
+
+    for round in 0..3 {
+        let (binding, id, token) = a.scanned().await;
+        let since = b.client.poll(&id, &binding).await.unwrap().version;
+        let waiter = {
+            let b = b.clone();
+            let (id, binding) = (id.clone(), binding.clone());
+            tokio::spawn(async move {
+                b.client
+                    .wait_for_change(&id, &binding, since, Duration::from_secs(20))
+                    .await
+            })
+        };
+        assert!(eventually(Duration::from_secs(2), || b.store.live_waiters() == 1).await);
+
+        // Move the session's slot (with its hash) to another primary while B waits.
+        let slot = nodes.slot_of(&a.store.key_of_session(&id));
+        let from = nodes.primary_of_slot(slot);
+        let to = nodes
+            .primaries()
+            .into_iter()
+            .find(|n| n.port != from.port)
+            .expect("another primary");
+        tokio::task::block_in_place(|| nodes.migrate_slot(slot, to.port));
+        assert_eq!(nodes.primary_of_slot(slot).port, to.port, "round {round}");
+
+        // Both replicas follow the move (MOVED): the confirm lands, the waiter wakes.
+        let started = Instant::now();
+        a.client.confirm(&id, &token, ALICE).await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiter wakes")
+            .unwrap()
+            .expect("status");
+        assert_eq!(status.state, QrState::Confirmed, "round {round}");
+        assert!(status.ticket.is_some());
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "woken by the message, not by a timeout: {:?}",
+            started.elapsed()
+        );
+        let stored = b.stored(&id).await;
+        assert_eq!(stored.state, QrState::Confirmed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_primary_killed_mid_flow_fails_over_without_losing_or_doubling_a_login() {
+    let mut backend = cluster(3, 1).await;
+    let key = es256();
+    // A short command timeout: calls to the dead primary's slots give up well before its
+    // replica takes over (cluster-node-timeout 2 s, plus the election).
+    let timeout = Duration::from_millis(700);
+    let a = Replica::with_timeout(&backend, "qrauth:", Lifetimes::default(), &key, timeout).await;
+    let b = Replica::with_timeout(&backend, "qrauth:", Lifetimes::default(), &key, timeout).await;
+
+    // Confirmed logins (tickets shown, not yet exchanged) and scanned ones, on every primary.
+    let mut confirmed = Vec::new();
+    for _ in 0..24 {
+        confirmed.push(a.confirmed().await);
+    }
+    let mut scanned = Vec::new();
+    for _ in 0..24 {
+        scanned.push(a.scanned().await);
+    }
+    let (victim, on_victim) = {
+        let nodes = backend.as_cluster().expect("a cluster");
+        // What the primaries acknowledged has reached their replicas.
+        tokio::task::block_in_place(|| nodes.wait_replicated(Duration::from_secs(10)));
+        let slot = nodes.slot_of(&a.store.key_of_session(&confirmed[0].1));
+        let victim = nodes.primary_of_slot(slot);
+        let on_victim = |id: &QrCodeId| {
+            let slot = nodes.slot_of(&a.store.key_of_session(id));
+            victim.slots.iter().any(|&(x, y)| x <= slot && slot <= y)
+        };
+        let on_victim: Vec<bool> = confirmed.iter().map(|c| on_victim(&c.1)).collect();
+        (victim, on_victim)
+    };
+    assert!(on_victim.iter().any(|&v| v) && on_victim.iter().any(|&v| !v));
+
+    let RedisBackend::Cluster(nodes) = &mut backend else {
+        unreachable!()
+    };
+    nodes.kill(victim.port);
+
+    // Until the replica takes over: the dead primary's slots are unavailable (503), the
+    // others work as before.
+    let dead = confirmed
+        .iter()
+        .zip(&on_victim)
+        .find(|(_, v)| **v)
+        .map(|(c, _)| c.1.clone())
+        .unwrap();
+    let alive = confirmed
+        .iter()
+        .zip(&on_victim)
+        .find(|(_, v)| !**v)
+        .map(|(c, _)| c.1.clone())
+        .unwrap();
+    assert_unavailable(b.store.load(&dead).await, "a session on the dead primary");
+    assert_eq!(b.stored(&alive).await.state, QrState::Confirmed);
+
+    tokio::task::block_in_place(|| nodes.wait_until_ok(3, Duration::from_secs(30)));
+    assert!(
+        nodes.primaries().iter().all(|p| p.port != victim.port),
+        "a replica took over"
+    );
+
+    // After the failover every confirmed login is still there and is exchanged exactly once
+    // (on B, whichever replica showed the ticket); the scanned ones confirm.
+    let mut exchanged = 0;
+    for (binding, id, _, ticket) in &confirmed {
+        // As a browser would: read the status again (which shows the ticket again while the
+        // session is confirmed) and exchange.
+        let result = eventually_ok(|| async {
+            b.client.poll(id, binding).await?;
+            b.client.exchange(ticket, binding).await
+        })
+        .await;
+        result.unwrap_or_else(|e| panic!("exchange of {id:?} after the failover: {e:?}"));
+        exchanged += 1;
+        assert!(matches!(
+            a.client.exchange(ticket, binding).await,
+            Err(Error::InvalidTicket)
+        ));
+        assert_eq!(b.stored(id).await.state, QrState::Consumed);
+    }
+    assert_eq!(exchanged, confirmed.len());
+    for (binding, id, token) in &scanned {
+        eventually_ok(|| b.client.confirm(id, token, ALICE))
+            .await
+            .unwrap_or_else(|e| panic!("confirm of {id:?} after the failover: {e:?}"));
+        let status = a.client.poll(id, binding).await.unwrap();
+        assert_eq!(status.state, QrState::Confirmed);
+    }
+}
+
+/// Retries `call` while it fails with `StoreUnavailable` (the client re-reads the slot map
+/// after a failover), for at most 10 s.
+async fn eventually_ok<T, F, Fut>(mut call: F) -> qrauth_core::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = qrauth_core::Result<T>>,
+{
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        match call().await {
+            Err(Error::StoreUnavailable(_)) if Instant::now() < end => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
     }
 }

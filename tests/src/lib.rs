@@ -41,7 +41,7 @@ pub const STREAM_TIMEOUT: Duration = Duration::from_secs(25);
 
 /// The web framework a test server runs on.
 pub use qrauth_test_support::Framework as ServerKind;
-pub use qrauth_test_support::RedisServer;
+pub use qrauth_test_support::{RedisBackend, RedisServer};
 
 mod browser;
 pub mod chromium;
@@ -69,6 +69,9 @@ pub enum StoreKind {
     Memory,
     /// `RedisStore` and `RedisRateLimiter`.
     Redis,
+    /// The same on a Redis Cluster (3 primaries) of the server's own, unless
+    /// [`ServerOptions::redis_cluster`] names one.
+    RedisCluster,
 }
 
 /// What a test server runs on: a web framework and a store.
@@ -81,6 +84,14 @@ pub struct Target {
 }
 
 impl Target {
+    /// `server` on a `RedisStore` on a Redis Cluster of its own.
+    pub const fn redis_cluster(server: ServerKind) -> Self {
+        Self {
+            server,
+            store: StoreKind::RedisCluster,
+        }
+    }
+
     /// `server` on a `RedisStore`.
     pub const fn redis(server: ServerKind) -> Self {
         Self {
@@ -115,6 +126,8 @@ pub struct ServerOptions {
     /// The Redis to keep sessions in (implies [`StoreKind::Redis`]); default: with
     /// `StoreKind::Redis`, a `redis-server` of the server's own.
     pub redis_url: Option<String>,
+    /// A Redis Cluster's seed node URLs to keep sessions in instead (wins over `redis_url`).
+    pub redis_cluster: Option<Vec<String>>,
     /// Bound on every Redis call (default 2 s).
     pub redis_timeout: Option<Duration>,
     /// How long finished sessions stay readable (default: the library's 30 s).
@@ -181,6 +194,12 @@ impl ServerOptions {
     /// Options that keep sessions in the Redis at `url` (e.g. one shared by two replicas).
     pub fn redis(mut self, url: impl Into<String>) -> Self {
         self.redis_url = Some(url.into());
+        self
+    }
+
+    /// Options that keep sessions in the Redis Cluster with these seed nodes.
+    pub fn redis_cluster(mut self, nodes: Vec<String>) -> Self {
+        self.redis_cluster = Some(nodes);
         self
     }
 
@@ -270,9 +289,14 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
             .signed_in(absolute)
             .idle_timeout(idle);
     }
-    let store: Arc<dyn SessionStore> = match &options.redis_url {
-        Some(url) => {
-            let mut redis = RedisStore::builder(url.as_str())
+    let redis_builder = match (&options.redis_cluster, &options.redis_url) {
+        (Some(nodes), _) => Some(RedisStore::cluster(nodes.iter().cloned())),
+        (None, Some(url)) => Some(RedisStore::builder(url.as_str())),
+        (None, None) => None,
+    };
+    let store: Arc<dyn SessionStore> = match redis_builder {
+        Some(redis) => {
+            let mut redis = redis
                 .key_prefix(REDIS_PREFIX)
                 .command_timeout(options.redis_timeout.unwrap_or(Duration::from_secs(2)));
             if let Some(clock) = &options.clock {
@@ -348,6 +372,8 @@ pub struct TestServer {
     /// The server's own `redis-server` (for `StoreKind::Redis` without a shared URL); killed
     /// after the app stops.
     pub redis: Option<RedisServer>,
+    /// The server's own Redis Cluster (for `StoreKind::RedisCluster` without shared nodes).
+    pub redis_cluster: Option<qrauth_test_support::RedisCluster>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -405,12 +431,24 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
     let target = target.into();
     let (listener, base) = qrauth_test_support::serve::bind();
     let mut redis = None;
-    if target.store == StoreKind::Redis && options.redis_url.is_none() {
+    if target.store == StoreKind::Redis
+        && options.redis_url.is_none()
+        && options.redis_cluster.is_none()
+    {
         let server = tokio::task::spawn_blocking(RedisServer::start)
             .await
             .expect("redis-server start");
         options.redis_url = Some(server.url());
         redis = Some(server);
+    }
+    let mut redis_cluster = None;
+    if target.store == StoreKind::RedisCluster && options.redis_cluster.is_none() {
+        let cluster =
+            tokio::task::spawn_blocking(|| qrauth_test_support::RedisCluster::start(3, 0))
+                .await
+                .expect("Redis Cluster start");
+        options.redis_cluster = Some(cluster.urls());
+        redis_cluster = Some(cluster);
     }
     let service = build_service(&base, &options).await;
     let served = match target.server {
@@ -433,6 +471,7 @@ pub async fn spawn(target: impl Into<Target>, mut options: ServerOptions) -> Tes
         service,
         _served: served,
         redis,
+        redis_cluster,
     }
 }
 
@@ -451,5 +490,6 @@ pub async fn spawn_service(
         service,
         _served: served,
         redis: None,
+        redis_cluster: None,
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use qrauth_tests::{
-    Browser, RedisServer, Resp, ServerKind, ServerOptions, SseReader, TestServer,
+    Browser, RedisBackend, RedisServer, Resp, ServerKind, ServerOptions, SseReader, TestServer,
     assert_status_shape, version,
 };
 use redis::AsyncCommands;
@@ -23,10 +23,10 @@ const TEST_DEADLINE: Duration = Duration::from_secs(60);
 /// Confirm on A → the browser on B has its answer (issue 8's bound).
 const CROSS_REPLICA_BOUND: Duration = Duration::from_millis(250);
 
-struct Replicas {
+struct Replicas<R = RedisServer> {
     a: TestServer,
     b: TestServer,
-    redis: RedisServer,
+    redis: R,
 }
 
 async fn replicas(options: ServerOptions) -> Replicas {
@@ -34,6 +34,19 @@ async fn replicas(options: ServerOptions) -> Replicas {
         .await
         .expect("redis-server start");
     let options = options.redis(redis.url()).issuer(ISSUER);
+    let a = qrauth_tests::spawn(ServerKind::Axum, options.clone()).await;
+    let b = qrauth_tests::spawn(ServerKind::Actix, options).await;
+    Replicas { a, b, redis }
+}
+
+/// Replicas on one Redis or on a 3-primary Redis Cluster, for the tests run on both.
+async fn replicas_on(cluster: bool, options: ServerOptions) -> Replicas<RedisBackend> {
+    let redis = RedisBackend::start(cluster).await;
+    let options = match &redis {
+        RedisBackend::Single(server) => options.redis(server.url()),
+        RedisBackend::Cluster(nodes) => options.redis_cluster(nodes.urls()),
+    }
+    .issuer(ISSUER);
     let a = qrauth_tests::spawn(ServerKind::Axum, options.clone()).await;
     let b = qrauth_tests::spawn(ServerKind::Actix, options).await;
     Replicas { a, b, redis }
@@ -58,7 +71,7 @@ async fn redis_connection(redis: &RedisServer) -> redis::aio::MultiplexedConnect
 
 /// A browser on B with a pending QR, the phone having scanned it on A; returns the browser,
 /// the id, the confirm token and the scanned version.
-async fn scanned_on_a_watched_from_b(r: &Replicas) -> (Browser, String, String, u64) {
+async fn scanned_on_a_watched_from_b<R>(r: &Replicas<R>) -> (Browser, String, String, u64) {
     let mut browser = r.b.browser();
     let qr = browser.generate().await;
     let (token, _) = r.a.alice().scan_ok(&qr.id).await;
@@ -68,7 +81,7 @@ async fn scanned_on_a_watched_from_b(r: &Replicas) -> (Browser, String, String, 
 }
 
 /// Time from the phone's confirm (answered on A) to B's answer, per transport.
-async fn confirm_to_answer(r: &Replicas, sse: bool) -> Duration {
+async fn confirm_to_answer<R>(r: &Replicas<R>, sse: bool) -> Duration {
     let (browser, id, token, v) = scanned_on_a_watched_from_b(r).await;
     let waiter = {
         let id = id.clone();
@@ -103,10 +116,9 @@ async fn confirm_to_answer(r: &Replicas, sse: bool) -> Duration {
 }
 
 /// 36: a wait on one replica wakes when the phone acts on another.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn long_poll_and_sse_on_b_answer_when_the_phone_confirms_on_a() {
+async fn long_poll_and_sse_on_b_answer_when_the_phone_confirms_on_a(cluster: bool) {
     bounded("cross-replica wake-up", async {
-        let r = replicas(ServerOptions::default()).await;
+        let r = replicas_on(cluster, ServerOptions::default()).await;
         for sse in [false, true] {
             let mut lags = Vec::new();
             for _ in 0..5 {
@@ -125,10 +137,9 @@ async fn long_poll_and_sse_on_b_answer_when_the_phone_confirms_on_a() {
 }
 
 /// 34: 50 concurrent exchanges of one ticket, spread over both replicas → exactly one 200.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_ticket_exchanged_fifty_times_on_two_replicas_wins_once() {
+async fn one_ticket_exchanged_fifty_times_on_two_replicas_wins_once(cluster: bool) {
     bounded("ticket race", async {
-        let r = replicas(ServerOptions::default()).await;
+        let r = replicas_on(cluster, ServerOptions::default()).await;
         let mut browser = r.a.browser();
         let qr = browser.generate().await;
         r.b.alice().scan_and_confirm(&qr.id).await;
@@ -179,10 +190,9 @@ async fn one_ticket_exchanged_fifty_times_on_two_replicas_wins_once() {
 
 /// 35: confirms on A racing cancels on B for the same session → exactly one winner, and the
 /// final state is the winner's.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn confirm_on_a_races_cancel_on_b_one_winner() {
+async fn confirm_on_a_races_cancel_on_b_one_winner(cluster: bool) {
     bounded("confirm vs cancel", async {
-        let r = replicas(ServerOptions::default()).await;
+        let r = replicas_on(cluster, ServerOptions::default()).await;
         let mut confirms_won = 0;
         let mut cancels_won = 0;
         for round in 0..10 {
@@ -494,11 +504,10 @@ async fn redis_holds_no_secret_and_forgets_sessions() {
 /// Abuse limits hold across replicas (issue 10): the 21st `POST /qrcode` in a minute from one
 /// IP is refused whichever replica gets it, and a poll on B 100 ms after a poll on A is
 /// `429 slow_down`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limits_hold_across_replicas() {
+async fn limits_hold_across_replicas(cluster: bool) {
     bounded("shared limits", async {
         let limits = qrauth_core::Limits::default().sessions_per_binding(u32::MAX);
-        let r = replicas(ServerOptions::default().limits(limits)).await;
+        let r = replicas_on(cluster, ServerOptions::default().limits(limits)).await;
         let mut ids = Vec::new();
         for i in 0..20 {
             let server = if i % 2 == 0 { &r.a } else { &r.b };
@@ -524,3 +533,32 @@ async fn limits_hold_across_replicas() {
     })
     .await;
 }
+
+/// The tests above that take `cluster`, on one Redis and on a 3-primary Redis Cluster.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod single {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(false).await
+                }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(true).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    long_poll_and_sse_on_b_answer_when_the_phone_confirms_on_a,
+    one_ticket_exchanged_fifty_times_on_two_replicas_wins_once,
+    confirm_on_a_races_cancel_on_b_one_winner,
+    limits_hold_across_replicas,
+);

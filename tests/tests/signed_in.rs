@@ -57,6 +57,11 @@ mod axum_redis {
 mod actix_redis {
     signed_in_suite!(qrauth_tests::Target::redis(qrauth_tests::ServerKind::Actix));
 }
+mod axum_redis_cluster {
+    signed_in_suite!(qrauth_tests::Target::redis_cluster(
+        qrauth_tests::ServerKind::Axum
+    ));
+}
 
 /// A signed-in browser: its tokens and the cookies the exchange (or the latest renewal) set.
 struct SignedIn {
@@ -505,15 +510,28 @@ mod cases {
 /// `redis-server`, B having accepted the token before.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revocation_reaches_the_other_replica_within_a_second() {
+    revocation_reaches_the_other_replica_within_a_second_on(false).await;
+}
+
+/// The same on a 3-primary Redis Cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocation_reaches_the_other_replica_within_a_second_on_a_cluster() {
+    revocation_reaches_the_other_replica_within_a_second_on(true).await;
+}
+
+async fn revocation_reaches_the_other_replica_within_a_second_on(cluster: bool) {
     bounded("cross-replica revocation", async {
-        let redis = tokio::task::spawn_blocking(qrauth_tests::RedisServer::start)
-            .await
-            .unwrap();
+        let redis = qrauth_tests::RedisBackend::start(cluster).await;
         let key = qrauth_tests::fresh_signing_key();
-        let options = ServerOptions::default()
-            .redis(redis.url())
-            .signing_key(key)
-            .issuer("http://qrauth.test");
+        let options = match &redis {
+            qrauth_tests::RedisBackend::Single(server) => {
+                ServerOptions::default().redis(server.url())
+            }
+            qrauth_tests::RedisBackend::Cluster(nodes) => {
+                ServerOptions::default().redis_cluster(nodes.urls())
+            }
+        };
+        let options = options.signing_key(key).issuer("http://qrauth.test");
         let a = spawn(ServerKind::Axum, options.clone()).await;
         let b = spawn(ServerKind::Actix, options).await;
         let signed_in = sign_in(&a, ALICE).await;

@@ -8,10 +8,10 @@ use demo_common::app_session::QrSessions;
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
     let args = DemoArgs::from_env(3010)?;
-    if args.redis.is_some() || args.signing_key.is_some() {
+    if args.redis.is_some() || !args.redis_cluster.is_empty() || args.signing_key.is_some() {
         // The application's sessions live in this process's memory: one replica only.
         return Err(
-            "this example keeps its sessions in memory: no --redis, no --signing-key".into(),
+            "this example keeps its sessions in memory: no --redis or --redis-cluster, no --signing-key".into(),
         );
     }
     let qr = QrSessions::new(&args.public_url)?;

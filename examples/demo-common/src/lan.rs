@@ -352,6 +352,36 @@ mod tests {
     const IFACES: &[&str] = &["127.0.0.1", "169.254.3.4", "192.168.1.23"];
 
     #[test]
+    fn redis_cluster_nodes_come_from_the_flag_or_the_environment() {
+        let nodes = ["redis://127.0.0.1:7000/", "redis://127.0.0.1:7001/"];
+        for a in [
+            parse(
+                &[
+                    "--redis-cluster",
+                    "redis://127.0.0.1:7000/, redis://127.0.0.1:7001/",
+                ],
+                &[],
+                IFACES,
+            )
+            .unwrap(),
+            parse(
+                &[],
+                &[(
+                    "REDIS_CLUSTER_URLS",
+                    "redis://127.0.0.1:7000/,redis://127.0.0.1:7001/,",
+                )],
+                IFACES,
+            )
+            .unwrap(),
+        ] {
+            assert_eq!(a.redis_cluster, nodes);
+        }
+        assert!(parse(&[], &[], IFACES).unwrap().redis_cluster.is_empty());
+        let e = parse(&["--redis-cluster", ","], &[], IFACES).unwrap_err();
+        assert!(e.contains("URL,URL"), "{e}");
+    }
+
+    #[test]
     fn default_is_loopback_without_warnings() {
         let a = parse(&[], &[], IFACES).unwrap();
         assert_eq!(a.listen, "127.0.0.1:3000".parse().unwrap());

@@ -201,6 +201,9 @@ pub struct DemoArgs {
     /// A Redis to keep sessions and abuse-limit counters in (`--redis URL`, `REDIS_URL`), so
     /// that several replicas serve one login; default: in memory.
     pub redis: Option<String>,
+    /// A Redis Cluster instead (`--redis-cluster URL,URL,…`, `REDIS_CLUSTER_URLS`): seed
+    /// node URLs, of which one reachable node is enough. Wins over `--redis`.
+    pub redis_cluster: Vec<String>,
     /// `--lan` (`QRAUTH_DEMO_LAN=1`): listen on all interfaces and put this machine's LAN
     /// address in the QR, to scan it with a real phone (see [`lan`]).
     pub lan: bool,
@@ -231,13 +234,28 @@ impl DemoArgs {
         let mut endpoint = lan::EndpointFlags::from_env(env, "QRAUTH_DEMO_LISTEN")?;
         let mut signing_key = env("QRAUTH_SIGNING_KEY");
         let mut redis = env("REDIS_URL").filter(|u| !u.is_empty());
+        let node_list = |list: String| -> Vec<String> {
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        };
+        let mut redis_cluster = env("REDIS_CLUSTER_URLS").map(node_list).unwrap_or_default();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--signing-key" => signing_key = args.next(),
                 "--redis" => redis = args.next(),
+                "--redis-cluster" => {
+                    redis_cluster = args.next().map(node_list).unwrap_or_default();
+                    if redis_cluster.is_empty() {
+                        return Err("--redis-cluster needs URL,URL,…".into());
+                    }
+                }
                 "--help" | "-h" => {
                     return Err(format!(
-                        "usage: {} [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/]",
+                        "usage: {} [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/ | \
+                         --redis-cluster redis://HOST:PORT,redis://HOST:PORT,…]",
                         lan::USAGE
                     ));
                 }
@@ -254,6 +272,7 @@ impl DemoArgs {
             public_url: endpoint.public_url,
             signing_key: signing_key.map(Into::into),
             redis,
+            redis_cluster,
             lan: endpoint.lan,
             warnings: endpoint.warnings,
         })
@@ -308,8 +327,10 @@ pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         }
         None => None,
     };
-    let Some(url) = &args.redis else {
-        return demo_service_builder(&args.public_url, key)?.build();
+    let builder = match (&args.redis, args.redis_cluster.is_empty()) {
+        (_, false) => RedisStore::cluster(args.redis_cluster.iter().cloned()),
+        (Some(url), true) => RedisStore::builder(url.as_str()),
+        (None, true) => return demo_service_builder(&args.public_url, key)?.build(),
     };
     if key.is_none() {
         eprintln!(
@@ -317,10 +338,7 @@ pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
              so tokens it issues fail on other replicas"
         );
     }
-    let store = RedisStore::builder(url.as_str())
-        .key_prefix("qrauth-demo:")
-        .connect()
-        .await?;
+    let store = builder.key_prefix("qrauth-demo:").connect().await?;
     demo_service_builder(&args.public_url, key)?
         .store(store)
         .build()

@@ -1,7 +1,8 @@
 //! `qrauth-bench`: the server and the clients of `scripts/bench-http.sh`.
 //!
-//! - `serve axum|actix ADDR [REDIS_URL]`: the demo app (sessions and limit counters in Redis
-//!   when a URL is given) plus `/bench/bare?size=N` (a handler returning N
+//! - `serve axum|actix ADDR [REDIS_URL | URL,URL,…]`: the demo app (sessions and limit
+//!   counters in Redis when a URL is given, in a Redis Cluster when seed node URLs are given)
+//!   plus `/bench/bare?size=N` (a handler returning N
 //!   bytes of JSON, the baseline for status), `/bench/unprotected` and `/bench/protected` (the
 //!   same handler without and with `AuthenticatedUser`).
 //! - `prepare URL`: creates a QR session; prints `COOKIE_HEADER<TAB>QRCODE_ID`.
@@ -133,9 +134,14 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
         Some(url) => {
             let rt = runtime()?;
             let store = rt.block_on(
-                qrauth_core::store::RedisStore::builder(url)
-                    .key_prefix("qrauth-bench:")
-                    .connect(),
+                // `URL,URL,…`: the seed nodes of a Redis Cluster.
+                if url.contains(',') {
+                    qrauth_core::store::RedisStore::cluster(url.split(','))
+                } else {
+                    qrauth_core::store::RedisStore::builder(url)
+                }
+                .key_prefix("qrauth-bench:")
+                .connect(),
             )?;
             std::thread::spawn(move || rt.block_on(std::future::pending::<()>()));
             Arc::new(store)

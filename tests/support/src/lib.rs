@@ -4,6 +4,9 @@
 //! - [`logs`]: capture every tracing event at every level, to prove no secret is logged;
 //! - [`redis_server`]: a throwaway `redis-server` per test (a missing binary fails with the
 //!   install command);
+//! - [`redis_backend`]: one Redis or one cluster behind one type, for tests run on both;
+//! - [`redis_cluster`]: a throwaway Redis Cluster per test (3 primaries, optionally with
+//!   replicas), with slot migration and node kills;
 //! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
 //! - [`programs`]: the repository root and outside programs (Node.js, Chromium) on `PATH`;
 //! - [`phone`]: the phone users the tests log in with;
@@ -15,11 +18,15 @@ pub mod logs;
 pub mod phone;
 pub mod programs;
 pub mod provider;
+pub mod redis_backend;
+pub mod redis_cluster;
 pub mod redis_server;
 pub mod scripted_upstream;
 pub mod serve;
 pub mod service_client;
 
 pub use logs::LogCapture;
+pub use redis_backend::RedisBackend;
+pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;
 pub use serve::{Framework, Served};

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClientBuilder;
 use ::redis::{Client, Script};
+
+use super::connection::Connection;
 
 use super::waiters::{Fanout, Subscription};
 use super::{
@@ -33,7 +36,7 @@ use crate::secret::os_random;
 /// ```
 #[derive(Clone)]
 pub struct RedisStoreBuilder {
-    url: String,
+    target: Target,
     prefix: String,
     timeout: Duration,
     clock: Option<SharedClock>,
@@ -42,16 +45,32 @@ pub struct RedisStoreBuilder {
 impl fmt::Debug for RedisStoreBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStoreBuilder")
+            .field("cluster", &matches!(self.target, Target::Cluster(_)))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
 }
 
+/// Where the store connects: one server, or the seed nodes of a cluster.
+#[derive(Clone)]
+enum Target {
+    Single(String),
+    Cluster(Vec<String>),
+}
+
 impl RedisStoreBuilder {
     pub(super) fn new(url: String) -> Self {
+        Self::with_target(Target::Single(url))
+    }
+
+    pub(super) fn new_cluster(nodes: Vec<String>) -> Self {
+        Self::with_target(Target::Cluster(nodes))
+    }
+
+    fn with_target(target: Target) -> Self {
         Self {
-            url,
+            target,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             clock: None,
@@ -139,19 +158,44 @@ impl RedisStoreBuilder {
             ));
         }
         let timeout = self.timeout;
-        let client = Client::open(self.url.as_str())
-            .map_err(|e| Error::Config(format!("invalid Redis URL: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1));
-        let connection = bounded(
-            timeout,
-            "connect",
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await?;
+        let (connection, clients) = match &self.target {
+            Target::Single(url) => {
+                let client = Client::open(url.as_str())
+                    .map_err(|e| Error::Config(format!("invalid Redis URL: {e}")))?;
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_secs(1));
+                let connection = bounded(
+                    timeout,
+                    "connect",
+                    ConnectionManager::new_with_config(client.clone(), config),
+                )
+                .await?;
+                (Connection::Single(connection), vec![client])
+            }
+            Target::Cluster(nodes) => {
+                if nodes.is_empty() {
+                    return Err(Error::Config(
+                        "a Redis Cluster needs at least one node URL".into(),
+                    ));
+                }
+                let clients = nodes
+                    .iter()
+                    .map(|url| Client::open(url.as_str()))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| Error::Config(format!("invalid Redis Cluster node URL: {e}")))?;
+                let cluster = ClusterClientBuilder::new(nodes.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .build()
+                    .map_err(|e| Error::Config(format!("invalid Redis Cluster node URLs: {e}")))?;
+                let connection =
+                    bounded(timeout, "connect", cluster.get_async_connection()).await?;
+                (Connection::Cluster(connection), clients)
+            }
+        };
         let insert = Script::new(INSERT_LUA);
         let cas = Script::new(CAS_LUA);
         let take_ticket = Script::new(TAKE_TICKET_LUA);
@@ -166,8 +210,9 @@ impl RedisStoreBuilder {
         )
         .await?;
 
-        let subscription = Subscription {
-            client,
+        let mut subscription = Subscription {
+            clients,
+            next: 0,
             pattern: format!("{}ev:*", self.prefix),
             channel_prefix: format!("{}ev:", self.prefix),
             timeout,
@@ -203,9 +248,11 @@ impl RedisStoreBuilder {
     }
 }
 
-/// Fails unless the server has `GETDEL` (Redis ≥ 6.2) and accepts the scripts.
+/// Fails unless the server has `GETDEL` (Redis ≥ 6.2) and accepts the scripts, and unless a
+/// single-server store really talks to a server outside a cluster (a cluster node would
+/// answer `MOVED` for most keys).
 async fn check_server(
-    conn: &mut ConnectionManager,
+    conn: &mut Connection,
     prefix: &str,
     timeout: Duration,
     scripts: &[&Script],
@@ -227,6 +274,11 @@ async fn check_server(
         Ok(Err(e)) => return Err(store_error("GETDEL check", &e)),
         Err(_) => return Err(timed_out("GETDEL check", timeout)),
     }
+    if !conn.is_cluster() && info_field(conn, "cluster", "cluster_enabled", timeout).await == "1" {
+        return Err(Error::Config(
+            "this Redis is a cluster node: connect with RedisStore::cluster([...node URLs])".into(),
+        ));
+    }
     for script in scripts {
         let invocation = script.prepare_invoke();
         match tokio::time::timeout(timeout, invocation.load_async(conn)).await {
@@ -244,13 +296,19 @@ async fn check_server(
 }
 
 /// The server's `redis_version` from `INFO server`, or `unknown`.
-async fn server_version(conn: &mut ConnectionManager, timeout: Duration) -> String {
+async fn server_version(conn: &mut Connection, timeout: Duration) -> String {
+    info_field(conn, "server", "redis_version", timeout).await
+}
+
+/// One field of `INFO {section}` (of one server; of some node on a cluster), or `unknown`.
+async fn info_field(conn: &mut Connection, section: &str, name: &str, timeout: Duration) -> String {
     let mut info = ::redis::cmd("INFO");
-    info.arg("server");
+    info.arg(section);
+    let prefix = format!("{name}:");
     match tokio::time::timeout(timeout, info.query_async::<String>(conn)).await {
         Ok(Ok(info)) => info
             .lines()
-            .find_map(|l| l.strip_prefix("redis_version:"))
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
             .map_or_else(|| "unknown".to_owned(), |v| v.trim().to_owned()),
         _ => "unknown".to_owned(),
     }

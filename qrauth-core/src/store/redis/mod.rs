@@ -2,6 +2,7 @@
 
 mod builder;
 mod codec;
+mod connection;
 mod limiter;
 mod signed_in;
 mod waiters;
@@ -13,12 +14,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ::redis::aio::ConnectionManager;
 use ::redis::{ErrorKind, RedisError, RedisResult, Script};
 use async_trait::async_trait;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use self::connection::Connection;
 pub use self::limiter::RedisRateLimiter;
 use self::waiters::Fanout;
 use super::{SessionStore, SignedInStore, keeps_waiting};
@@ -45,14 +46,15 @@ redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
 ";
 
-/// Takes a ticket handle and reads its session, in one step.
+/// Takes a ticket handle and reads its session, in one step (one Redis only: on a cluster the
+/// ticket and the session live in different hash slots, see [`RedisStore`]'s layout).
 ///
 /// KEYS[1] ticket key; ARGV[1] session key prefix. Returns `{id, {field, value, …}}`, or nil
 /// when the handle is unknown (never issued, already taken, or expired).
 pub(super) const TAKE_TICKET_LUA: &str = r"
 local id = redis.call('GETDEL', KEYS[1])
 if not id then return false end
-return {id, redis.call('HGETALL', ARGV[1] .. id)}
+return {id, redis.call('HGETALL', ARGV[1] .. '{' .. id .. '}')}
 ";
 
 /// Compare-and-set on `version`, write, publish: one atomic step.
@@ -83,13 +85,20 @@ return 1
 ///
 /// | key | type | holds | expiry |
 /// | --- | --- | --- | --- |
-/// | `qrauth:s:{id}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
-/// | `qrauth:t:{hex(SHA-256(ticket))}` | string | the session id of a ticket | `PXAT` the ticket's expiry |
-/// | `qrauth:ev:{id}` | pub/sub channel | the new version after each transition | — |
-/// | `qrauth:si:{sid}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
-/// | `qrauth:su:{hex(SHA-256(subject))}` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
-/// | `qrauth:sa:{hex(SHA-256(id_token))}` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
-/// | `qrauth:ev:~out:{sid}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
+/// | `qrauth:s:{<id>}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
+/// | `qrauth:t:<hex(SHA-256(ticket))>` | string | the session id of a ticket | `PXAT` the ticket's expiry |
+/// | `qrauth:ev:{<id>}` | pub/sub channel | the new version after each transition | — |
+/// | `qrauth:si:{<sid>}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
+/// | `qrauth:su:<hex(SHA-256(subject))>` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
+/// | `qrauth:sa:<hex(SHA-256(id_token))>` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
+/// | `qrauth:ev:~out:{<sid>}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
+/// | `qrauth:rl:<hex(SHA-256(key))>` | string | an abuse-limit counter ([`RedisRateLimiter`]) | its window |
+///
+/// The braces are literal: `{<id>}` is a Redis Cluster hash tag, so a session's hash and its
+/// channel (and a signed-in session's hash and its channel) hash to one slot, and every script
+/// touches the keys of one slot only. Keys of different sessions spread over every primary.
+/// A ticket names no session until it is taken, so its key hashes to a slot of its own; a
+/// subject's index lives in the slot of the subject's hash.
 ///
 /// No secret is stored: only SHA-256 hashes of the binding secret, the confirm token and the
 /// ticket (the ticket itself is never known to the store; see [`Ticket`](crate::Ticket)).
@@ -102,9 +111,19 @@ return 1
 /// never both win a transition. Tickets are created with `SET NX PXAT` and taken with `GETDEL`
 /// (Redis ≥ 6.2, checked when connecting), so exactly one caller gets a ticket.
 ///
+/// On a cluster, `take_ticket` is `GETDEL` on the ticket's key and then a read of the session
+/// (two slots, two commands): the ticket stays single-use, and the exchange's compare-and-set
+/// on the record's version still lets one caller consume the session. A signed-in session is
+/// created with two scripts, the subject's index first (a crash in between leaves an index
+/// entry that `list` drops, never a session that "sign out everywhere" misses), and the
+/// subject's sessions beyond [`MAX_SESSIONS_PER_SUBJECT`](crate::store::MAX_SESSIONS_PER_SUBJECT)
+/// are ended one by one. The same code runs on one Redis.
+///
 /// # Waiting
 ///
-/// Each store keeps one pub/sub connection (`PSUBSCRIBE {prefix}ev:*`) and a local map of
+/// Each store keeps one pub/sub connection (`PSUBSCRIBE {prefix}ev:*`; on a cluster, to one
+/// node at a time, moving on to the next seed node when it fails: plain `PUBLISH`es reach
+/// every node of a cluster) and a local map of
 /// waiters. A waiter registers, reads the hash, waits for a message (or its deadline, or the
 /// session's own deadline), and re-reads: the message is only a hint. When the subscriber's
 /// connection drops, every waiter is woken and polls until it is back; when it is back,
@@ -114,9 +133,23 @@ return 1
 ///
 /// # Server requirements
 ///
-/// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly); Redis Cluster is not supported. With
-/// ACLs, the user needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `SET`, `GETDEL`, `PUBLISH`,
-/// `PSUBSCRIBE`, `PING` and `INFO` on keys and channels `{prefix}*`.
+/// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly), or a Redis Cluster / Valkey cluster of
+/// Redis ≥ 6.2 nodes ([`RedisStore::cluster`]; also managed cluster modes such as ElastiCache or
+/// MemoryStore). A single-node store refuses a cluster node at connect. With ACLs, the user
+/// needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `HMGET`, `SET`, `GET`, `GETDEL`, `ZADD`,
+/// `ZREVRANGE`, `ZREM`, `PUBLISH`, `PSUBSCRIBE`, `PING` and `INFO` (and `CLUSTER SLOTS` on a
+/// cluster) on keys and channels `{prefix}*`.
+///
+/// # On a cluster
+///
+/// The client routes each command to the primary of its key's slot, follows `MOVED` and `ASK`
+/// (slot migrations), and re-reads the slot map when a node fails. While a primary is down
+/// and before its replica takes over (`cluster-node-timeout` plus the election), calls on its
+/// slots fail with [`Error::StoreUnavailable`] and every other slot works. Replication is
+/// asynchronous, as with any Redis primary and its replicas: a write acknowledged within the
+/// replication lag (well under a millisecond on a healthy link) before its primary crashes is
+/// lost with it. For a confirm, the phone confirms again; for an exchange, the same bound
+/// browser could exchange its ticket once more. qrauth does not call `WAIT`.
 ///
 /// # Failures
 ///
@@ -144,7 +177,7 @@ pub struct RedisStore {
 }
 
 pub(super) struct Inner {
-    connection: ConnectionManager,
+    connection: Connection,
     prefix: String,
     timeout: Duration,
     clock: SharedClock,
@@ -238,6 +271,66 @@ impl RedisStore {
         RedisStoreBuilder::new(url.into())
     }
 
+    /// Connects to a Redis Cluster (or Valkey cluster) through any of its nodes, with the
+    /// default settings; see [`RedisStore::cluster`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect_cluster([
+    ///     "redis://10.0.0.1:6379/",
+    ///     "redis://10.0.0.2:6379/",
+    ///     "redis://10.0.0.3:6379/",
+    /// ])
+    /// .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_cluster<I, S>(nodes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::cluster(nodes).connect().await
+    }
+
+    /// Starts configuring a store for a Redis Cluster: `nodes` are seed URLs
+    /// (`redis://[user:password@]host:port`), of which one reachable node is enough; the
+    /// client learns the slot map from it, routes every command to the primary of its key's
+    /// slot, follows `MOVED`/`ASK` redirects and re-reads the map after a failover.
+    ///
+    /// Every key of one QR session (its hash and its channel) carries the session id as hash
+    /// tag, so each transition stays one Lua script on one primary, and sessions spread over
+    /// all primaries. The same builder settings apply as for one Redis.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::cluster(["redis://10.0.0.1:6379/", "redis://10.0.0.2:6379/"])
+    ///     .key_prefix("qr:")
+    ///     .connect()
+    ///     .await?;
+    /// # let _ = store;
+    /// # Ok(()) }
+    /// ```
+    pub fn cluster<I, S>(nodes: I) -> RedisStoreBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        RedisStoreBuilder::new_cluster(nodes.into_iter().map(Into::into).collect())
+    }
+
+    /// Whether this store talks to a Redis Cluster.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
+    /// assert!(!store.is_cluster());
+    /// # Ok(()) }
+    /// ```
+    pub fn is_cluster(&self) -> bool {
+        self.inner.connection.is_cluster()
+    }
+
     /// The prefix of every key and channel this store uses.
     ///
     /// ```no_run
@@ -270,7 +363,8 @@ impl RedisStore {
     }
 
     pub(crate) fn session_key(&self, id: &QrCodeId) -> String {
-        format!("{}s:{}", self.inner.prefix, id.as_str())
+        // `{id}` is the hash tag: a session's hash and its channel share one cluster slot.
+        format!("{}s:{{{}}}", self.inner.prefix, id.as_str())
     }
 
     /// Whether the subscriber connection is up (a readiness signal: while it is down, waiters
@@ -299,7 +393,7 @@ impl RedisStore {
         self.inner.fanout.watched()
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.inner.connection.clone()
     }
 
@@ -308,7 +402,7 @@ impl RedisStore {
     }
 
     fn channel(&self, id: &QrCodeId) -> String {
-        format!("{}ev:{}", self.inner.prefix, id.as_str())
+        format!("{}ev:{{{}}}", self.inner.prefix, id.as_str())
     }
 
     async fn call<T>(
@@ -330,7 +424,7 @@ impl SessionStore for RedisStore {
         for (name, value) in &encoded.set {
             invocation.arg(*name).arg(value.as_slice());
         }
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let created: i64 = self
             .call("insert", invocation.invoke_async(&mut conn))
             .await?;
@@ -342,7 +436,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn load(&self, id: &QrCodeId) -> Result<Option<SessionRecord>> {
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let fields: Vec<(String, Vec<u8>)> = self
             .call(
                 "HGETALL",
@@ -372,7 +466,7 @@ impl SessionStore for RedisStore {
         for name in &encoded.unset {
             invocation.arg(*name);
         }
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         let applied: i64 = self
             .call("compare_and_swap", invocation.invoke_async(&mut conn))
             .await?;
@@ -385,7 +479,7 @@ impl SessionStore for RedisStore {
         id: &QrCodeId,
         expire_at_ms: u64,
     ) -> Result<()> {
-        let mut conn = self.inner.connection.clone();
+        let mut conn = self.connection();
         // NX: registering the same handle again changes nothing (not even its expiry).
         let _: Option<String> = self
             .call(
@@ -403,9 +497,29 @@ impl SessionStore for RedisStore {
     }
 
     async fn take_ticket(&self, ticket: &SecretHash) -> Result<Option<SessionRecord>> {
+        let mut conn = self.connection();
+        if conn.is_cluster() {
+            // The ticket's key hashes to its own slot (a ticket names no session until it is
+            // taken), so no script can hold both. `GETDEL` alone makes the ticket single-use;
+            // the record read after it is "as it is now", and the exchange's compare-and-set
+            // on its version still lets exactly one caller consume the session.
+            let id: Option<String> = self
+                .call(
+                    "GETDEL ticket",
+                    ::redis::cmd("GETDEL")
+                        .arg(self.ticket_key(ticket))
+                        .query_async(&mut conn),
+                )
+                .await?;
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            let id = QrCodeId::parse(&id)
+                .map_err(|_| Error::Internal("corrupt ticket entry in Redis".into()))?;
+            return self.load(&id).await;
+        }
         let mut invocation = self.inner.take_ticket.key(self.ticket_key(ticket));
         invocation.arg(format!("{}s:", self.inner.prefix));
-        let mut conn = self.inner.connection.clone();
         let taken: Option<(String, Vec<Vec<u8>>)> = self
             .call("take ticket", invocation.invoke_async(&mut conn))
             .await?;

@@ -34,30 +34,25 @@ const REMEMBER_ENDED_FOR: Duration = Duration::from_secs(120);
 /// Sessions a replica keeps in its liveness view.
 const LIVENESS_CAPACITY: u64 = 100_000;
 
-/// Creates a session, indexes it under its subject, drops the subject's oldest sessions
-/// beyond the cap.
+/// Indexes a new session under its subject and drops the subject's oldest sessions beyond
+/// the cap from the index, returning their ids (the caller ends them: on a cluster they live
+/// in other slots).
 ///
-/// KEYS[1] session key, KEYS[2] subject index; ARGV[1] session end (PEXPIREAT), ARGV[2]
-/// created (score), ARGV[3] sid, ARGV[4] cap, ARGV[5] index expiry (Unix ms), ARGV[6] now,
-/// ARGV[7] session key prefix, ARGV[8] signed-out channel prefix, ARGV[9..] field pairs.
-const CREATE_LUA: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
-redis.call('PEXPIREAT', KEYS[1], ARGV[1])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])
-local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+/// KEYS[1] subject index; ARGV[1] created (score), ARGV[2] sid, ARGV[3] cap, ARGV[4] index
+/// expiry (Unix ms), ARGV[5] now.
+const INDEX_LUA: &str = r"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+local evicted = {}
+local extra = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
 if extra > 0 then
-  for _, old in ipairs(redis.call('ZRANGE', KEYS[2], 0, extra - 1)) do
-    redis.call('DEL', ARGV[7] .. old)
-    redis.call('PUBLISH', ARGV[8] .. old, 'out')
-  end
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1)
+  evicted = redis.call('ZRANGE', KEYS[1], 0, extra - 1)
+  redis.call('ZREMRANGEBYRANK', KEYS[1], 0, extra - 1)
 end
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl < 0 or tonumber(ARGV[6]) + ttl < tonumber(ARGV[5]) then
-  redis.call('PEXPIREAT', KEYS[2], ARGV[5])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 or tonumber(ARGV[5]) + ttl < tonumber(ARGV[4]) then
+  redis.call('PEXPIREAT', KEYS[1], ARGV[4])
 end
-return 1
+return evicted
 ";
 
 /// Rotates the refresh secret, in one step.
@@ -100,6 +95,8 @@ return n
 
 /// The scripts of this module, loaded (and so checked) when the store connects.
 pub(super) struct Scripts {
+    index: Script,
+    /// Creates the session's hash only if absent: the QR sessions' insert script.
     create: Script,
     rotate: Script,
     revoke: Script,
@@ -108,14 +105,15 @@ pub(super) struct Scripts {
 impl Scripts {
     pub(super) fn new() -> Self {
         Self {
-            create: Script::new(CREATE_LUA),
+            index: Script::new(INDEX_LUA),
+            create: Script::new(super::INSERT_LUA),
             rotate: Script::new(ROTATE_LUA),
             revoke: Script::new(REVOKE_LUA),
         }
     }
 
     pub(super) fn all(&self) -> [&Script; 3] {
-        [&self.create, &self.rotate, &self.revoke]
+        [&self.index, &self.rotate, &self.revoke]
     }
 }
 
@@ -153,6 +151,11 @@ impl Liveness {
 
     pub(super) fn forget_alive(&self) {
         self.alive.invalidate_all();
+    }
+
+    #[cfg(test)]
+    pub(super) fn is_ended(&self, sid: &str) -> bool {
+        self.ended.contains_key(sid)
     }
 }
 
@@ -264,7 +267,8 @@ fn decode(id: &SessionId, flat: Vec<Vec<u8>>) -> Result<Option<SignedInSession>>
 
 impl RedisStore {
     fn signed_in_key(&self, id: &str) -> String {
-        format!("{}si:{id}", self.inner.prefix)
+        // `{id}` is the hash tag: the session's hash and its signed-out channel share a slot.
+        format!("{}si:{{{id}}}", self.inner.prefix)
     }
 
     fn subject_key(&self, subject: &str) -> String {
@@ -276,7 +280,7 @@ impl RedisStore {
     }
 
     fn signed_out_channel(&self, id: &str) -> String {
-        format!("{}ev:{SIGNED_OUT_CHANNEL}{id}", self.inner.prefix)
+        format!("{}ev:{SIGNED_OUT_CHANNEL}{{{id}}}", self.inner.prefix)
     }
 
     /// The Redis key of a signed-in session's hash, for tests that inspect Redis.
@@ -303,36 +307,72 @@ impl RedisStore {
 /// The [`SignedInStore`] face of a [`RedisStore`] (its own type: both traits have a `load`).
 pub(super) struct RedisSignedIn(pub(super) RedisStore);
 
+impl RedisSignedIn {
+    /// Deletes a session and announces its end; whether it existed.
+    async fn end(&self, id: &str) -> Result<bool> {
+        let mut invocation = self.0.inner.signed_in.revoke.key(self.0.signed_in_key(id));
+        invocation.arg(self.0.signed_out_channel(id));
+        let mut conn = self.0.connection();
+        let deleted: i64 = self
+            .0
+            .call("revoke signed-in", invocation.invoke_async(&mut conn))
+            .await?;
+        // Also in force here at once, whatever the subscription does.
+        self.0.inner.fanout.liveness.signed_out(id);
+        Ok(deleted == 1)
+    }
+}
+
 #[async_trait]
 impl SignedInStore for RedisSignedIn {
     async fn create(&self, session: &SignedInSession) -> Result<()> {
+        // Two slots (the subject's index, the session), so two scripts. The index comes
+        // first: a crash between them leaves an index entry without a session (which `list`
+        // drops), never a session that "sign out everywhere" cannot find.
+        let index = self.0.subject_key(&session.subject);
+        let mut invocation = self.0.inner.signed_in.index.key(&index);
+        invocation
+            .arg(session.created_at_ms)
+            .arg(session.id.as_str())
+            .arg(MAX_SESSIONS_PER_SUBJECT)
+            .arg(session.expire_at_ms)
+            .arg(self.0.inner.clock.now_millis());
+        let mut conn = self.0.connection();
+        let evicted: Vec<String> = self
+            .0
+            .call("index signed-in", invocation.invoke_async(&mut conn))
+            .await?;
         let mut invocation = self
             .0
             .inner
             .signed_in
             .create
             .key(self.0.signed_in_key(session.id.as_str()));
-        invocation
-            .key(self.0.subject_key(&session.subject))
-            .arg(session.ends_at_ms().max(1))
-            .arg(session.created_at_ms)
-            .arg(session.id.as_str())
-            .arg(MAX_SESSIONS_PER_SUBJECT)
-            .arg(session.expire_at_ms)
-            .arg(self.0.inner.clock.now_millis())
-            .arg(self.0.signed_in_key(""))
-            .arg(self.0.signed_out_channel(""));
+        invocation.arg(session.ends_at_ms().max(1));
         for (name, value) in encode(session)? {
             invocation.arg(name).arg(value);
         }
-        let mut conn = self.0.connection();
         let created: i64 = self
             .0
             .call("create signed-in", invocation.invoke_async(&mut conn))
             .await?;
+        // The subject's oldest sessions beyond the cap end now.
+        for old in evicted.iter().filter(|old| *old != session.id.as_str()) {
+            self.end(old).await?;
+        }
         if created == 1 {
             Ok(())
         } else {
+            let _: i64 = self
+                .0
+                .call(
+                    "ZREM subject",
+                    ::redis::cmd("ZREM")
+                        .arg(&index)
+                        .arg(session.id.as_str())
+                        .query_async(&mut conn),
+                )
+                .await?;
             Err(Error::Conflict("session id collision".into()))
         }
     }
@@ -445,21 +485,7 @@ impl SignedInStore for RedisSignedIn {
     }
 
     async fn revoke(&self, id: &SessionId) -> Result<bool> {
-        let mut invocation = self
-            .0
-            .inner
-            .signed_in
-            .revoke
-            .key(self.0.signed_in_key(id.as_str()));
-        invocation.arg(self.0.signed_out_channel(id.as_str()));
-        let mut conn = self.0.connection();
-        let deleted: i64 = self
-            .0
-            .call("revoke signed-in", invocation.invoke_async(&mut conn))
-            .await?;
-        // Also in force here at once, whatever the subscription does.
-        self.0.inner.fanout.liveness.signed_out(id.as_str());
-        Ok(deleted == 1)
+        self.end(id.as_str()).await
     }
 
     async fn list(&self, subject: &str, now_ms: u64) -> Result<Vec<SignedInSession>> {
@@ -479,14 +505,23 @@ impl SignedInStore for RedisSignedIn {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = ::redis::pipe();
-        for id in &ids {
-            pipe.cmd("HGETALL").arg(self.0.signed_in_key(id));
-        }
-        let all: Vec<Vec<Vec<u8>>> = self
-            .0
-            .call("HGETALL signed-in list", pipe.query_async(&mut conn))
-            .await?;
+        // One read per session, all in flight at once: on a cluster they live in different
+        // slots, so one pipeline cannot carry them.
+        let reads = ids.iter().map(|id| {
+            let mut conn = self.0.connection();
+            let key = self.0.signed_in_key(id);
+            async move {
+                self.0
+                    .call(
+                        "HGETALL signed-in list",
+                        ::redis::cmd("HGETALL")
+                            .arg(key)
+                            .query_async::<Vec<Vec<u8>>>(&mut conn),
+                    )
+                    .await
+            }
+        });
+        let all = futures_util::future::try_join_all(reads).await?;
         let mut sessions = Vec::with_capacity(ids.len());
         let mut gone = Vec::new();
         for (id, flat) in ids.iter().zip(all) {

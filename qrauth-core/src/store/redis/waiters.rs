@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, PubSubSink, PubSubStream};
+use ::redis::aio::{PubSubSink, PubSubStream};
 use ::redis::{Client, RedisError, RedisResult};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
@@ -120,11 +120,23 @@ impl Fanout {
         self.liveness.forget_alive();
     }
 
-    /// Dispatches one message of the `{prefix}ev:*` subscription.
+    /// Dispatches one message of the `{prefix}ev:*` subscription. Channels end in the id as
+    /// hash tag: `ev:{id}`, `ev:~out:{sid}`.
     fn deliver(&self, channel_suffix: &str) {
+        fn untag(s: &str) -> Option<&str> {
+            s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+        }
         match channel_suffix.strip_prefix(SIGNED_OUT_CHANNEL) {
-            Some(sid) => self.liveness.signed_out(sid),
-            None => self.wake(channel_suffix),
+            Some(sid) => {
+                if let Some(sid) = untag(sid) {
+                    self.liveness.signed_out(sid);
+                }
+            }
+            None => {
+                if let Some(id) = untag(channel_suffix) {
+                    self.wake(id);
+                }
+            }
         }
     }
 }
@@ -162,7 +174,12 @@ impl Drop for WaiterGuard {
 
 /// What the subscriber task needs to (re)connect.
 pub(super) struct Subscription {
-    pub client: Client,
+    /// The server, or a cluster's seed nodes: plain pub/sub messages reach every node of a
+    /// cluster, so one subscription on any node hears every channel. A failed attempt moves
+    /// on to the next node.
+    pub clients: Vec<Client>,
+    /// The node the next attempt tries.
+    pub next: usize,
     /// `{prefix}ev:*`
     pub pattern: String,
     /// `{prefix}ev:`: stripped from a channel name to get the session id.
@@ -170,7 +187,7 @@ pub(super) struct Subscription {
     /// Bound on connecting, subscribing and health pings.
     pub timeout: Duration,
     /// The command connection, to publish the probe that proves a new subscription works.
-    pub publisher: ConnectionManager,
+    pub publisher: super::connection::Connection,
 }
 
 fn failure(message: &'static str) -> RedisError {
@@ -182,9 +199,16 @@ impl Subscription {
     /// works by publishing a probe and receiving it. (A refused `PSUBSCRIBE`, e.g. for lack of
     /// ACL channel permissions, is not reported as an error by the client library: without the
     /// probe the store would believe itself subscribed and never be woken.)
-    pub(super) async fn connect(&self, fanout: &Fanout) -> RedisResult<(PubSubSink, PubSubStream)> {
+    pub(super) async fn connect(
+        &mut self,
+        fanout: &Fanout,
+    ) -> RedisResult<(PubSubSink, PubSubStream)> {
+        let Some(client) = self.clients.get(self.next % self.clients.len().max(1)) else {
+            return Err(failure("no Redis node to subscribe on"));
+        };
+        let client = client.clone();
         let attempt = async {
-            let (mut sink, mut stream) = self.client.get_async_pubsub().await?.split();
+            let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
             sink.psubscribe(&self.pattern).await?;
             let mut random = [0u8; 8];
             crate::secret::os_random(&mut random)
@@ -212,15 +236,19 @@ impl Subscription {
             }
             Err(failure("subscriber connection closed while subscribing"))
         };
-        match tokio::time::timeout(self.timeout, attempt).await {
+        let result = match tokio::time::timeout(self.timeout, attempt).await {
             Ok(result) => result,
             Err(_) => Err(failure("subscribing timed out (is PSUBSCRIBE allowed?)")),
+        };
+        if result.is_err() {
+            self.next = self.next.wrapping_add(1);
         }
+        result
     }
 
     /// The subscriber loop: dispatches messages, and on a lost connection reconnects with
     /// backoff and wakes every local waiter. Runs until aborted.
-    pub(super) async fn run(self, fanout: Arc<Fanout>, first: (PubSubSink, PubSubStream)) {
+    pub(super) async fn run(mut self, fanout: Arc<Fanout>, first: (PubSubSink, PubSubStream)) {
         let mut connection = Some(first);
         fanout.set_subscribed(true);
         let mut backoff = MIN_BACKOFF;
@@ -247,6 +275,8 @@ impl Subscription {
             let since = Instant::now();
             self.dispatch(&fanout, &mut sink, &mut stream).await;
             drop((sink, stream));
+            // That node may be gone for good (a failed-over cluster primary): try the next.
+            self.next = self.next.wrapping_add(1);
             fanout.set_subscribed(false);
             // Waiters fall back to polling until the subscription is back.
             fanout.wake_all();
@@ -281,5 +311,30 @@ impl Subscription {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_name_the_session_by_its_hash_tag() {
+        let fanout = Arc::new(Fanout::default());
+        let waiter = fanout.register("abc");
+        let woken = waiter.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        // The untagged form (a 0.1 replica's channel) and other ids wake nobody.
+        fanout.deliver("abc");
+        fanout.deliver("{abd}");
+        assert!(futures_util::FutureExt::now_or_never(woken.as_mut()).is_none());
+        fanout.deliver("{abc}");
+        assert!(futures_util::FutureExt::now_or_never(woken.as_mut()).is_some());
+
+        fanout.deliver("~out:{sid1}");
+        assert!(fanout.liveness.is_ended("sid1"));
+        fanout.deliver("~out:sid2");
+        assert!(!fanout.liveness.is_ended("sid2"));
     }
 }
