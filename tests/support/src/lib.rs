@@ -2,6 +2,8 @@
 //!
 //! - [`serve`]: a real axum or actix-web server on a loopback port for any app, stopped on drop;
 //! - [`logs`]: capture every tracing event at every level, to prove no secret is logged;
+//! - [`oidc_provider`]: a real OpenID Provider (npm `oidc-provider`, device flow) per test, and
+//!   a phone that approves or denies on its pages;
 //! - [`redis_server`]: a throwaway `redis-server` per test (a missing binary fails with the
 //!   install command);
 //! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
@@ -12,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod logs;
+pub mod oidc_provider;
 pub mod phone;
 pub mod programs;
 pub mod provider;
@@ -21,5 +24,6 @@ pub mod serve;
 pub mod service_client;
 
 pub use logs::LogCapture;
+pub use oidc_provider::{DevicePhone, OidcProvider};
 pub use redis_server::RedisServer;
 pub use serve::{Framework, Served};

@@ -70,6 +70,23 @@ if ARGV[2] ~= ARGV[1] then redis.call('PUBLISH', ARGV[3], ARGV[2]) end
 return 1
 ";
 
+/// Takes or renews a lease: KEYS[1] lease key; ARGV[1] holder; ARGV[2] ttl (ms). Returns 1 if
+/// the holder holds it now.
+pub(super) const LEASE_LUA: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Releases a lease if the holder holds it: KEYS[1] lease key; ARGV[1] holder.
+pub(super) const RELEASE_LEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
 /// The session store for several replicas: state in Redis, transitions as Lua scripts,
 /// single-use tickets with `GETDEL`, wake-ups over pub/sub.
 ///
@@ -89,6 +106,7 @@ return 1
 /// | `qrauth:si:{sid}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
 /// | `qrauth:su:{hex(SHA-256(subject))}` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
 /// | `qrauth:sa:{hex(SHA-256(id_token))}` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
+/// | `qrauth:l:{name}` | string | the holder of a lease (one session's upstream status loop: `up:{id}`) | `PX` the lease's time to live |
 /// | `qrauth:ev:~out:{sid}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
 ///
 /// No secret is stored: only SHA-256 hashes of the binding secret, the confirm token and the
@@ -115,7 +133,7 @@ return 1
 /// # Server requirements
 ///
 /// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly); Redis Cluster is not supported. With
-/// ACLs, the user needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `SET`, `GETDEL`, `PUBLISH`,
+/// ACLs, the user needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `GET`, `SET`, `DEL`, `GETDEL`, `PUBLISH`,
 /// `PSUBSCRIBE`, `PING` and `INFO` on keys and channels `{prefix}*`.
 ///
 /// # Failures
@@ -151,6 +169,8 @@ pub(super) struct Inner {
     insert: Script,
     cas: Script,
     take_ticket: Script,
+    lease: Script,
+    release_lease: Script,
     signed_in: signed_in::Scripts,
     fanout: Arc<Fanout>,
     subscriber: JoinHandle<()>,
@@ -305,6 +325,10 @@ impl RedisStore {
 
     fn ticket_key(&self, ticket: &SecretHash) -> String {
         format!("{}t:{}", self.inner.prefix, ticket.to_hex())
+    }
+
+    fn lease_key(&self, name: &str) -> String {
+        format!("{}l:{name}", self.inner.prefix)
     }
 
     fn channel(&self, id: &QrCodeId) -> String {
@@ -481,6 +505,28 @@ impl SessionStore for RedisStore {
 
     fn signed_in(&self) -> Arc<dyn SignedInStore> {
         Arc::new(signed_in::RedisSignedIn(self.clone()))
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut invocation = self.inner.lease.key(self.lease_key(name));
+        invocation
+            .arg(holder)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut conn = self.inner.connection.clone();
+        let held: i64 = self
+            .call("lease", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut invocation = self.inner.release_lease.key(self.lease_key(name));
+        invocation.arg(holder);
+        let mut conn = self.inner.connection.clone();
+        let _: i64 = self
+            .call("release lease", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(())
     }
 }
 
