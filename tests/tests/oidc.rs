@@ -201,6 +201,29 @@ impl Env {
         panic!("status never became {want}; last: {last}");
     }
 
+    /// Long-polls `replica` until the status request fails with `status`/`code`.
+    async fn wait_for_error(
+        &self,
+        browser: &Browser,
+        replica: usize,
+        id: &str,
+        status: u16,
+        code: &str,
+    ) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let mut last = String::new();
+        while tokio::time::Instant::now() < deadline {
+            let response = self.status(browser, replica, id, Some(2)).await;
+            if response.status == status {
+                response.error(status, code);
+                return;
+            }
+            assert_eq!(response.status, 200, "{}", response.text);
+            last = response.text;
+        }
+        panic!("status never failed with {status} {code}; last: {last}");
+    }
+
     async fn exchange(&self, browser: &Browser, replica: usize, ticket: &str) -> Resp {
         let request = self
             .http
@@ -338,7 +361,9 @@ async fn code_expires(kind: Kind) {
     .await;
     let mut browser = Browser::default();
     let (id, _content, _code) = env.qr(&mut browser, 0).await;
-    env.wait_for(&browser, 0, &id, "expired").await;
+    env.wait_for_error(&browser, 0, &id, 410, "expired_qrcode")
+        .await;
+    // Pending for two seconds, then the OP's `expired_token`.
     assert!(env.op.count("/token").await >= 2);
 }
 

@@ -87,9 +87,12 @@ impl OidcProvider {
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = reader.read_line(&mut line);
             let _ = tx.send(line);
+            // Keep reading: a closed pipe would kill the OP at its next write (EPIPE).
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
         });
         let line = match rx.recv_timeout(START_TIMEOUT) {
             Ok(line) => line,
@@ -264,15 +267,17 @@ impl DevicePhone {
             if has("user_code") && form.field("user_code").is_none_or(str::is_empty) {
                 set(&mut fields, "user_code", user_code);
             }
-            if title.contains("Device Login Confirmation") {
-                match decision {
-                    Decision::Approve => set(&mut fields, "confirm", "yes"),
-                    Decision::Deny => set(&mut fields, "abort", "yes"),
-                }
+            let abort = title.contains("Device Login Confirmation") && decision == Decision::Deny;
+            if abort {
+                set(&mut fields, "abort", "yes");
             }
             let action = resolve(&page.url, &form.action);
             let body = url_encode_form(&fields);
             page = self.fetch(reqwest::Method::POST, &action, Some(body)).await;
+            if abort {
+                // The OP offers to enter a code again: the user walks away.
+                return between(&page.html, "<title>", "</title>").unwrap_or_default();
+            }
         }
         panic!("the OP's pages never ended; last page: {}", page.html);
     }
