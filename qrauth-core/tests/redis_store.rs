@@ -1309,3 +1309,49 @@ async fn connect_fails_clearly_without_getdel() {
         other => panic!("expected a configuration error, got {other:?}"),
     }
 }
+
+/// One holder at a time across stores on one Redis: renewing is the holder's alone, a release
+/// hands over at once, an unrenewed lease lapses after its TTL. `MemoryStore` keeps the same
+/// contract within a process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leases_have_one_holder_across_replicas() {
+    let server = RedisServer::start();
+    let a = store(&server, "qrtest:").await;
+    let b = store(&server, "qrtest:").await;
+    let memory = qrauth_core::store::MemoryStore::new();
+    let stores: [(&dyn SessionStore, &dyn SessionStore); 2] = [(&a, &b), (&memory, &memory)];
+    for (first, second) in stores {
+        let ttl = Duration::from_millis(400);
+        assert!(first.lease("up:x", "loop-a", ttl).await.unwrap());
+        assert!(!second.lease("up:x", "loop-b", ttl).await.unwrap());
+        assert!(
+            first.lease("up:x", "loop-a", ttl).await.unwrap(),
+            "the holder renews"
+        );
+        assert!(
+            second.lease("up:y", "loop-b", ttl).await.unwrap(),
+            "leases are per name"
+        );
+        // A release by someone else changes nothing; the holder's hands over at once.
+        second.release_lease("up:x", "loop-b").await.unwrap();
+        assert!(!second.lease("up:x", "loop-b", ttl).await.unwrap());
+        first.release_lease("up:x", "loop-a").await.unwrap();
+        assert!(second.lease("up:x", "loop-b", ttl).await.unwrap());
+        // Unrenewed, it lapses.
+        tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+        assert!(first.lease("up:x", "loop-a", ttl).await.unwrap());
+    }
+    // The layout: `{prefix}l:{name}` holds the holder.
+    assert!(
+        a.lease("up:z", "loop-a", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    let mut admin = admin(&server).await;
+    let holder: Option<String> = redis::cmd("GET")
+        .arg("qrtest:l:up:z")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(holder.as_deref(), Some("loop-a"));
+}
