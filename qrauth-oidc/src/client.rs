@@ -153,7 +153,12 @@ impl Client {
                 _ => Err(malformed(&format!("`{field}` is not a web URL"))),
             }
         };
-        let verification_uri = web("verification_uri", text("verification_uri")?)?;
+        // Google's device endpoint still names it `verification_url`.
+        let verification_uri = match text("verification_uri") {
+            Ok(uri) => uri,
+            Err(e) => text("verification_url").map_err(|_| e)?,
+        };
+        let verification_uri = web("verification_uri", verification_uri)?;
         let verification_uri_complete = match body.get("verification_uri_complete") {
             None | Some(Value::Null) => None,
             Some(_) => Some(web(
@@ -208,9 +213,10 @@ impl Client {
         let poll = match (answer.status, error) {
             (400 | 401, Some("authorization_pending")) => Poll::Pending,
             (400 | 401, Some("slow_down")) => Poll::SlowDown,
-            (400 | 401, Some("access_denied")) => Poll::Denied,
+            // Entra says `authorization_declined` and `bad_verification_code`.
+            (400 | 401, Some("access_denied" | "authorization_declined")) => Poll::Denied,
             (400 | 401, Some("expired_token")) => Poll::Expired,
-            (400 | 401, Some("invalid_grant")) => Poll::InvalidGrant,
+            (400 | 401, Some("invalid_grant" | "bad_verification_code")) => Poll::InvalidGrant,
             _ => return Err(self.refusal(CALL, &answer)),
         };
         Ok(poll)
