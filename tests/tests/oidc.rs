@@ -291,7 +291,12 @@ async fn full_login(kind: Kind) {
         .approve(&content, &user_code, "alice")
         .await;
     assert!(title.contains("Success"), "{title}");
+    let approved = std::time::Instant::now();
     let confirmed = env.wait_for(&browser, 0, &id, "confirmed").await;
+    eprintln!(
+        "{kind:?}: approved at the OP → confirmed in the browser: {} ms (interval 1 s)",
+        approved.elapsed().as_millis()
+    );
     let ticket = confirmed["ticket"].as_str().expect("ticket").to_owned();
     let before_exchange = env.seen.lock().expect("seen").clone();
 
