@@ -716,3 +716,27 @@ async fn no_secret_in_logs_and_idp_errors_only_there() {
     })
     .await;
 }
+
+/// Past the device code's `expires_in` (on the provider's clock) the session is expired without
+/// asking the OP again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_expires_in_no_more_polls() {
+    bounded(async {
+        let clock = ManualClock::starting_now();
+        let env = Env::with(Kind::Axum, OpOptions::default(), |b| {
+            b.clock(Arc::new(clock.clone()))
+        })
+        .await;
+        let mut browser = Browser::default();
+        let (id, _content, _code) = env.qr(&mut browser, 0).await;
+        env.wait_for(&browser, 0, &id, "pending").await;
+        // The OP said 600 s.
+        clock.advance(Duration::from_secs(601));
+        let polls = env.op.count("/token").await;
+        env.wait_for_error(&browser, 0, &id, 410, "expired_qrcode")
+            .await;
+        // At most one poll was already under way.
+        assert!(env.op.count("/token").await <= polls + 1);
+    })
+    .await;
+}
