@@ -1,6 +1,6 @@
 //! `cargo run -p device-grant-demo -- --issuer URL --client-id ID [--client-secret S]
 //! [--client-auth basic|post] [--scope "openid profile"] [--listen ADDR]`: QR login with your
-//! OpenID Provider's device grant (RFC 8628) on http://127.0.0.1:3002.
+//! OpenID Provider's device grant (RFC 8628) on http://127.0.0.1:3003.
 //!
 //! The QR opens the IdP's approval page on the phone; this server polls the IdP; the browser
 //! that showed the QR gets the IdP's tokens and `/me` shows their claims. With no `--issuer` it
@@ -61,7 +61,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     demo_common::init_tracing();
     let mut flags = Flags::default();
     let endpoint = demo_common::lan::Endpoint::from_env_with(
-        3002,
+        3003,
         "QRAUTH_LISTEN",
         "[--issuer URL --client-id ID [--client-secret S] [--client-auth basic|post] \
          [--scope \"openid profile\"]] ",
