@@ -423,3 +423,37 @@ async fn past_expires_in_no_more_polls() {
     })
     .await;
 }
+
+/// Three tabs of one browser on one replica: one poll loop at the OP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tabs_one_replica_poll_once() {
+    bounded(async {
+        let env = Arc::new(Env::new(Kind::Actix).await);
+        let mut browser = Browser::default();
+        let (id, content, user_code) = env.qr(&mut browser, 0).await;
+        let mut tabs = Vec::new();
+        for _ in 0..3 {
+            let (env, browser, id) = (env.clone(), browser.clone(), id.clone());
+            tabs.push(tokio::spawn(async move {
+                env.wait_for(&browser, 0, &id, "confirmed").await
+            }));
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        DevicePhone::new()
+            .approve(&content, &user_code, "ivan")
+            .await;
+        for tab in tabs {
+            assert!(tab.await.expect("tab")["ticket"].is_string());
+        }
+        let times = env.op.token_times().await;
+        let counts = env.op.counts().await;
+        eprintln!("three tabs, one replica: requests at the OP per login: {counts:?}");
+        let gaps: Vec<u64> = times
+            .windows(2)
+            .map(|w| w[1].saturating_sub(w[0]))
+            .collect();
+        assert!(gaps.iter().all(|&g| g >= 800), "polls too close: {gaps:?}");
+        assert_eq!(counts.get("/device/auth"), Some(&1));
+    })
+    .await;
+}
