@@ -23,6 +23,8 @@ export interface Texts {
   confirmHint: string;
   /** Under the scanner's name with number matching: `{code}`. */
   enterCode: string;
+  /** Beside the QR when the provider gives a `userCode` (RFC 8628 device grant); `{code}`. */
+  userCode: string;
   /** The scanned panel's way back (a new QR code). */
   back: string;
   /** Its accessible name. */

@@ -1401,6 +1401,51 @@ async fn connect_fails_clearly_without_getdel() {
     }
 }
 
+/// One holder at a time across stores on one Redis: renewing is the holder's alone, a release
+/// hands over at once, an unrenewed lease lapses after its TTL. `MemoryStore` keeps the same
+/// contract within a process.
+async fn leases_have_one_holder_across_replicas(server: RedisBackend) {
+    let a = store(&server, "qrtest:").await;
+    let b = store(&server, "qrtest:").await;
+    let memory = qrauth_core::store::MemoryStore::new();
+    let stores: [(&dyn SessionStore, &dyn SessionStore); 2] = [(&a, &b), (&memory, &memory)];
+    for (first, second) in stores {
+        // Long enough that the steps before the lapse never outlast it on a loaded machine.
+        let ttl = Duration::from_millis(1500);
+        assert!(first.lease("up:x", "loop-a", ttl).await.unwrap());
+        assert!(!second.lease("up:x", "loop-b", ttl).await.unwrap());
+        assert!(
+            first.lease("up:x", "loop-a", ttl).await.unwrap(),
+            "the holder renews"
+        );
+        assert!(
+            second.lease("up:y", "loop-b", ttl).await.unwrap(),
+            "leases are per name"
+        );
+        // A release by someone else changes nothing; the holder's hands over at once.
+        second.release_lease("up:x", "loop-b").await.unwrap();
+        assert!(!second.lease("up:x", "loop-b", ttl).await.unwrap());
+        first.release_lease("up:x", "loop-a").await.unwrap();
+        assert!(second.lease("up:x", "loop-b", ttl).await.unwrap());
+        // Unrenewed, it lapses.
+        tokio::time::sleep(ttl + Duration::from_millis(500)).await;
+        assert!(first.lease("up:x", "loop-a", ttl).await.unwrap());
+    }
+    // The layout: `{prefix}l:{name}` holds the holder.
+    assert!(
+        a.lease("up:z", "loop-a", Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
+    let mut admin = admin(&server).await;
+    let holder: Option<String> = redis::cmd("GET")
+        .arg("qrtest:l:up:z")
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(holder.as_deref(), Some("loop-a"));
+}
+
 /// Signed-in sessions: the per-subject cap ends the oldest, `list` reads sessions from every
 /// slot, a revocation on one store is seen by another.
 async fn signed_in_contract_cap_list_and_revoke(server: RedisBackend) {
@@ -1496,6 +1541,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    leases_have_one_holder_across_replicas,
     signed_in_contract_cap_list_and_revoke,
     store_contract_insert_load_compare_and_swap_and_collision,
     store_contract_put_ticket_is_idempotent_and_take_ticket_is_exactly_once,

@@ -60,7 +60,7 @@ pub use http::{Resp, SetCookie, client};
 pub use phone::Phone;
 pub use sse::{SseEvent, SseReader};
 pub use status::{STATUS_KEYS, assert_status_shape, version};
-pub use util::{jwt_payload, login, now_millis, now_secs, unknown_id, url_encode};
+pub use util::{jwt_header, jwt_payload, login, now_millis, now_secs, unknown_id, url_encode};
 
 /// Where a test server keeps its sessions and its abuse-limit counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -51,6 +51,13 @@ pub fn jwt_payload(token: &str) -> Value {
         .expect("JSON payload")
 }
 
+/// The decoded header of a JWT (not verified).
+pub fn jwt_header(token: &str) -> Value {
+    let header = token.split('.').next().expect("JWT has a header");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url header"))
+        .expect("JSON header")
+}
+
 /// Runs a whole login on `server` as Alice and returns the browser and the token set.
 pub async fn login(server: &TestServer) -> (Browser, Value) {
     let mut browser = server.browser();

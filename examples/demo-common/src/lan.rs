@@ -30,14 +30,26 @@ impl Endpoint {
     /// `QRAUTH_DEMO_PUBLIC_URL` from the environment (flags win), for demos that take no other
     /// flag. Listens on `127.0.0.1:<default_port>` by default.
     pub fn from_env(default_port: u16, listen_env: &str) -> Result<Self, String> {
+        Self::from_env_with(default_port, listen_env, "", |_, _| Ok(false))
+    }
+
+    /// Like [`Endpoint::from_env`], for demos with flags of their own: `extra` is offered
+    /// every other argument (with the rest, to take its value) and answers whether it took
+    /// it; `extra_usage` is added to the usage text.
+    pub fn from_env_with(
+        default_port: u16,
+        listen_env: &str,
+        extra_usage: &str,
+        mut extra: impl FnMut(&str, &mut dyn Iterator<Item = String>) -> Result<bool, String>,
+    ) -> Result<Self, String> {
         let env = |name: &str| std::env::var(name).ok();
         let mut flags = EndpointFlags::from_env(&env, listen_env)?;
         let mut args = std::env::args().skip(1);
         while let Some(arg) = args.next() {
             if arg == "--help" || arg == "-h" {
-                return Err(format!("usage: {USAGE}"));
+                return Err(format!("usage: {extra_usage}{USAGE}"));
             }
-            if !flags.take(&arg, &mut args)? {
+            if !flags.take(&arg, &mut args)? && !extra(&arg, &mut args)? {
                 return Err(format!("unknown argument {arg}; try --help"));
             }
         }

@@ -9,7 +9,10 @@
 //! or when nobody has shown interest for a while.
 //!
 //! Loops live in this process. With several replicas each replica that has waiting browsers
-//! runs its own loop for the session; the writes stay consistent because every transition is a
+//! runs its own loop for the session, but only the one holding the session's lease in the
+//! store (`SessionStore::lease`, renewed every round) asks the IdP; the others only re-read the
+//! session, and take over when the holder's loop stops (it releases the lease) or its replica
+//! dies (the lease lapses). Writes stay consistent because every transition is a
 //! compare-and-set on the stored record.
 
 use std::collections::HashMap;
@@ -281,30 +284,79 @@ fn remove(loops: &mut HashMap<String, Arc<Loop>>, id: &QrCodeId, lp: &Arc<Loop>)
     }
 }
 
+/// A lease outlives one round of its loop (a check plus the wait) by this much, so that a
+/// slow check never lets another replica in; it is also how long another replica waits to take
+/// over from a replica that died while holding it.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
 async fn run(inner: Arc<Inner>, id: QrCodeId, lp: Arc<Loop>) {
     let Some(driver) = inner.provider.capabilities().upstream else {
         inner.retire(&id, &lp);
         return;
     };
-    let mut interval = driver.interval();
+    let base = driver.interval();
+    // Unique per loop: a loop that retired and its successor in this process never share one.
+    let lease = match crate::secret::random_token(16) {
+        Ok(holder) => Lease {
+            name: format!("up:{}", id.as_str()),
+            holder,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, "upstream status loop: no lease holder id");
+            inner.retire(&id, &lp);
+            return;
+        }
+    };
+    let mut pace = Pace {
+        interval: None,
+        slowed: Duration::ZERO,
+    };
     let _running = inner.flow.metrics().upstream_loop();
     tracing::debug!("upstream status loop started");
     loop {
-        match step(&inner, &id, &lp).await {
+        match step(&inner, &id, &lp, &lease, &mut pace, base).await {
             Step::Stop => {
                 inner.retire(&id, &lp);
                 break;
             }
             Step::Continue => {}
             // RFC 8628 §3.5: every `slow_down` lengthens the interval for all later checks.
-            Step::SlowDown(by) => interval += by,
+            Step::SlowDown(by) => pace.slowed += by,
         }
-        tokio::time::sleep(interval).await;
+        tokio::time::sleep(pace.wait(base)).await;
         if inner.retire_if_idle(&id, &lp) {
             break;
         }
     }
+    // Hand over at once to a replica whose browsers still wait, rather than after the TTL.
+    if let Err(e) = inner
+        .flow
+        .store()
+        .release_lease(&lease.name, &lease.holder)
+        .await
+    {
+        tracing::debug!(error = %e, "upstream status loop: could not release its lease");
+    }
     tracing::debug!("upstream status loop stopped");
+}
+
+/// The store lease that makes one loop, across replicas, the one that asks the IdP.
+struct Lease {
+    name: String,
+    holder: String,
+}
+
+/// How often a loop asks: the session's interval (known after the first read of the
+/// session) plus every `slow_down`.
+struct Pace {
+    interval: Option<Duration>,
+    slowed: Duration,
+}
+
+impl Pace {
+    fn wait(&self, base: Duration) -> Duration {
+        self.interval.unwrap_or(base) + self.slowed
+    }
 }
 
 enum Step {
@@ -313,8 +365,15 @@ enum Step {
     Stop,
 }
 
-/// One upstream check.
-async fn step(inner: &Inner, id: &QrCodeId, lp: &Loop) -> Step {
+/// One upstream check, if this loop holds the session's lease.
+async fn step(
+    inner: &Inner,
+    id: &QrCodeId,
+    lp: &Loop,
+    lease: &Lease,
+    pace: &mut Pace,
+    base: Duration,
+) -> Step {
     let Some(driver) = inner.provider.capabilities().upstream else {
         return Step::Stop;
     };
@@ -337,6 +396,25 @@ async fn step(inner: &Inner, id: &QrCodeId, lp: &Loop) -> Step {
         created_at_ms: record.created_at_ms,
         expire_at_ms: record.expire_at_ms,
     };
+    if pace.interval.is_none() {
+        pace.interval = Some(driver.session_interval(&session));
+    }
+    let ttl = pace.wait(base) * 2 + LEASE_MARGIN;
+    match inner
+        .flow
+        .store()
+        .lease(&lease.name, &lease.holder, ttl)
+        .await
+    {
+        Ok(true) => {}
+        // Another replica asks the IdP; its writes reach this replica's browsers through the
+        // store.
+        Ok(false) => return Step::Continue,
+        Err(e) => {
+            tracing::warn!(error = %e, "upstream status loop: lease failed");
+            return Step::Continue;
+        }
+    }
     let event = match inner
         .flow
         .metrics()

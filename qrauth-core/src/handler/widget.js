@@ -22,6 +22,7 @@
       scanned: 'Scanned by {name}. Confirm on your phone.', someone: 'someone',
       match: 'Scanned by {name}. Enter {code} on your phone to confirm.',
       confirmHint: 'Confirm on your phone', enterCode: 'Enter {code} on your phone',
+      userCode: 'Scan the QR code. Your code: {code} (check or enter it on your phone)',
       back: 'Back', backLabel: 'Back: show a new QR code',
       confirmed: 'Confirmed. Signing you in…', success: 'Signed in.',
       cancelled: 'Login cancelled on the phone.', expired: 'QR code expired — refresh',
@@ -36,6 +37,7 @@
       scanned: '{name} 已扫码，请在手机上确认', someone: '用户',
       match: '{name} 已扫码，请在手机上输入 {code} 以确认',
       confirmHint: '请在手机上确认', enterCode: '请在手机上输入 {code}',
+      userCode: '请扫描二维码。验证码：{code}（请在手机上核对或输入）',
       back: '返回', backLabel: '返回：显示新的二维码',
       confirmed: '已确认，正在登录…', success: '登录成功',
       cancelled: '已在手机上取消登录', expired: '二维码已过期，点击刷新',
@@ -601,7 +603,12 @@
         if (left > 0) later(function () { tick(gen, started); }, 1000);
       }
 
-      function scanText() { if (scanTips) rich(status, scanTips); else say(t.scan); }
+      // An RFC 8628 `userCode` (device-grant providers) is shown beside the QR, like a match code.
+      function scanText() {
+        if (scanTips) rich(status, scanTips);
+        else if (session && session.userCode) say(fmt(t.userCode, { code: session.userCode }));
+        else say(t.scan);
+      }
 
       function load() {
         var gen = ++generation;

@@ -84,8 +84,12 @@ pub enum UpstreamEvent {
 /// Asks the IdP where a session stands, for providers whose users confirm at the IdP.
 ///
 /// The service runs one loop per live session that a browser waits on (however many tabs),
-/// calls [`check`](UpstreamDriver::check) every [`interval`](UpstreamDriver::interval), and
-/// writes what it answers into the session. A check that fails with
+/// calls [`check`](UpstreamDriver::check) every
+/// [`session_interval`](UpstreamDriver::session_interval) (by default
+/// [`interval`](UpstreamDriver::interval)), and writes what it answers into the session. With
+/// several replicas on one shared store, each session's loop holds a lease in the store
+/// ([`SessionStore::lease`](crate::store::SessionStore::lease)): only the replica holding it
+/// calls `check`, the others follow the session through the store. A check that fails with
 /// [`Error::SlowDown`](crate::Error::SlowDown) lengthens the interval of that loop by its
 /// `retry_after` (RFC 8628 §3.5); other errors are shown to the waiting browsers
 /// (`upstream_unavailable`) until a check succeeds again.
@@ -93,6 +97,15 @@ pub enum UpstreamEvent {
 pub trait UpstreamDriver: Send + Sync {
     /// Time between two checks of one session.
     fn interval(&self) -> Duration;
+
+    /// Time between two checks of `session`, for IdPs that say per session how often they
+    /// may be asked (the RFC 8628 `interval` of a device authorization, kept in its provider
+    /// data). Asked once when a session's loop starts; defaults to
+    /// [`interval`](Self::interval).
+    fn session_interval(&self, session: &UpstreamSession<'_>) -> Duration {
+        let _ = session;
+        self.interval()
+    }
 
     /// One check of `session` at the IdP.
     async fn check(&self, session: UpstreamSession<'_>) -> Result<UpstreamEvent>;

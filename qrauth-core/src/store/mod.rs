@@ -87,6 +87,25 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Where the signed-in sessions of the services on this store live: the same place as
     /// the QR sessions.
     fn signed_in(&self) -> Arc<dyn SignedInStore>;
+
+    /// Takes the lease `name` for `holder`, or renews it if `holder` already holds it, for
+    /// `ttl`; returns whether `holder` holds it now. Of any number of processes sharing the
+    /// store, at most one holds a lease at a time, until it lapses or is released.
+    ///
+    /// The service leases each session's upstream status loop, so that however many replicas
+    /// have a browser waiting, exactly one of them asks the IdP (an RFC 8628 token endpoint
+    /// revokes the tokens of a device code polled again after it answered). The default grants
+    /// every request: right for a store that only one process uses.
+    async fn lease(&self, name: &str, holder: &str, ttl: std::time::Duration) -> Result<bool> {
+        let _ = (name, holder, ttl);
+        Ok(true)
+    }
+
+    /// Ends `holder`'s lease `name` early, if it holds it (a no-op otherwise).
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let _ = (name, holder);
+        Ok(())
+    }
 }
 
 /// Whether a waiter on `record` should keep waiting for a change after `since`.

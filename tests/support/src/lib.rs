@@ -2,6 +2,8 @@
 //!
 //! - [`serve`]: a real axum or actix-web server on a loopback port for any app, stopped on drop;
 //! - [`logs`]: capture every tracing event at every level, to prove no secret is logged;
+//! - [`oidc_provider`]: a real OpenID Provider (npm `oidc-provider`, device flow) per test, and
+//!   a phone that approves or denies on its pages;
 //! - [`redis_server`]: a throwaway `redis-server` per test (a missing binary fails with the
 //!   install command);
 //! - [`redis_backend`]: one Redis or one cluster behind one type, for tests run on both;
@@ -15,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 pub mod logs;
+pub mod oidc_provider;
 pub mod phone;
 pub mod programs;
 pub mod provider;
@@ -26,6 +29,7 @@ pub mod serve;
 pub mod service_client;
 
 pub use logs::LogCapture;
+pub use oidc_provider::{DevicePhone, OidcProvider};
 pub use redis_backend::RedisBackend;
 pub use redis_cluster::RedisCluster;
 pub use redis_server::RedisServer;

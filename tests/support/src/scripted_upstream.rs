@@ -1,8 +1,12 @@
 //! A real HTTP server on a loopback port that answers every request with the answer a test
-//! sets (status and body): the upstream IdP of the property tests of upstream answers.
+//! sets (status and body), or per path: the upstream IdP of the property tests of upstream
+//! answers. [`FaultyUpstream`] is the one that misbehaves below HTTP: it cuts connections, cuts
+//! answers short, or answers too late.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// The answer to every request.
 #[derive(Clone)]
@@ -18,6 +22,7 @@ pub struct ScriptedUpstream {
     /// Its runtime.
     pub runtime: tokio::runtime::Runtime,
     answer: Arc<Mutex<Answer>>,
+    paths: Arc<Mutex<HashMap<String, Answer>>>,
 }
 
 impl ScriptedUpstream {
@@ -33,10 +38,18 @@ impl ScriptedUpstream {
             body: Vec::new(),
         }));
         let shared = answer.clone();
-        let app = axum::Router::new().fallback(move || {
-            let answer = shared.lock().map(|a| a.clone()).unwrap_or(Answer {
-                status: 500,
-                body: Vec::new(),
+        let paths: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
+        let shared_paths = paths.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let by_path = shared_paths
+                .lock()
+                .ok()
+                .and_then(|p| p.get(uri.path()).cloned());
+            let answer = by_path.unwrap_or_else(|| {
+                shared.lock().map(|a| a.clone()).unwrap_or(Answer {
+                    status: 500,
+                    body: Vec::new(),
+                })
             });
             async move {
                 let status = axum::http::StatusCode::from_u16(answer.status)
@@ -59,6 +72,7 @@ impl ScriptedUpstream {
             addr,
             runtime,
             answer,
+            paths,
         }
     }
 
@@ -72,6 +86,85 @@ impl ScriptedUpstream {
         if let Ok(mut a) = self.answer.lock() {
             *a = Answer { status, body };
         }
+    }
+}
+
+impl ScriptedUpstream {
+    /// From now on, requests to `path` get `status` and `body` (other paths keep the general
+    /// answer).
+    pub fn answer_path(&self, path: &str, status: u16, body: Vec<u8>) {
+        if let Ok(mut p) = self.paths.lock() {
+            p.insert(path.to_owned(), Answer { status, body });
+        }
+    }
+}
+
+/// How a [`FaultyUpstream`] misbehaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Accepts, reads the request, closes without a byte.
+    Cut,
+    /// Starts a 200 answer and closes halfway through its body.
+    Truncated,
+    /// Answers `200 {}` after this long.
+    Slow(Duration),
+}
+
+/// A raw TCP server on a loopback port that misbehaves on every connection.
+pub struct FaultyUpstream {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyUpstream {
+    /// Starts one on the current runtime.
+    pub async fn start(fault: Fault) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = socket.read(&mut buf).await;
+                    match fault {
+                        Fault::Cut => {}
+                        Fault::Truncated => {
+                            let _ = socket
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                      content-length: 400\r\n\r\n{\"access_token\":\"a",
+                                )
+                                .await;
+                        }
+                        Fault::Slow(delay) => {
+                            tokio::time::sleep(delay).await;
+                            let _ = socket
+                                .write_all(
+                                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                                      content-length: 2\r\n\r\n{}",
+                                )
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultyUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -41,6 +41,9 @@ struct Inner {
     waiters: AtomicUsize,
     limiter: Arc<MemoryRateLimiter>,
     signed_in: Arc<MemorySignedIn>,
+    /// Lease name → (holder, until). Holds one entry per live upstream loop; lapsed entries
+    /// are dropped when the map grows.
+    leases: Mutex<std::collections::HashMap<String, (String, StdInstant)>>,
 }
 
 struct Slot {
@@ -113,6 +116,7 @@ impl MemoryStoreBuilder {
                 clock,
                 waiters: AtomicUsize::new(0),
                 limiter: Arc::new(MemoryRateLimiter::default()),
+                leases: Mutex::default(),
             }),
         }
     }
@@ -346,5 +350,32 @@ impl SessionStore for MemoryStore {
 
     fn signed_in(&self) -> Arc<dyn SignedInStore> {
         self.inner.signed_in.clone()
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let now = StdInstant::now();
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        if leases.len() >= 1024 {
+            leases.retain(|_, (_, until)| *until > now);
+        }
+        let free = match leases.get(name) {
+            Some((current, until)) => current == holder || *until <= now,
+            None => true,
+        };
+        if free {
+            leases.insert(name.to_owned(), (holder.to_owned(), now + ttl));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut leases = self.inner.leases.lock().unwrap_or_else(|p| p.into_inner());
+        if leases
+            .get(name)
+            .is_some_and(|(current, _)| current == holder)
+        {
+            leases.remove(name);
+        }
+        Ok(())
     }
 }

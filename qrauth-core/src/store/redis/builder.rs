@@ -12,8 +12,8 @@ use super::connection::Connection;
 
 use super::waiters::{Fanout, Subscription};
 use super::{
-    CAS_LUA, DEFAULT_PREFIX, DEFAULT_TIMEOUT, INSERT_LUA, Inner, RedisStore, TAKE_TICKET_LUA,
-    bounded, codec, is_server_refusal, store_error, timed_out,
+    CAS_LUA, DEFAULT_PREFIX, DEFAULT_TIMEOUT, INSERT_LUA, Inner, LEASE_LUA, RELEASE_LEASE_LUA,
+    RedisStore, TAKE_TICKET_LUA, bounded, codec, is_server_refusal, store_error, timed_out,
 };
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
@@ -199,6 +199,8 @@ impl RedisStoreBuilder {
         let insert = Script::new(INSERT_LUA);
         let cas = Script::new(CAS_LUA);
         let take_ticket = Script::new(TAKE_TICKET_LUA);
+        let lease = Script::new(LEASE_LUA);
+        let release_lease = Script::new(RELEASE_LEASE_LUA);
         let signed_in = super::signed_in::Scripts::new();
         let mut conn = connection.clone();
         let [create, rotate, revoke] = signed_in.all();
@@ -206,7 +208,16 @@ impl RedisStoreBuilder {
             &mut conn,
             &self.prefix,
             timeout,
-            &[&insert, &cas, &take_ticket, create, rotate, revoke],
+            &[
+                &insert,
+                &cas,
+                &take_ticket,
+                &lease,
+                &release_lease,
+                create,
+                rotate,
+                revoke,
+            ],
         )
         .await?;
 
@@ -240,6 +251,8 @@ impl RedisStoreBuilder {
                 insert,
                 cas,
                 take_ticket,
+                lease,
+                release_lease,
                 signed_in,
                 fanout,
                 subscriber,

@@ -72,6 +72,23 @@ if ARGV[2] ~= ARGV[1] then redis.call('PUBLISH', ARGV[3], ARGV[2]) end
 return 1
 ";
 
+/// Takes or renews a lease: KEYS[1] lease key; ARGV[1] holder; ARGV[2] ttl (ms). Returns 1 if
+/// the holder holds it now.
+pub(super) const LEASE_LUA: &str = r"
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Releases a lease if the holder holds it: KEYS[1] lease key; ARGV[1] holder.
+pub(super) const RELEASE_LEASE_LUA: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+";
+
 /// The session store for several replicas: state in Redis, transitions as Lua scripts,
 /// single-use tickets with `GETDEL`, wake-ups over pub/sub.
 ///
@@ -91,6 +108,7 @@ return 1
 /// | `qrauth:si:{<sid>}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
 /// | `qrauth:su:<hex(SHA-256(subject))>` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
 /// | `qrauth:sa:<hex(SHA-256(id_token))>` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
+/// | `qrauth:l:<name>` | string | the holder of a lease (one session's upstream status loop: `up:<id>`) | `PX` the lease's time to live |
 /// | `qrauth:ev:~out:{<sid>}` | pub/sub channel | a signed-in session ended early (sign-out, revocation, reuse) | — |
 /// | `qrauth:rl:<hex(SHA-256(key))>` | string | an abuse-limit counter ([`RedisRateLimiter`]) | its window |
 ///
@@ -136,7 +154,7 @@ return 1
 /// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly), or a Redis Cluster / Valkey cluster of
 /// Redis ≥ 6.2 nodes ([`RedisStore::cluster`]; also managed cluster modes such as ElastiCache or
 /// MemoryStore). A single-node store refuses a cluster node at connect. With ACLs, the user
-/// needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `HMGET`, `SET`, `GET`, `GETDEL`, `ZADD`,
+/// needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `HMGET`, `SET`, `GET`, `DEL`, `GETDEL`, `ZADD`,
 /// `ZREVRANGE`, `ZREM`, `PUBLISH`, `PSUBSCRIBE`, `PING` and `INFO` (and `CLUSTER SLOTS` on a
 /// cluster) on keys and channels `{prefix}*`.
 ///
@@ -184,6 +202,8 @@ pub(super) struct Inner {
     insert: Script,
     cas: Script,
     take_ticket: Script,
+    lease: Script,
+    release_lease: Script,
     signed_in: signed_in::Scripts,
     fanout: Arc<Fanout>,
     subscriber: JoinHandle<()>,
@@ -401,6 +421,10 @@ impl RedisStore {
         format!("{}t:{}", self.inner.prefix, ticket.to_hex())
     }
 
+    fn lease_key(&self, name: &str) -> String {
+        format!("{}l:{name}", self.inner.prefix)
+    }
+
     fn channel(&self, id: &QrCodeId) -> String {
         format!("{}ev:{{{}}}", self.inner.prefix, id.as_str())
     }
@@ -595,6 +619,28 @@ impl SessionStore for RedisStore {
 
     fn signed_in(&self) -> Arc<dyn SignedInStore> {
         Arc::new(signed_in::RedisSignedIn(self.clone()))
+    }
+
+    async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool> {
+        let mut invocation = self.inner.lease.key(self.lease_key(name));
+        invocation
+            .arg(holder)
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        let mut conn = self.inner.connection.clone();
+        let held: i64 = self
+            .call("lease", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(held == 1)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        let mut invocation = self.inner.release_lease.key(self.lease_key(name));
+        invocation.arg(holder);
+        let mut conn = self.inner.connection.clone();
+        let _: i64 = self
+            .call("release lease", invocation.invoke_async(&mut conn))
+            .await?;
+        Ok(())
     }
 }
 
