@@ -38,8 +38,9 @@ impl QrAuthService {
     pub(super) async fn generate(&self, request: &ApiRequest) -> Result<ApiResponse> {
         let limits = self.inner.limits;
         let flow = &self.inner.flow;
-        self.limit(
-            format!("gen:{}", self.caller_key(request)),
+        self.limit_client(
+            "gen",
+            request,
             limits.generate_per_minute,
             Duration::from_secs(60),
         )
@@ -50,10 +51,14 @@ impl QrAuthService {
         } else {
             parse_json(request)?
         };
-        // Reuse the browser's binding so its other tabs keep working; mint one otherwise.
+        // Reuse the browser's binding so its other tabs keep working, but only one qrauth
+        // minted for this client's network: a value planted in the browser (all zeros, another
+        // party's own binding) would hand that party this browser's ticket.
+        let key = &self.inner.binding_key;
+        let network = self.client_network(request).unwrap_or_default();
         let binding = match self.binding(&request.headers) {
-            Some(b) => b,
-            None => BindingSecret::generate()?,
+            Some(b) if b.is_minted(key, &network) => b,
+            _ => BindingSecret::mint(key, &network)?,
         };
         self.limit(
             format!("bind:{}", binding.hash().to_hex()),
@@ -147,32 +152,59 @@ impl QrAuthService {
                     .map_err(|_| Error::InvalidRequest("since must be a version number".into()))?,
             ),
         };
-        if wait.is_none_or(|w| w.is_zero()) && self.inner.limits.enforce_poll_interval {
-            // Before any lookup, keyed by what the caller presents: unknown, foreign and expired
-            // ids cost the same budget.
-            let caller = match self.binding(&request.headers) {
-                Some(b) => b.hash().to_hex(),
-                None => self.caller_key(request),
-            };
-            let presented = query_param(request, "qrcodeId").unwrap_or_default();
-            self.limit(
-                format!("poll:{caller}:{}", hex_sha256(&presented)),
-                1,
-                self.poll_window(),
-            )
-            .await
-            .inspect_err(|e| self.metrics().limit_refused(Limit::Poll, e))?;
+        let long_poll = wait.filter(|w| !w.is_zero());
+        if long_poll.is_none() {
+            // Before any lookup: unknown, foreign and expired ids cost the same budget.
+            self.limit_poll(request).await?;
         }
-        let binding = self.require_binding(&request.headers)?;
-        let id = id.ok_or(Error::NotBound)?;
-        let status = match wait {
-            Some(wait) if !wait.is_zero() => {
+        let binding = self.require_binding(&request.headers);
+        let id = id.ok_or(Error::NotBound);
+        let Some(wait) = long_poll else {
+            return Ok(ApiResponse::json(
+                StatusCode::OK,
+                &status_body(&self.poll(&id?, &binding?).await?),
+            ));
+        };
+        // A long-poll that answers at once (a stale `since`, an unknown, foreign or expired
+        // id) is a plain poll in disguise: it spends the same budget, or a client could loop
+        // on it as fast as it likes. One that really waits spends nothing.
+        let current = match (id, binding) {
+            (Ok(id), Ok(binding)) => self.poll(&id, &binding).await.map(|s| (id, binding, s)),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        let status = match current {
+            Ok((id, binding, status)) if since.is_none_or(|s| s == status.version) => {
                 self.wait_for_change(&id, &binding, since, Instant::now() + wait)
                     .await?
             }
-            _ => self.poll(&id, &binding).await?,
+            answered_at_once => {
+                self.limit_poll(request).await?;
+                answered_at_once?.2
+            }
         };
         Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
+    }
+
+    /// The poll-interval limit: one status answer per advertised interval, per client address
+    /// and presented id. Keyed on what the caller cannot vary for free: a fresh binding cookie
+    /// per request buys nothing (it is not in the key), a fresh id only polls an id nobody
+    /// owns.
+    async fn limit_poll(&self, request: &ApiRequest) -> Result<()> {
+        if !self.inner.limits.enforce_poll_interval {
+            return Ok(());
+        }
+        let presented = hex_sha256(&query_param(request, "qrcodeId").unwrap_or_default());
+        // Without a peer address, the binding the caller presents is all there is to key on.
+        let caller = match self.caller_key(request) {
+            Some(network) => network,
+            None => match self.binding(&request.headers) {
+                Some(b) => b.hash().to_hex(),
+                None => String::new(),
+            },
+        };
+        self.limit(format!("poll:{caller}:{presented}"), 1, self.poll_window())
+            .await
+            .inspect_err(|e| self.metrics().limit_refused(Limit::Poll, e))
     }
 
     /// The session's status for its bound browser; keeps the upstream loop of a session that

@@ -101,6 +101,8 @@ struct Inner {
     /// SHA-256 of a provider token that carries no live `sid` → its session (from the store's
     /// aliases), so that such tokens cost one store read per replica, not one per request.
     token_sessions: moka::sync::Cache<[u8; 32], Option<crate::SessionId>>,
+    /// MACs the binding cookies this service mints.
+    binding_key: crate::BindingKey,
 }
 
 impl std::fmt::Debug for QrAuthService {
