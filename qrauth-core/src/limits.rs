@@ -41,6 +41,15 @@ pub struct Limits {
     /// `POST /qrcode/refresh` per client IP per minute (default 60; a page renews every few
     /// minutes).
     pub refresh_per_minute: u32,
+    /// Long-polls and event streams open at once on one QR session (default 3: one per tab,
+    /// and a reconnect overlapping the stream it replaces). Counted per replica.
+    pub streams_per_session: u32,
+    /// Long-polls and event streams open at once for one browser binding (default 8).
+    /// Counted per replica.
+    pub streams_per_binding: u32,
+    /// Long-polls and event streams open at once from one client address (default 64: a
+    /// whole office behind one NAT). Counted per replica.
+    pub streams_per_address: u32,
 }
 
 impl Default for Limits {
@@ -52,6 +61,9 @@ impl Default for Limits {
             phone_per_minute: 30,
             phone_per_address_per_minute: 60,
             refresh_per_minute: 60,
+            streams_per_session: 3,
+            streams_per_binding: 8,
+            streams_per_address: 64,
         }
     }
 }
@@ -66,6 +78,9 @@ impl Limits {
             phone_per_minute: u32::MAX,
             phone_per_address_per_minute: u32::MAX,
             refresh_per_minute: u32::MAX,
+            streams_per_session: u32::MAX,
+            streams_per_binding: u32::MAX,
+            streams_per_address: u32::MAX,
         }
     }
 
@@ -96,6 +111,15 @@ impl Limits {
     /// Sets the phone budget per client address per minute.
     pub fn phone_per_address_per_minute(mut self, n: u32) -> Self {
         self.phone_per_address_per_minute = n;
+        self
+    }
+
+    /// Sets the caps on long-polls and event streams open at once: per session, per binding,
+    /// per client address (`u32::MAX`: no cap).
+    pub fn streams(mut self, per_session: u32, per_binding: u32, per_address: u32) -> Self {
+        self.streams_per_session = per_session;
+        self.streams_per_binding = per_binding;
+        self.streams_per_address = per_address;
         self
     }
 

@@ -31,6 +31,8 @@ macro_rules! hardening_suite {
             limit_phone_per_address_before_the_authenticator,
             limit_ipv6_clients_grouped_by_64,
             proxies_spoofed_forwarded_entry_never_wins,
+            streams_capped_per_session_binding_and_address,
+            nonce_longer_than_256_bytes_is_refused,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -85,6 +87,30 @@ fn planted(server: &TestServer, value: &str) -> Browser {
     let mut browser = server.browser();
     browser.binding = Some(value.to_owned());
     browser
+}
+
+/// Waits until `server` holds `n` waiters (long-polls and streams parked in the store).
+async fn until_waiters(server: &TestServer, n: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while server.service.live_waiters() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} waiters, expected {n}",
+            server.service.live_waiters()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A long-poll (`wait=10`) from a client at `ip`, not yet awaited.
+fn long_poll_from(browser: &Browser, id: &str, ip: &str) -> tokio::task::JoinHandle<Resp> {
+    let request = browser
+        .request(
+            Method::GET,
+            &format!("/qrcode/status?qrcodeId={id}&wait=10"),
+        )
+        .header("x-forwarded-for", ip);
+    tokio::spawn(Resp::send(request))
 }
 
 mod cases {
@@ -265,6 +291,89 @@ mod cases {
         generate_from(&browser, "192.0.2.1")
             .await
             .assert_error(429, "slow_down");
+    }
+
+    /// Long-polls and event streams held open at once are capped per session, per binding
+    /// and per client address: beyond a cap, `429 slow_down` with `Retry-After`, and the cap
+    /// frees as soon as a stream ends.
+    pub async fn streams_capped_per_session_binding_and_address(kind: Target) {
+        let limits = qrauth_core::Limits::unlimited().streams(2, 3, 4);
+        let server = spawn(kind, behind_proxy(limits)).await;
+        let ip = "198.51.100.20";
+        let mut browser = server.browser();
+        let qr1 = browser.accept_qr(generate_from(&browser, ip).await);
+        let held = [
+            long_poll_from(&browser, &qr1.id, ip),
+            long_poll_from(&browser, &qr1.id, ip),
+        ];
+        until_waiters(&server, 2).await;
+        // Per session: a third long-poll and an event stream on the same session are refused.
+        let refused = long_poll_from(&browser, &qr1.id, ip).await.expect("task");
+        refused.assert_error(429, "slow_down");
+        assert!(refused.header("retry-after").is_some(), "Retry-After");
+        let sse = Resp::send(
+            browser
+                .request(Method::GET, &format!("/qrcode/events?qrcodeId={}", qr1.id))
+                .header("x-forwarded-for", ip),
+        )
+        .await;
+        sse.assert_error(429, "slow_down");
+        // Per binding: a second session of the same browser gets one more, then no more.
+        let qr2 = browser.accept_qr(generate_from(&browser, ip).await);
+        let third = long_poll_from(&browser, &qr2.id, ip);
+        until_waiters(&server, 3).await;
+        long_poll_from(&browser, &qr2.id, ip)
+            .await
+            .expect("task")
+            .assert_error(429, "slow_down");
+        // Per address: another browser on the same network gets the last one.
+        let mut other = server.browser();
+        let qr3 = other.accept_qr(generate_from(&other, ip).await);
+        let fourth = long_poll_from(&other, &qr3.id, ip);
+        until_waiters(&server, 4).await;
+        let mut third_browser = server.browser();
+        let qr4 = third_browser.accept_qr(generate_from(&third_browser, ip).await);
+        long_poll_from(&third_browser, &qr4.id, ip)
+            .await
+            .expect("task")
+            .assert_error(429, "slow_down");
+        // Another network is not affected.
+        let elsewhere = long_poll_from(&third_browser, &qr4.id, "198.51.100.21");
+        until_waiters(&server, 5).await;
+        // A scan ends the two held on session 1: the session has room again.
+        server.alice().scan_ok(&qr1.id).await;
+        for h in held {
+            let body = h.await.expect("task").assert_json(200);
+            assert_eq!(body["status"], "scanned", "{body}");
+        }
+        let again = long_poll_from(&browser, &qr1.id, ip);
+        until_waiters(&server, 4).await;
+        for held in [again, third, fourth, elsewhere] {
+            held.abort();
+        }
+    }
+
+    /// `nonce` is stored with the session and copied into the id_token: at most 256 bytes.
+    pub async fn nonce_longer_than_256_bytes_is_refused(kind: Target) {
+        let server = spawn(kind, ServerOptions::default()).await;
+        let mut browser = server.browser();
+        let post = |nonce: String| {
+            Resp::send(
+                browser
+                    .request(Method::POST, "/qrcode")
+                    .json(&serde_json::json!({ "nonce": nonce })),
+            )
+        };
+        let refused = post("n".repeat(257)).await;
+        let body = refused.assert_error(400, "invalid_request");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .is_some_and(|d| d.contains("256")),
+            "{body}"
+        );
+        let ok = post("n".repeat(256)).await;
+        browser.accept_qr(ok);
     }
 }
 

@@ -20,6 +20,9 @@ use crate::record::Initiator;
 use crate::secret::{BindingSecret, QrCodeId, Ticket};
 use crate::types::QrStatus;
 
+/// The longest `nonce` `POST /qrcode` accepts, in bytes.
+pub(crate) const MAX_NONCE_BYTES: usize = 256;
+
 /// `POST /qrcode`: qrauth reads `nonce`; every other field belongs to the provider.
 #[derive(Deserialize, Default)]
 struct GenerateBody {
@@ -51,6 +54,17 @@ impl QrAuthService {
         } else {
             parse_json(request)?
         };
+        // The nonce is stored with the session and copied into the id_token: bounded, so that
+        // a client cannot make its pending session (and the token) arbitrarily large.
+        if body
+            .nonce
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_NONCE_BYTES)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "nonce longer than {MAX_NONCE_BYTES} bytes"
+            )));
+        }
         // Reuse the browser's binding so its other tabs keep working, but only one qrauth
         // minted for this client's network: a value planted in the browser (all zeros, another
         // party's own binding) would hand that party this browser's ticket.
@@ -174,6 +188,7 @@ impl QrAuthService {
         };
         let status = match current {
             Ok((id, binding, status)) if since.is_none_or(|s| s == status.version) => {
+                let _slot = self.stream_slot(request, &id, &binding)?;
                 self.wait_for_change(&id, &binding, since, Instant::now() + wait)
                     .await?
             }
@@ -183,6 +198,27 @@ impl QrAuthService {
             }
         };
         Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
+    }
+
+    /// A slot for one more long-poll or event stream of this caller, held until it drops.
+    fn stream_slot(
+        &self,
+        request: &ApiRequest,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+    ) -> Result<super::streams::StreamSlot> {
+        let limits = &self.inner.limits;
+        let mut keys = vec![
+            (format!("s:{}", id.as_str()), limits.streams_per_session),
+            (
+                format!("b:{}", binding.hash().to_hex()),
+                limits.streams_per_binding,
+            ),
+        ];
+        if let Some(network) = self.caller_key(request) {
+            keys.push((format!("a:{network}"), limits.streams_per_address));
+        }
+        self.inner.streams.acquire(keys)
     }
 
     /// The poll-interval limit: one status answer per advertised interval, per client address
@@ -270,10 +306,10 @@ impl QrAuthService {
             .and_then(|v| v.trim().parse::<u64>().ok());
         // Check binding and existence before committing to a stream.
         let first = self.poll(&id, &binding).await?;
+        let slot = self.stream_slot(request, &id, &binding)?;
         Ok(events::stream(
             self.clone(),
-            id,
-            binding,
+            (id, binding, slot),
             first,
             last_event_id,
             self.inner.keep_alive,

@@ -357,6 +357,7 @@ impl QrAuthServiceBuilder {
         Ok(QrAuthService {
             inner: Arc::new(Inner {
                 binding_key,
+                streams: Arc::default(),
                 provider: self.provider,
                 flow,
                 upstream_loops,

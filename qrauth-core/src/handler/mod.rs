@@ -26,6 +26,7 @@ mod route;
 mod shutdown;
 mod signed_in;
 mod status;
+mod streams;
 mod widget;
 
 pub use builder::{QrAuthServiceBuilder, SignIn};
@@ -103,6 +104,8 @@ struct Inner {
     token_sessions: moka::sync::Cache<[u8; 32], Option<crate::SessionId>>,
     /// MACs the binding cookies this service mints.
     binding_key: crate::BindingKey,
+    /// The long-polls and event streams open now, per session, binding and address.
+    streams: Arc<streams::StreamSlots>,
 }
 
 impl std::fmt::Debug for QrAuthService {
