@@ -33,6 +33,7 @@ macro_rules! hardening_suite {
             proxies_spoofed_forwarded_entry_never_wins,
             streams_capped_per_session_binding_and_address,
             nonce_longer_than_256_bytes_is_refused,
+            cross_site_generate_is_refused,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -351,6 +352,39 @@ mod cases {
         for held in [again, third, fourth, elsewhere] {
             held.abort();
         }
+    }
+
+    /// `POST /qrcode` from a cross-site context (foreign `Origin`, `Sec-Fetch-Site:
+    /// cross-site`) is refused with a JSON 403 before it spends the address's budget or sets
+    /// a cookie; the same-origin widget is unaffected.
+    pub async fn cross_site_generate_is_refused(kind: Target) {
+        let limits = qrauth_core::Limits::unlimited().generate_per_minute(1);
+        let server = spawn(kind, ServerOptions::default().limits(limits)).await;
+        let mut browser = server.browser();
+        let own_origin = server.base.clone();
+        let foreign: [(&str, &str); 4] = [
+            ("origin", "https://evil.example"),
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site"),
+            ("sec-fetch-site", "CROSS-SITE"),
+        ];
+        for (name, value) in foreign {
+            let refused =
+                Resp::send(browser.request(Method::POST, "/qrcode").header(name, value)).await;
+            refused.assert_error(403, "access_denied");
+            assert!(
+                refused.set_cookie(&server.binding_cookie_name()).is_none(),
+                "{name}: {value} set a binding cookie"
+            );
+        }
+        let ok = Resp::send(
+            browser
+                .request(Method::POST, "/qrcode")
+                .header("origin", own_origin.as_str())
+                .header("sec-fetch-site", "same-origin"),
+        )
+        .await;
+        browser.accept_qr(ok);
     }
 
     /// `nonce` is stored with the session and copied into the id_token: at most 256 bytes.

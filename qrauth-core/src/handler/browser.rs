@@ -41,6 +41,9 @@ impl QrAuthService {
     pub(super) async fn generate(&self, request: &ApiRequest) -> Result<ApiResponse> {
         let limits = self.inner.limits;
         let flow = &self.inner.flow;
+        // First: a foreign page must neither replace this visitor's binding cookie nor spend
+        // the visitor's address budget.
+        self.check_not_cross_site(&request.headers)?;
         self.limit_client(
             "gen",
             request,

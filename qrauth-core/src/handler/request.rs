@@ -78,6 +78,20 @@ impl QrAuthService {
         }
     }
 
+    /// Refuses a request a browser sent from a cross-site context (`Sec-Fetch-Site:
+    /// cross-site`) or with a foreign `Origin` (see [`check_origin`](Self::check_origin)):
+    /// `403 access_denied`. Same-site and same-origin requests, and clients that send neither
+    /// header (native apps, older browsers: `SameSite=Lax` keeps their cookies off cross-site
+    /// POSTs anyway), pass.
+    pub(crate) fn check_not_cross_site(&self, headers: &HeaderMap) -> Result<()> {
+        if header_str(headers, "sec-fetch-site")
+            .is_some_and(|s| s.eq_ignore_ascii_case("cross-site"))
+        {
+            return Err(Error::Forbidden("cross-site request refused".into()));
+        }
+        self.check_origin(headers)
+    }
+
     /// Refuses a request whose `Origin` is foreign (default: not the request's own `Host`).
     /// Requests without `Origin` (native apps) pass.
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<()> {
