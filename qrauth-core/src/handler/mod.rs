@@ -32,7 +32,7 @@ mod widget;
 pub use builder::{QrAuthServiceBuilder, SignIn};
 pub use cookies::CookieSettings;
 pub use render::{ErrorContext, Refused};
-pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream};
+pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream, RedactedHeaders};
 pub use route::Route;
 pub use shutdown::InFlight;
 
