@@ -20,6 +20,9 @@ use crate::record::Initiator;
 use crate::secret::{BindingSecret, QrCodeId, Ticket};
 use crate::types::QrStatus;
 
+/// A long-poll answered sooner than this after it started did not wait: it counts as a poll.
+const AT_ONCE: Duration = Duration::from_millis(250);
+
 /// The longest `nonce` `POST /qrcode` accepts, in bytes.
 pub(crate) const MAX_NONCE_BYTES: usize = 256;
 
@@ -184,22 +187,22 @@ impl QrAuthService {
         };
         // A long-poll that answers at once (a stale `since`, an unknown, foreign or expired
         // id) is a plain poll in disguise: it spends the same budget, or a client could loop
-        // on it as fast as it likes. One that really waits spends nothing.
-        let current = match (id, binding) {
-            (Ok(id), Ok(binding)) => self.poll(&id, &binding).await.map(|s| (id, binding, s)),
+        // on it as fast as it likes. One that really waited spends nothing. Told apart by how
+        // soon it answered, so that a long-poll still costs one store call: a real change
+        // within `AT_ONCE` of the wait's start would need a phone user faster than that.
+        let started = Instant::now();
+        let answer = match (id, binding) {
+            (Ok(id), Ok(binding)) => {
+                let _slot = self.stream_slot(request, &id, &binding)?;
+                self.wait_for_change(&id, &binding, since, started + wait)
+                    .await
+            }
             (Err(e), _) | (_, Err(e)) => Err(e),
         };
-        let status = match current {
-            Ok((id, binding, status)) if since.is_none_or(|s| s == status.version) => {
-                let _slot = self.stream_slot(request, &id, &binding)?;
-                self.wait_for_change(&id, &binding, since, Instant::now() + wait)
-                    .await?
-            }
-            answered_at_once => {
-                self.limit_poll(request).await?;
-                answered_at_once?.2
-            }
-        };
+        if started.elapsed() < AT_ONCE && !self.is_shutting_down() {
+            self.limit_poll(request).await?;
+        }
+        let status = answer?;
         Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
     }
 
