@@ -66,6 +66,9 @@ pub(crate) struct UpstreamQr {
     pub expires_in: Option<u64>,
 }
 
+/// The largest answer qrauth reads from Authing (its envelopes are well under 8 KiB).
+const MAX_REPLY_BYTES: usize = 64 * 1024;
+
 pub(crate) struct AuthingClient {
     http: reqwest::Client,
     config: AuthingConfig,
@@ -128,9 +131,29 @@ impl AuthingClient {
         envelope: ApiVersion,
         request: reqwest::RequestBuilder,
     ) -> Result<Value> {
-        let response = request.send().await.map_err(|e| transport(call, e))?;
+        let mut response = request.send().await.map_err(|e| transport(call, e))?;
         let http_status = response.status();
-        let bytes = response.bytes().await.map_err(|e| transport(call, e))?;
+        // Read with a bound: an envelope is a few hundred bytes, and a broken or hostile
+        // upstream must not make qrauth buffer whatever it sends.
+        let too_large = || {
+            Error::Upstream(format!(
+                "{}: answer larger than {MAX_REPLY_BYTES} bytes",
+                call.name()
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
+        {
+            return Err(too_large());
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| transport(call, e))? {
+            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(too_large());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         let body: Value = match serde_json::from_slice(&bytes) {
             Ok(Value::Object(body)) => Value::Object(body),
             _ => {

@@ -244,3 +244,23 @@ proptest! {
         }
     }
 }
+
+/// Issue 16: an answer larger than qrauth reads (64 KiB), even valid JSON, is the upstream's
+/// failure (502), never buffered whole; the same answer within the bound gives a QR.
+#[test]
+fn an_upstream_answer_beyond_the_size_limit_is_refused() {
+    for api in [ApiVersion::V3, ApiVersion::V2] {
+        let upstream = Upstream::start();
+        let service = upstream.service(api);
+        let mut envelope: Value = serde_json::from_slice(&valid_gene(api)).expect("JSON");
+        envelope["padding"] = Value::String("x".repeat(70 * 1024));
+        upstream.answer(200, serde_json::to_vec(&envelope).expect("JSON"));
+        let (response, _) = upstream.runtime.block_on(generate(&service));
+        assert_eq!(response.status, 502, "{}", json_body(&response));
+        assert_eq!(json_body(&response)["error"], "upstream_unavailable");
+        envelope["padding"] = Value::String("x".repeat(32 * 1024));
+        upstream.answer(200, serde_json::to_vec(&envelope).expect("JSON"));
+        let (response, _) = upstream.runtime.block_on(generate(&service));
+        assert_eq!(response.status, 201, "{}", json_body(&response));
+    }
+}

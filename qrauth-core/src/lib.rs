@@ -71,7 +71,9 @@ pub use provider::builtin::{
     BuiltinProvider, BuiltinProviderBuilder, PhoneAuthenticator, PhoneUser, SigningAlgorithm,
     SigningKey,
 };
-pub use secret::{BindingSecret, ConfirmToken, QrCodeId, SecretHash, SessionId, Ticket};
+pub use secret::{
+    BindingKey, BindingSecret, ConfirmToken, QrCodeId, SecretHash, SessionId, Ticket,
+};
 pub use signed_in::SignedInSession;
 pub use types::{Audience, Claims, QrState, TokenSet, UserInfo};
 pub use verify::{IdTokenVerifier, IdTokenVerifierBuilder, IssuerConfig};

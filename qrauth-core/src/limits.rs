@@ -23,7 +23,8 @@ use crate::error::Result;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Limits {
-    /// `POST /qrcode` per client IP per minute (default 20).
+    /// `POST /qrcode` per client address per minute (default 20). Client addresses are
+    /// counted by network: an IPv4 address, or an IPv6 /64.
     pub generate_per_minute: u32,
     /// QR sessions one browser binding may create per QR lifetime, i.e. at most this many are
     /// live at once (default 5).
@@ -33,9 +34,22 @@ pub struct Limits {
     pub enforce_poll_interval: bool,
     /// Phone `scan`/`confirm`/`cancel` requests per phone credential per minute (default 30).
     pub phone_per_minute: u32,
+    /// Phone route requests (`scan`, `confirm`, `cancel`, the devices list) per client
+    /// address per minute, counted before the `PhoneAuthenticator` runs, failed
+    /// authentications included (default 60).
+    pub phone_per_address_per_minute: u32,
     /// `POST /qrcode/refresh` per client IP per minute (default 60; a page renews every few
     /// minutes).
     pub refresh_per_minute: u32,
+    /// Long-polls and event streams open at once on one QR session (default 3: one per tab,
+    /// and a reconnect overlapping the stream it replaces). Counted per replica.
+    pub streams_per_session: u32,
+    /// Long-polls and event streams open at once for one browser binding (default 8).
+    /// Counted per replica.
+    pub streams_per_binding: u32,
+    /// Long-polls and event streams open at once from one client address (default 64: a
+    /// whole office behind one NAT). Counted per replica.
+    pub streams_per_address: u32,
 }
 
 impl Default for Limits {
@@ -45,7 +59,11 @@ impl Default for Limits {
             sessions_per_binding: 5,
             enforce_poll_interval: true,
             phone_per_minute: 30,
+            phone_per_address_per_minute: 60,
             refresh_per_minute: 60,
+            streams_per_session: 3,
+            streams_per_binding: 8,
+            streams_per_address: 64,
         }
     }
 }
@@ -58,7 +76,11 @@ impl Limits {
             sessions_per_binding: u32::MAX,
             enforce_poll_interval: false,
             phone_per_minute: u32::MAX,
+            phone_per_address_per_minute: u32::MAX,
             refresh_per_minute: u32::MAX,
+            streams_per_session: u32::MAX,
+            streams_per_binding: u32::MAX,
+            streams_per_address: u32::MAX,
         }
     }
 
@@ -83,6 +105,21 @@ impl Limits {
     /// Sets the phone budget per credential per minute.
     pub fn phone_per_minute(mut self, n: u32) -> Self {
         self.phone_per_minute = n;
+        self
+    }
+
+    /// Sets the phone budget per client address per minute.
+    pub fn phone_per_address_per_minute(mut self, n: u32) -> Self {
+        self.phone_per_address_per_minute = n;
+        self
+    }
+
+    /// Sets the caps on long-polls and event streams open at once: per session, per binding,
+    /// per client address (`u32::MAX`: no cap).
+    pub fn streams(mut self, per_session: u32, per_binding: u32, per_address: u32) -> Self {
+        self.streams_per_session = per_session;
+        self.streams_per_binding = per_binding;
+        self.streams_per_address = per_address;
         self
     }
 

@@ -154,6 +154,102 @@ secret_type!(
     bytes = 32
 );
 
+/// The server key under which qrauth MACs the binding cookies it mints, so that `POST /qrcode`
+/// adopts only a binding that qrauth itself issued (for the same client network).
+///
+/// Every replica behind one load balancer must use the same key
+/// ([`QrAuthServiceBuilder::binding_key`](crate::QrAuthServiceBuilder::binding_key)); the
+/// default is a random key per process, with which a replica replaces the bindings the others
+/// minted (the browser's other tabs then lose their pending QR codes). `Debug` never prints it.
+///
+/// ```
+/// let key = qrauth_core::BindingKey::from_bytes(&[7u8; 32]).unwrap();
+/// assert!(!format!("{key:?}").contains('7'));
+/// assert!(qrauth_core::BindingKey::from_bytes(b"too short").is_err());
+/// ```
+#[derive(Clone)]
+pub struct BindingKey(aws_lc_rs::hmac::Key);
+
+impl BindingKey {
+    /// The shortest key accepted, in bytes.
+    pub const MIN_BYTES: usize = 32;
+
+    /// A key from `bytes` (at least [`MIN_BYTES`](Self::MIN_BYTES), e.g. 32 bytes from a secret
+    /// manager, shared by every replica).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a shorter key.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        if bytes.len() < Self::MIN_BYTES {
+            return Err(Error::Config(format!(
+                "the binding key needs at least {} bytes",
+                Self::MIN_BYTES
+            )));
+        }
+        Ok(Self(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            bytes,
+        )))
+    }
+
+    /// A fresh random key from the OS CSPRNG (the per-process default).
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 32];
+        os_random(&mut bytes)?;
+        Self::from_bytes(&bytes)
+    }
+
+    fn mac(&self, random: &[u8], network: &[u8]) -> [u8; BINDING_MAC_BYTES] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
+        ctx.update(b"qrauth binding v1\0");
+        ctx.update(random);
+        ctx.update(b"\0");
+        ctx.update(network);
+        let tag = ctx.sign();
+        let mut out = [0u8; BINDING_MAC_BYTES];
+        out.copy_from_slice(&tag.as_ref()[..BINDING_MAC_BYTES]);
+        out
+    }
+}
+
+impl fmt::Debug for BindingKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BindingKey(<redacted>)")
+    }
+}
+
+/// Random bytes of a minted binding; the MAC follows them in the cookie value.
+const BINDING_RANDOM_BYTES: usize = 32;
+/// Truncated HMAC-SHA256: 128 bits are plenty for a tag checked online.
+const BINDING_MAC_BYTES: usize = 16;
+
+impl BindingSecret {
+    /// Mints a binding for a client of `network` (see
+    /// [`QrAuthService`](crate::QrAuthService)'s limit keys): 256 random bits followed by a
+    /// 128-bit MAC of them and of `network` under `key`.
+    pub(crate) fn mint(key: &BindingKey, network: &str) -> Result<Self> {
+        let mut bytes = [0u8; BINDING_RANDOM_BYTES + BINDING_MAC_BYTES];
+        os_random(&mut bytes[..BINDING_RANDOM_BYTES])?;
+        let mac = key.mac(&bytes[..BINDING_RANDOM_BYTES], network.as_bytes());
+        bytes[BINDING_RANDOM_BYTES..].copy_from_slice(&mac);
+        Ok(Self(URL_SAFE_NO_PAD.encode(bytes)))
+    }
+
+    /// Whether qrauth minted this binding under `key` for a client of `network`; the tag is
+    /// compared in constant time. Any other value (all zeros, another network's, a forged one)
+    /// is `false`.
+    pub(crate) fn is_minted(&self, key: &BindingKey, network: &str) -> bool {
+        let Ok(bytes) = URL_SAFE_NO_PAD.decode(&self.0) else {
+            return false;
+        };
+        if bytes.len() != BINDING_RANDOM_BYTES + BINDING_MAC_BYTES {
+            return false;
+        }
+        let (random, tag) = bytes.split_at(BINDING_RANDOM_BYTES);
+        ct_eq_bytes(&key.mac(random, network.as_bytes()), tag)
+    }
+}
+
 secret_type!(
     /// The phone's proof that it scanned a session: returned by `scan`, required by `confirm`
     /// and `cancel`, single use. 256 random bits.
@@ -302,6 +398,21 @@ mod tests {
         }
         let id = QrCodeId::generate().unwrap();
         assert!(QrCodeId::parse(id.as_str()).is_ok());
+    }
+
+    #[test]
+    fn only_bindings_minted_under_the_key_for_the_network_are_recognised() {
+        let key = BindingKey::generate().unwrap();
+        let other = BindingKey::generate().unwrap();
+        let minted = BindingSecret::mint(&key, "203.0.113.7").unwrap();
+        assert!(BindingSecret::parse(minted.expose_secret()).is_ok());
+        assert!(minted.is_minted(&key, "203.0.113.7"));
+        assert!(!minted.is_minted(&other, "203.0.113.7"));
+        assert!(!minted.is_minted(&key, "203.0.113.8"));
+        let zeros = BindingSecret::parse(&"A".repeat(64)).unwrap();
+        assert!(!zeros.is_minted(&key, "203.0.113.7"));
+        let legacy = BindingSecret::generate().unwrap();
+        assert!(!legacy.is_minted(&key, "203.0.113.7"));
     }
 
     #[test]

@@ -680,7 +680,10 @@ async fn memory_store_never_holds_the_binding_secret_ticket_or_confirm_token() {
         .unwrap();
     let ticket = h.poll(&id, &binding).await.unwrap().ticket.unwrap();
     let secrets = [
-        ("binding secret", binding.expose_secret().to_owned()),
+        (
+            "binding secret",
+            h.client.cookie_binding(&binding).expose_secret().to_owned(),
+        ),
         (
             "confirm token",
             outcome.confirm_token.expose_secret().to_owned(),

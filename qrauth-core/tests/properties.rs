@@ -63,6 +63,51 @@ async fn confirm_screen_browser(service: &QrAuthService, ua: &str) -> String {
         .to_owned()
 }
 
+fn limited_service(limits: Limits, proxies: Vec<std::net::IpAddr>) -> QrAuthService {
+    let provider = BuiltinProvider::builder(Arc::new(AnyBearer))
+        .algorithm(SigningAlgorithm::Es256)
+        .build()
+        .expect("provider");
+    QrAuthService::builder(Arc::new(provider))
+        .insecure_dev_cookies()
+        .limits(limits)
+        .trusted_proxies(proxies)
+        .build()
+        .expect("service")
+}
+
+/// `POST /qrcode` from `peer` with these extra headers; the response.
+async fn generate_with(
+    service: &QrAuthService,
+    peer: std::net::IpAddr,
+    headers: &[(&'static str, &str)],
+) -> qrauth_core::ApiResponse {
+    let mut request = ApiRequest::new(Method::POST);
+    request.peer = Some(peer);
+    for (name, value) in headers {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            request.headers.append(*name, v);
+        }
+    }
+    service.handle(Route::Generate, request).await
+}
+
+/// The binding cookie value a response sets.
+fn set_binding(response: &qrauth_core::ApiResponse) -> Option<String> {
+    response
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("qrauth_bind="))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_owned)
+}
+
+fn json_of(response: &qrauth_core::ApiResponse) -> serde_json::Value {
+    serde_json::from_slice(response.body_bytes().expect("a full body")).expect("JSON")
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -204,5 +249,105 @@ proptest! {
                 prop_assert!(result.is_err());
             }
         }
+    }
+
+    // Issue 16: whatever binding cookie a browser presents, POST /qrcode answers 201 and sets a
+    // binding that qrauth minted: never the presented value, unless qrauth minted that one.
+    #[test]
+    fn presented_binding_cookies_are_adopted_only_if_minted_here(
+        value in prop_oneof![
+            "[A-Za-z0-9_-]{0,100}",
+            Just("A".repeat(64)),
+            Just("A".repeat(43)),
+            "[ -~]{0,100}",
+        ],
+    ) {
+        let service = limited_service(Limits::unlimited(), vec![]);
+        let peer: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        runtime().block_on(async {
+            let cookie = format!("qrauth_bind={value}");
+            let response = generate_with(&service, peer, &[("cookie", &cookie)]).await;
+            prop_assert_eq!(response.status, 201);
+            let minted = set_binding(&response).expect("a binding cookie");
+            prop_assert_ne!(&minted, &value);
+            // The minted value is adopted by the next request, from the same network only.
+            let again = format!("qrauth_bind={minted}");
+            let kept = generate_with(&service, peer, &[("cookie", &again)]).await;
+            prop_assert_eq!(set_binding(&kept), Some(minted.clone()));
+            let elsewhere: std::net::IpAddr = "203.0.113.2".parse().expect("ip");
+            let moved = generate_with(&service, elsewhere, &[("cookie", &again)]).await;
+            prop_assert_ne!(set_binding(&moved), Some(minted));
+            Ok(())
+        })?;
+    }
+
+    // Issue 16: a long-poll with any `since` other than the current version answers at once
+    // and spends the poll budget: the next status answer within the window is 429.
+    #[test]
+    fn long_polls_with_a_stale_since_spend_the_poll_budget(
+        since in prop_oneof![Just(0u64), 2u64..1000, any::<u64>().prop_filter("stale", |v| *v != 1)],
+        wait in 1u64..30,
+    ) {
+        let service = limited_service(Limits::unlimited().enforce_poll_interval(true), vec![]);
+        let peer: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        runtime().block_on(async {
+            let created = generate_with(&service, peer, &[]).await;
+            let id = json_of(&created)["qrcodeId"].as_str().expect("id").to_owned();
+            let cookie = format!("qrauth_bind={}", set_binding(&created).expect("binding"));
+            let status = |query: String| {
+                let mut request = ApiRequest::new(Method::GET);
+                request.peer = Some(peer);
+                request.query = Some(query);
+                request.headers.insert("cookie", HeaderValue::from_str(&cookie).expect("cookie"));
+                service.handle(Route::Status, request)
+            };
+            let first = status(format!("qrcodeId={id}&wait={wait}&since={since}")).await;
+            prop_assert_eq!(first.status, 200);
+            prop_assert_eq!(json_of(&first)["version"].as_u64(), Some(1));
+            let second = status(format!("qrcodeId={id}&wait={wait}&since={since}")).await;
+            prop_assert_eq!(second.status, 429);
+            Ok(())
+        })?;
+    }
+
+    // Issue 16: whatever `X-Forwarded-For` says, the client address (shown on the confirm
+    // screen) is the trusted peer or an entry of the unbroken run of addresses at the right
+    // end of the header: never one left of an entry that does not parse.
+    #[test]
+    fn forwarded_for_never_yields_an_entry_left_of_garbage(
+        entries in proptest::collection::vec(prop_oneof![
+            "(1|6|10)\\.0\\.0\\.[0-9]",
+            Just("::ffff:10.0.0.1".to_owned()),
+            "2001:db8::[0-9a-f]{1,4}",
+            "[ -+\\--~]{0,12}",
+        ], 0..6),
+    ) {
+        let proxy: std::net::IpAddr = "10.0.0.1".parse().expect("ip");
+        let service = limited_service(Limits::unlimited(), vec![proxy]);
+        let header = entries.join(",");
+        let mut allowed: Vec<String> = vec!["10.0.0.1".to_owned()];
+        for entry in entries.iter().rev() {
+            match entry.trim().parse::<std::net::IpAddr>() {
+                Ok(std::net::IpAddr::V6(v6)) => allowed.push(
+                    v6.to_ipv4_mapped().map_or(v6.to_string(), |v4| v4.to_string()),
+                ),
+                Ok(ip) => allowed.push(ip.to_string()),
+                Err(_) => break,
+            }
+        }
+        runtime().block_on(async {
+            let created = generate_with(&service, proxy, &[("x-forwarded-for", &header)]).await;
+            prop_assert_eq!(created.status, 201);
+            let id = json_of(&created)["qrcodeId"].as_str().expect("id").to_owned();
+            let mut scan = ApiRequest::new(Method::POST);
+            scan.headers.insert("content-type", HeaderValue::from_static("application/json"));
+            scan.headers.insert("authorization", HeaderValue::from_static("Bearer alice"));
+            scan.body = serde_json::json!({ "qrcodeId": id }).to_string().into();
+            let scanned = service.handle(Route::Scan, scan).await;
+            prop_assert_eq!(scanned.status, 200);
+            let ip = json_of(&scanned)["context"]["ip"].as_str().expect("ip").to_owned();
+            prop_assert!(allowed.contains(&ip), "{ip} from {header:?} (allowed {allowed:?})");
+            Ok(())
+        })?;
     }
 }

@@ -121,7 +121,7 @@ async fn streams_say_reconnect_and_end() {
     let client = Client::new(service.clone());
     let binding = BindingSecret::generate().expect("binding");
     let qr = client.generate(&binding).await.expect("generate");
-    let mut stream = events(&service, qr.id.as_str(), &binding).await;
+    let mut stream = events(&service, qr.id.as_str(), &client.cookie_binding(&binding)).await;
     let first = next_chunk(&mut stream).await.expect("first chunk");
     assert!(first.starts_with(b"retry: "), "{first:?}");
     // The stream now waits for a change.
@@ -141,7 +141,7 @@ async fn streams_say_reconnect_and_end() {
     assert_eq!(rest, vec![Bytes::from_static(RECONNECT)]);
 
     // A stream opened during the shutdown: the snapshot, then reconnect, then the end.
-    let mut stream = events(&service, qr.id.as_str(), &binding).await;
+    let mut stream = events(&service, qr.id.as_str(), &client.cookie_binding(&binding)).await;
     let chunk = next_chunk(&mut stream).await.expect("a chunk");
     let text = String::from_utf8_lossy(&chunk);
     assert!(text.contains("\ndata: {"), "{text}");

@@ -273,8 +273,10 @@ async fn valid_token_is_accepted() {
     assert_eq!(claims.nonce.as_deref(), Some("n-0S6_WzA2Mj"));
     assert_eq!(claims.extra["email"], "alice@example.com");
 
-    // `aud` as an array containing the audience is accepted too.
+    // `aud` as an array containing the audience is accepted too (with several audiences,
+    // `azp` must name us: see `multi_audience_token_needs_a_matching_azp`).
     let many = with(claims_at(&clock), "aud", json!(["other", AUD]));
+    let many = with(many, "azp", json!(AUD));
     let claims = verifier.verify(&key.sign(&many)).await.unwrap();
     assert!(claims.aud.contains(AUD));
     assert_eq!(server.hits(), 1);
@@ -999,4 +1001,36 @@ async fn static_jwks_verifies_without_network() {
         verifier.verify(&stranger.sign(&claims_at(&clock))).await,
         TokenError::UnknownKey,
     );
+}
+
+/// Issue 16: an id_token for several audiences is ours only if its `azp` (authorized party)
+/// is our client id; an `azp` naming another client is refused even with one audience.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_audience_token_needs_a_matching_azp() {
+    let key = rsa_key(0);
+    let server = JwksServer::start(jwks(&[key])).await;
+    let clock = clock();
+    let verifier = verifier_for(&server, &clock);
+    let many = with(claims_at(&clock), "aud", json!(["other", AUD]));
+    assert_token_error(
+        verifier.verify(&key.sign(&many)).await,
+        TokenError::InvalidClaim("azp"),
+    );
+    for azp in [json!("other"), json!(7), json!(null)] {
+        let token = key.sign(&with(many.clone(), "azp", azp));
+        assert_token_error(
+            verifier.verify(&token).await,
+            TokenError::InvalidClaim("azp"),
+        );
+    }
+    let foreign_azp = with(claims_at(&clock), "azp", json!("other"));
+    assert_token_error(
+        verifier.verify(&key.sign(&foreign_azp)).await,
+        TokenError::InvalidClaim("azp"),
+    );
+    // A single-element array is one audience: no `azp` needed.
+    let one = with(claims_at(&clock), "aud", json!([AUD]));
+    assert!(verifier.verify(&key.sign(&one)).await.is_ok());
+    let ours = with(many, "azp", json!(AUD));
+    assert!(verifier.verify(&key.sign(&ours)).await.is_ok());
 }

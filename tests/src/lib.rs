@@ -144,7 +144,15 @@ pub struct ServerOptions {
     pub clock: Option<Arc<qrauth_core::ManualClock>>,
     /// Signed-in session lifetimes: id_token, absolute, idle (default: the library's).
     pub signed_in: Option<(Duration, Duration, Duration)>,
+    /// The binding-cookie MAC key (default: [`TEST_BINDING_KEY`], shared by every test server
+    /// as replicas of one deployment share theirs).
+    pub binding_key: Option<[u8; 32]>,
+    /// Reverse proxies whose `X-Forwarded-For` the server believes (default: none).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
+
+/// The binding key of test servers unless [`ServerOptions::binding_key`] says otherwise.
+pub const TEST_BINDING_KEY: [u8; 32] = [0x5a; 32];
 
 /// An error renderer for [`ServerOptions::render_errors`].
 pub type ErrorRenderer =
@@ -245,6 +253,18 @@ impl ServerOptions {
         self
     }
 
+    /// Options with this binding-cookie MAC key.
+    pub fn binding_key(mut self, key: [u8; 32]) -> Self {
+        self.binding_key = Some(key);
+        self
+    }
+
+    /// Options that believe `X-Forwarded-For` from these proxies.
+    pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = std::net::IpAddr>) -> Self {
+        self.trusted_proxies = proxies.into_iter().collect();
+        self
+    }
+
     /// Options with this bound on every Redis call.
     pub fn redis_timeout(mut self, timeout: Duration) -> Self {
         self.redis_timeout = Some(timeout);
@@ -337,7 +357,12 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
     let builder = QrAuthService::builder(Arc::new(provider))
         .shared_store(store)
         .lifetimes(lifetimes)
-        .limits(options.limits.unwrap_or_else(Limits::unlimited));
+        .limits(options.limits.unwrap_or_else(Limits::unlimited))
+        .trusted_proxies(options.trusted_proxies.iter().copied())
+        .binding_key(
+            qrauth_core::BindingKey::from_bytes(&options.binding_key.unwrap_or(TEST_BINDING_KEY))
+                .expect("32-byte binding key"),
+        );
     let builder = options
         .other_issuers
         .iter()

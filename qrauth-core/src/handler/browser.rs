@@ -20,6 +20,12 @@ use crate::record::Initiator;
 use crate::secret::{BindingSecret, QrCodeId, Ticket};
 use crate::types::QrStatus;
 
+/// A long-poll answered sooner than this after it started did not wait: it counts as a poll.
+const AT_ONCE: Duration = Duration::from_millis(250);
+
+/// The longest `nonce` `POST /qrcode` accepts, in bytes.
+pub(crate) const MAX_NONCE_BYTES: usize = 256;
+
 /// `POST /qrcode`: qrauth reads `nonce`; every other field belongs to the provider.
 #[derive(Deserialize, Default)]
 struct GenerateBody {
@@ -38,8 +44,12 @@ impl QrAuthService {
     pub(super) async fn generate(&self, request: &ApiRequest) -> Result<ApiResponse> {
         let limits = self.inner.limits;
         let flow = &self.inner.flow;
-        self.limit(
-            format!("gen:{}", self.caller_key(request)),
+        // First: a foreign page must neither replace this visitor's binding cookie nor spend
+        // the visitor's address budget.
+        self.check_not_cross_site(&request.headers)?;
+        self.limit_client(
+            "gen",
+            request,
             limits.generate_per_minute,
             Duration::from_secs(60),
         )
@@ -50,10 +60,25 @@ impl QrAuthService {
         } else {
             parse_json(request)?
         };
-        // Reuse the browser's binding so its other tabs keep working; mint one otherwise.
+        // The nonce is stored with the session and copied into the id_token: bounded, so that
+        // a client cannot make its pending session (and the token) arbitrarily large.
+        if body
+            .nonce
+            .as_ref()
+            .is_some_and(|n| n.len() > MAX_NONCE_BYTES)
+        {
+            return Err(Error::InvalidRequest(format!(
+                "nonce longer than {MAX_NONCE_BYTES} bytes"
+            )));
+        }
+        // Reuse the browser's binding so its other tabs keep working, but only one qrauth
+        // minted for this client's network: a value planted in the browser (all zeros, another
+        // party's own binding) would hand that party this browser's ticket.
+        let key = &self.inner.binding_key;
+        let network = self.client_network(request).unwrap_or_default();
         let binding = match self.binding(&request.headers) {
-            Some(b) => b,
-            None => BindingSecret::generate()?,
+            Some(b) if b.is_minted(key, &network) => b,
+            _ => BindingSecret::mint(key, &network)?,
         };
         self.limit(
             format!("bind:{}", binding.hash().to_hex()),
@@ -147,32 +172,81 @@ impl QrAuthService {
                     .map_err(|_| Error::InvalidRequest("since must be a version number".into()))?,
             ),
         };
-        if wait.is_none_or(|w| w.is_zero()) && self.inner.limits.enforce_poll_interval {
-            // Before any lookup, keyed by what the caller presents: unknown, foreign and expired
-            // ids cost the same budget.
-            let caller = match self.binding(&request.headers) {
-                Some(b) => b.hash().to_hex(),
-                None => self.caller_key(request),
-            };
-            let presented = query_param(request, "qrcodeId").unwrap_or_default();
-            self.limit(
-                format!("poll:{caller}:{}", hex_sha256(&presented)),
-                1,
-                self.poll_window(),
-            )
-            .await
-            .inspect_err(|e| self.metrics().limit_refused(Limit::Poll, e))?;
+        let long_poll = wait.filter(|w| !w.is_zero());
+        if long_poll.is_none() {
+            // Before any lookup: unknown, foreign and expired ids cost the same budget.
+            self.limit_poll(request).await?;
         }
-        let binding = self.require_binding(&request.headers)?;
-        let id = id.ok_or(Error::NotBound)?;
-        let status = match wait {
-            Some(wait) if !wait.is_zero() => {
-                self.wait_for_change(&id, &binding, since, Instant::now() + wait)
-                    .await?
-            }
-            _ => self.poll(&id, &binding).await?,
+        let binding = self.require_binding(&request.headers);
+        let id = id.ok_or(Error::NotBound);
+        let Some(wait) = long_poll else {
+            return Ok(ApiResponse::json(
+                StatusCode::OK,
+                &status_body(&self.poll(&id?, &binding?).await?),
+            ));
         };
+        // A long-poll that answers at once (a stale `since`, an unknown, foreign or expired
+        // id) is a plain poll in disguise: it spends the same budget, or a client could loop
+        // on it as fast as it likes. One that really waited spends nothing. Told apart by how
+        // soon it answered, so that a long-poll still costs one store call: a real change
+        // within `AT_ONCE` of the wait's start would need a phone user faster than that.
+        let started = Instant::now();
+        let answer = match (id, binding) {
+            (Ok(id), Ok(binding)) => {
+                let _slot = self.stream_slot(request, &id, &binding)?;
+                self.wait_for_change(&id, &binding, since, started + wait)
+                    .await
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        };
+        if started.elapsed() < AT_ONCE && !self.is_shutting_down() {
+            self.limit_poll(request).await?;
+        }
+        let status = answer?;
         Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
+    }
+
+    /// A slot for one more long-poll or event stream of this caller, held until it drops.
+    fn stream_slot(
+        &self,
+        request: &ApiRequest,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+    ) -> Result<super::streams::StreamSlot> {
+        let limits = &self.inner.limits;
+        let mut keys = vec![
+            (format!("s:{}", id.as_str()), limits.streams_per_session),
+            (
+                format!("b:{}", binding.hash().to_hex()),
+                limits.streams_per_binding,
+            ),
+        ];
+        if let Some(network) = self.caller_key(request) {
+            keys.push((format!("a:{network}"), limits.streams_per_address));
+        }
+        self.inner.streams.acquire(keys)
+    }
+
+    /// The poll-interval limit: one status answer per advertised interval, per client address
+    /// and presented id. Keyed on what the caller cannot vary for free: a fresh binding cookie
+    /// per request buys nothing (it is not in the key), a fresh id only polls an id nobody
+    /// owns.
+    async fn limit_poll(&self, request: &ApiRequest) -> Result<()> {
+        if !self.inner.limits.enforce_poll_interval {
+            return Ok(());
+        }
+        let presented = hex_sha256(&query_param(request, "qrcodeId").unwrap_or_default());
+        // Without a peer address, the binding the caller presents is all there is to key on.
+        let caller = match self.caller_key(request) {
+            Some(network) => network,
+            None => match self.binding(&request.headers) {
+                Some(b) => b.hash().to_hex(),
+                None => String::new(),
+            },
+        };
+        self.limit(format!("poll:{caller}:{presented}"), 1, self.poll_window())
+            .await
+            .inspect_err(|e| self.metrics().limit_refused(Limit::Poll, e))
     }
 
     /// The session's status for its bound browser; keeps the upstream loop of a session that
@@ -238,10 +312,10 @@ impl QrAuthService {
             .and_then(|v| v.trim().parse::<u64>().ok());
         // Check binding and existence before committing to a stream.
         let first = self.poll(&id, &binding).await?;
+        let slot = self.stream_slot(request, &id, &binding)?;
         Ok(events::stream(
             self.clone(),
-            id,
-            binding,
+            (id, binding, slot),
             first,
             last_event_id,
             self.inner.keep_alive,

@@ -70,6 +70,7 @@ pub struct QrAuthServiceBuilder {
     other_issuers: Vec<IssuerConfig>,
     other_verifier: Option<IdTokenVerifier>,
     render_errors: Option<ErrorRenderer>,
+    binding_key: Option<crate::BindingKey>,
 }
 
 impl QrAuthServiceBuilder {
@@ -93,7 +94,28 @@ impl QrAuthServiceBuilder {
             other_issuers: Vec::new(),
             other_verifier: None,
             render_errors: None,
+            binding_key: None,
         }
+    }
+
+    /// The key under which binding cookies are MACed (default: a random key per process).
+    ///
+    /// `POST /qrcode` adopts a browser's binding cookie only if it carries a valid MAC under
+    /// this key for the client's network, and mints a fresh one otherwise: a value planted in
+    /// the browser by someone else is replaced, not adopted. **Give every replica the same
+    /// key** (32 bytes or more from your secret manager); with per-process keys a replica
+    /// replaces the bindings another minted, and the browser's other tabs lose their pending
+    /// QR codes (nothing worse: no login crosses browsers).
+    ///
+    /// ```
+    /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
+    /// let key = qrauth_core::BindingKey::from_bytes(&[42u8; 32])?;
+    /// let service = builder.binding_key(key).build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn binding_key(mut self, key: crate::BindingKey) -> Self {
+        self.binding_key = Some(key);
+        self
     }
 
     /// Where sessions, tickets and abuse-limit counters live (default: a fresh
@@ -328,8 +350,14 @@ impl QrAuthServiceBuilder {
             .max_capacity(100_000)
             .time_to_live(crate::lifetimes::MAX_ID_TOKEN)
             .build();
+        let binding_key = match self.binding_key {
+            Some(key) => key,
+            None => crate::BindingKey::generate()?,
+        };
         Ok(QrAuthService {
             inner: Arc::new(Inner {
+                binding_key,
+                streams: Arc::default(),
                 provider: self.provider,
                 flow,
                 upstream_loops,

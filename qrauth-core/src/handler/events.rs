@@ -35,6 +35,8 @@ struct State {
     service: QrAuthService,
     id: QrCodeId,
     binding: BindingSecret,
+    /// Held for the stream's life: the stream caps count it until the client goes away.
+    _slot: super::streams::StreamSlot,
     keep_alive: Duration,
     phase: Phase,
 }
@@ -65,8 +67,7 @@ fn ends_stream(state: QrState) -> bool {
 
 pub(super) fn stream(
     service: QrAuthService,
-    id: QrCodeId,
-    binding: BindingSecret,
+    (id, binding, slot): (QrCodeId, BindingSecret, super::streams::StreamSlot),
     first: QrStatus,
     last_event_id: Option<u64>,
     keep_alive: Duration,
@@ -75,6 +76,7 @@ pub(super) fn stream(
         service,
         id,
         binding,
+        _slot: slot,
         keep_alive,
         phase: Phase::Start(first, last_event_id),
     };

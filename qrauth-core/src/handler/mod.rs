@@ -26,12 +26,13 @@ mod route;
 mod shutdown;
 mod signed_in;
 mod status;
+mod streams;
 mod widget;
 
 pub use builder::{QrAuthServiceBuilder, SignIn};
 pub use cookies::CookieSettings;
 pub use render::{ErrorContext, Refused};
-pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream};
+pub use response::{ApiBody, ApiRequest, ApiResponse, BodyStream, RedactedHeaders};
 pub use route::Route;
 pub use shutdown::InFlight;
 
@@ -101,6 +102,10 @@ struct Inner {
     /// SHA-256 of a provider token that carries no live `sid` → its session (from the store's
     /// aliases), so that such tokens cost one store read per replica, not one per request.
     token_sessions: moka::sync::Cache<[u8; 32], Option<crate::SessionId>>,
+    /// MACs the binding cookies this service mints.
+    binding_key: crate::BindingKey,
+    /// The long-polls and event streams open now, per session, binding and address.
+    streams: Arc<streams::StreamSlots>,
 }
 
 impl std::fmt::Debug for QrAuthService {

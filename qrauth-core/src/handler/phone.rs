@@ -100,6 +100,17 @@ impl QrAuthService {
         phone: PhoneSide<'_>,
         request: &ApiRequest,
     ) -> Result<PhoneUser> {
+        // Per client address first, before anything else runs: random credentials would
+        // otherwise each buy a fresh budget of authenticator (and upstream) calls. Every
+        // request counts, the failed authentications included.
+        self.limit_client(
+            "phone-addr",
+            request,
+            self.inner.limits.phone_per_address_per_minute,
+            Duration::from_secs(60),
+        )
+        .await
+        .inspect_err(|e| self.metrics().limit_refused(Limit::Phone, e))?;
         let authorization = header_str(&request.headers, AUTHORIZATION)
             .filter(|v| !v.trim().is_empty())
             .ok_or(Error::Unauthenticated)?;

@@ -55,13 +55,24 @@ pub enum Refused {
 /// assert_eq!(context.status(), 401);
 /// assert_eq!(context.error().code(), "invalid_token");
 /// ```
-#[derive(Debug)]
 pub struct ErrorContext<'a> {
     error: &'a Error,
     refused: Refused,
     method: Option<&'a Method>,
     headers: &'a HeaderMap,
     default: &'a ApiResponse,
+}
+
+impl std::fmt::Debug for ErrorContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ErrorContext")
+            .field("error", &self.error.code())
+            .field("refused", &self.refused)
+            .field("method", &self.method)
+            .field("headers", &super::RedactedHeaders(self.headers))
+            .field("default", self.default)
+            .finish()
+    }
 }
 
 impl<'a> ErrorContext<'a> {

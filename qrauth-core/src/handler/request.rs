@@ -12,6 +12,8 @@ use super::{ApiRequest, MAX_BODY_BYTES, QrAuthService, client_ip, cookies};
 use crate::error::{Error, Result};
 use crate::secret::{BindingSecret, SecretHash, sha256};
 
+static NO_PEER_WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl QrAuthService {
     pub(crate) fn client_ip(&self, request: &ApiRequest) -> Option<IpAddr> {
         client_ip::client_ip(request.peer, &request.headers, &self.inner.trusted_proxies)
@@ -37,12 +39,57 @@ impl QrAuthService {
         }
     }
 
-    /// The key of limits per client: its address, as seen through the trusted proxies.
-    pub(crate) fn caller_key(&self, request: &ApiRequest) -> String {
-        match self.client_ip(request) {
-            Some(ip) => ip.to_string(),
-            None => "unknown".to_owned(),
+    /// The network the client is counted in (its IPv4 address, or its IPv6 /64), as seen
+    /// through the trusted proxies; `None` when the adapter passed no peer address.
+    pub(crate) fn client_network(&self, request: &ApiRequest) -> Option<String> {
+        self.client_ip(request).map(client_ip::network)
+    }
+
+    /// The key of limits per client: its network (see [`client_network`](Self::client_network)),
+    /// never anything the request chooses (a binding, a credential, an id).
+    ///
+    /// Without a peer address there is no such key. Such requests are NOT pooled into one
+    /// bucket: that bucket would be one that any client can exhaust for everyone. Instead the
+    /// per-address limits do not apply to them (qrauth's adapters always pass the peer; an
+    /// integration that does not is warned once) and the limits keyed on the request's own
+    /// values (per binding, per credential, per id) still do.
+    pub(crate) fn caller_key(&self, request: &ApiRequest) -> Option<String> {
+        let key = self.client_network(request);
+        if key.is_none() && !NO_PEER_WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "a request reached qrauth without a peer address: per-address abuse limits \
+                 do not apply to such requests (pass ApiRequest::peer)"
+            );
         }
+        key
+    }
+
+    /// Counts a hit on the per-client limit `name` (see [`caller_key`](Self::caller_key)).
+    pub(crate) async fn limit_client(
+        &self,
+        name: &str,
+        request: &ApiRequest,
+        limit: u32,
+        window: Duration,
+    ) -> Result<()> {
+        match self.caller_key(request) {
+            Some(key) => self.limit(format!("{name}:{key}"), limit, window).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Refuses a request a browser sent from a cross-site context (`Sec-Fetch-Site:
+    /// cross-site`) or with a foreign `Origin` (see [`check_origin`](Self::check_origin)):
+    /// `403 access_denied`. Same-site and same-origin requests, and clients that send neither
+    /// header (native apps, older browsers: `SameSite=Lax` keeps their cookies off cross-site
+    /// POSTs anyway), pass.
+    pub(crate) fn check_not_cross_site(&self, headers: &HeaderMap) -> Result<()> {
+        if header_str(headers, "sec-fetch-site")
+            .is_some_and(|s| s.eq_ignore_ascii_case("cross-site"))
+        {
+            return Err(Error::Forbidden("cross-site request refused".into()));
+        }
+        self.check_origin(headers)
     }
 
     /// Refuses a request whose `Origin` is foreign (default: not the request's own `Host`).

@@ -14,7 +14,20 @@ use serde::Serialize;
 use crate::error::{Error, TokenError};
 
 /// An HTTP request as the adapters hand it to the core handlers.
-#[derive(Debug, Clone)]
+///
+/// `Debug` prints no secret: header values only for headers that never carry one (see
+/// [`RedactedHeaders`]), the query's parameter names without their values, and the body's
+/// length.
+///
+/// ```
+/// let mut request = qrauth_core::ApiRequest::new(http::Method::POST);
+/// request.headers.insert("cookie", "__Host-qrauth_bind=s3cr3t".parse().unwrap());
+/// request.query = Some("code=upstream-code".into());
+/// request.body = r#"{"ticket":"t1ck3t"}"#.into();
+/// let shown = format!("{request:?}");
+/// assert!(!shown.contains("s3cr3t") && !shown.contains("upstream-code") && !shown.contains("t1ck3t"));
+/// ```
+#[derive(Clone)]
 pub struct ApiRequest {
     /// The method.
     pub method: Method,
@@ -46,6 +59,69 @@ impl ApiRequest {
     }
 }
 
+impl std::fmt::Debug for ApiRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let query_keys: Option<Vec<String>> = self.query.as_deref().map(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .map(|(k, _)| k.into_owned())
+                .collect()
+        });
+        f.debug_struct("ApiRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("query_keys", &query_keys)
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .finish()
+    }
+}
+
+/// `Debug` of a header map that shows every header's name, but the value only of headers
+/// that never carry a credential; `Cookie`, `Set-Cookie`, `Authorization`, `Location` and
+/// every header not on the list print `<redacted>`.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("authorization", "Bearer t0k3n".parse().unwrap());
+/// headers.insert("content-type", "application/json".parse().unwrap());
+/// let shown = format!("{:?}", qrauth_core::handler::RedactedHeaders(&headers));
+/// assert!(!shown.contains("t0k3n") && shown.contains("application/json"));
+/// ```
+pub struct RedactedHeaders<'a>(pub &'a HeaderMap);
+
+/// Headers whose values are shown: none of them ever carries a secret.
+const SHOWN_HEADERS: [&str; 14] = [
+    "accept",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "origin",
+    "referrer-policy",
+    "retry-after",
+    "sec-fetch-site",
+    "user-agent",
+    "x-content-type-options",
+    "x-forwarded-for",
+    "allow",
+];
+
+impl std::fmt::Debug for RedactedHeaders<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if SHOWN_HEADERS.contains(&name.as_str()) {
+                map.entry(&name.as_str(), &value.to_str().unwrap_or("<binary>"));
+            } else {
+                map.entry(&name.as_str(), &"<redacted>");
+            }
+        }
+        map.finish()
+    }
+}
+
 /// A stream of body chunks (server-sent events).
 pub type BodyStream = Pin<Box<dyn Stream<Item = Bytes> + Send + 'static>>;
 
@@ -67,7 +143,9 @@ impl std::fmt::Debug for ApiBody {
 }
 
 /// An HTTP response the adapters turn into their framework's type.
-#[derive(Debug)]
+///
+/// `Debug` shows the status, the headers as [`RedactedHeaders`] (no `Set-Cookie` value) and
+/// the body's length only (a body may hold a ticket, a confirm token or a token set).
 pub struct ApiResponse {
     /// The status.
     pub status: StatusCode,
@@ -75,6 +153,16 @@ pub struct ApiResponse {
     pub headers: HeaderMap,
     /// The body.
     pub body: ApiBody,
+}
+
+impl std::fmt::Debug for ApiResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiResponse")
+            .field("status", &self.status)
+            .field("headers", &RedactedHeaders(&self.headers))
+            .field("body", &self.body)
+            .finish()
+    }
 }
 
 pub(crate) const JSON: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");

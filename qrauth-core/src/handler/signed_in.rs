@@ -154,8 +154,9 @@ impl QrAuthService {
     pub(super) async fn refresh(&self, request: &ApiRequest) -> Result<ApiResponse> {
         self.check_same_origin(&request.headers)?;
         Self::check_json_or_empty(request)?;
-        self.limit(
-            format!("refresh:{}", self.caller_key(request)),
+        self.limit_client(
+            "refresh",
+            request,
             self.inner.limits.refresh_per_minute,
             Duration::from_secs(60),
         )

@@ -417,7 +417,7 @@ impl IdTokenVerifierBuilder {
                 reqwest::Client::builder()
                     .timeout(self.http_timeout)
                     .connect_timeout(self.http_timeout)
-                    .redirect(reqwest::redirect::Policy::limited(3))
+                    .redirect(https_only_redirects())
                     .user_agent(concat!("qrauth/", env!("CARGO_PKG_VERSION")))
                     .build()
                     .map_err(|e| config_err(format!("HTTP client: {e}")))?,
@@ -540,4 +540,24 @@ impl IssuerEntry {
             hs256,
         })
     }
+}
+
+/// At most three redirects, none of which may leave https: a discovery or JWKS fetch that
+/// started on https never continues over plain http (where anyone on the path could answer
+/// with their own keys). A fetch that started on http (a development issuer with
+/// `allow_http`) may stay on http.
+pub(crate) fn https_only_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let started_on_https = attempt
+            .previous()
+            .first()
+            .is_some_and(|u| u.scheme() == "https");
+        if attempt.previous().len() > 3 {
+            attempt.error("too many redirects")
+        } else if started_on_https && attempt.url().scheme() != "https" {
+            attempt.error("redirect away from https refused")
+        } else {
+            attempt.follow()
+        }
+    })
 }

@@ -43,7 +43,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
 use crate::error::{Result, TokenError};
-use crate::types::Claims;
+use crate::types::{Audience, Claims};
 
 use self::cache::{CachedToken, TokenCache};
 use self::claims::{RawHeader, audience, b64, header_algorithm, is_other_token_type, numeric_date};
@@ -356,6 +356,14 @@ impl IdTokenVerifier {
         let aud = audience(&payload)?;
         if !aud.contains(&entry.audience) {
             return Err(TokenError::WrongAudience.into());
+        }
+        // OpenID Connect Core §3.1.3.7 (3, 4): a token for several audiences counts for us only
+        // if we are its authorized party; an `azp` naming another client is never ours.
+        let several = matches!(&aud, Audience::Many(all) if all.len() > 1);
+        match payload.get("azp") {
+            Some(Value::String(azp)) if azp == &entry.audience => {}
+            None if !several => {}
+            _ => return Err(TokenError::InvalidClaim("azp").into()),
         }
         if !matches!(payload.get("sub"), Some(Value::String(s)) if !s.is_empty()) {
             return Err(TokenError::InvalidClaim("sub").into());

@@ -162,10 +162,27 @@ fn parse_status(body: &Value) -> Status {
 }
 
 /// A browser and a phone talking to one service.
+///
+/// A test names each browser by a `BindingSecret` of its own choosing; the service mints the
+/// binding cookie itself (it adopts only values it minted), so the client remembers, per
+/// browser, the cookie the service set and sends that one from then on, as a browser would.
 #[derive(Clone)]
 pub struct Client {
     /// The service every request goes to.
     pub service: QrAuthService,
+}
+
+/// The test's browser handle → the binding cookie a service minted for it. One map for the
+/// process: a browser keeps its cookie when it talks to another replica (handles are random,
+/// so tests cannot collide).
+fn minted() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static MINTED: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, String>>,
+    > = std::sync::OnceLock::new();
+    MINTED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Client {
@@ -174,11 +191,23 @@ impl Client {
         Self { service }
     }
 
+    /// The binding cookie the browser named `binding` holds (the one the service minted).
+    pub fn cookie_binding(&self, binding: &BindingSecret) -> BindingSecret {
+        BindingSecret::parse(&self.cookie_value(binding)).expect("a well-formed binding")
+    }
+
+    /// The cookie value the browser named `binding` holds: the one the service minted for it,
+    /// or (before its first `POST /qrcode`, or for a stranger) the handle itself.
+    fn cookie_value(&self, binding: &BindingSecret) -> String {
+        let key = binding.expose_secret();
+        minted().get(key).cloned().unwrap_or_else(|| key.to_owned())
+    }
+
     fn bound(&self, mut request: ApiRequest, binding: &BindingSecret) -> ApiRequest {
         let cookie = format!(
             "{}={}",
             self.service.cookies().binding_name(),
-            binding.expose_secret()
+            self.cookie_value(binding)
         );
         request
             .headers
@@ -223,19 +252,12 @@ impl Client {
             .handle(Route::Generate, self.bound(request, binding))
             .await;
         if response.status == StatusCode::CREATED {
-            let prefix = format!(
-                "{}={};",
-                self.service.cookies().binding_name(),
-                binding.expose_secret()
-            );
-            assert!(
-                response
-                    .headers
-                    .get_all(SET_COOKIE)
-                    .iter()
-                    .any(|v| v.to_str().is_ok_and(|v| v.starts_with(&prefix))),
-                "the service keeps the browser's binding"
-            );
+            let set = binding_cookie(&self.service, &response);
+            let mut minted = minted();
+            if let Some(before) = minted.get(binding.expose_secret()) {
+                assert_eq!(before, &set, "the service keeps the browser's binding");
+            }
+            minted.insert(binding.expose_secret().to_owned(), set);
         }
         let body = answer(response, StatusCode::CREATED)?;
         Ok(Qr {

@@ -54,6 +54,24 @@ struct Slot {
     changed: Notify,
 }
 
+/// What a stored session costs beyond its variable parts: the record, the slot, the cache
+/// entry (measured in the core bench: about 840 bytes per pending session all told).
+const SLOT_BYTES: usize = 640;
+
+impl Slot {
+    /// The bytes this session takes, as weighed at insertion (by then every client-supplied
+    /// field is in: later transitions add only what the server's own authenticator returns).
+    fn weight(&self, id: &str) -> u32 {
+        let variable = self.record.try_lock().map_or(0, |r| {
+            r.nonce.as_ref().map_or(0, String::len)
+                + r.initiator.device.len()
+                + r.provider_data.as_ref().map_or(0, String::len)
+                + r.match_code.as_ref().map_or(0, String::len)
+        });
+        u32::try_from(SLOT_BYTES + id.len() + variable).unwrap_or(u32::MAX)
+    }
+}
+
 struct TicketSlot {
     id: QrCodeId,
     expire_at_ms: u64,
@@ -63,15 +81,26 @@ struct TicketSlot {
 #[derive(Default)]
 pub struct MemoryStoreBuilder {
     max_sessions: Option<u64>,
+    max_bytes: Option<u64>,
     max_signed_in: Option<u64>,
     clock: Option<SharedClock>,
 }
 
 impl MemoryStoreBuilder {
-    /// Upper bound on stored sessions (default 200 000); beyond it the least useful entries are
-    /// evicted, so memory stays bounded under a flood.
+    /// Upper bound on stored sessions, as a byte budget of `max` KiB (default 200 000, i.e.
+    /// about 200 MiB); see [`max_bytes`](Self::max_bytes).
     pub fn max_sessions(mut self, max: u64) -> Self {
         self.max_sessions = Some(max);
+        self
+    }
+
+    /// Upper bound on the bytes the stored QR sessions take (default: 1 KiB ×
+    /// [`max_sessions`](Self::max_sessions)); beyond it the least useful entries are evicted,
+    /// so memory stays bounded under a flood however large each session is. A session weighs
+    /// its fixed size plus everything a client or provider put in it when it was created
+    /// (nonce, browser label, provider data).
+    pub fn max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = Some(max);
         self
     }
 
@@ -92,8 +121,10 @@ impl MemoryStoreBuilder {
     pub fn build(self) -> MemoryStore {
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         let max = self.max_sessions.unwrap_or(200_000);
+        let max_bytes = self.max_bytes.unwrap_or(max.saturating_mul(1024));
         let sessions = Cache::builder()
-            .max_capacity(max)
+            .max_capacity(max_bytes)
+            .weigher(|id: &String, slot: &Arc<Slot>| slot.weight(id))
             .expire_after(RetainUntil {
                 clock: clock.clone(),
             })
@@ -377,5 +408,55 @@ impl SessionStore for MemoryStore {
             leases.remove(name);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod byte_budget_tests {
+    use super::*;
+    use crate::record::Initiator;
+    use crate::secret::BindingSecret;
+
+    fn insert_all(store: &MemoryStore, n: usize, provider_data: usize) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for _ in 0..n {
+                let mut record = SessionRecord::new(
+                    QrCodeId::generate().unwrap(),
+                    BindingSecret::generate().unwrap().hash(),
+                    store.inner.clock.now_millis(),
+                    120_000,
+                    Initiator::default(),
+                );
+                record.nonce = Some("n".repeat(256));
+                record.provider_data = Some("p".repeat(provider_data));
+                store.insert(&record, u64::MAX).await.unwrap();
+            }
+        });
+    }
+
+    /// Issue 16: the memory store is bounded by bytes, not only by entries: large sessions
+    /// fill the budget sooner.
+    #[test]
+    fn memory_store_is_bounded_by_bytes() {
+        let budget = 200 * 1024;
+        let small = MemoryStore::builder().max_bytes(budget).build();
+        insert_all(&small, 2_000, 0);
+        let small_count = small.stored_sessions();
+        let large = MemoryStore::builder().max_bytes(budget).build();
+        insert_all(&large, 2_000, 3_000);
+        let large_count = large.stored_sessions();
+        // ~1 KiB each: about 200 fit; ~4 KiB each: about 50.
+        assert!(
+            (100..=260).contains(&small_count),
+            "{small_count} small sessions"
+        );
+        assert!(large_count <= 70, "{large_count} large sessions");
+        assert!(
+            large_count * 3 < small_count,
+            "{large_count} vs {small_count}"
+        );
     }
 }
