@@ -5,9 +5,7 @@
 //! The recorder is process-global: every server of this test binary records into the same
 //! one. Tests therefore compare deltas, tests on the demo's default `provider` label
 //! (`"qrauth"`) run one at a time ([`SERIAL`]), and the upstream test uses a label of its own.
-//! It takes its turn too: `tracing` caches whether a callsite is enabled, and a callsite first
-//! hit on another thread while the span test installs its subscriber can be cached as disabled
-//! (a request span then goes missing from that test's capture).
+//! It takes its turn too, so that the span test's capture holds only its own requests.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -21,7 +19,6 @@ use qrauth_tests::{
 };
 use reqwest::Method;
 use reqwest::header::AUTHORIZATION;
-use tracing_subscriber::fmt::format::FmtSpan;
 
 /// Tests that record under the demo's `provider="qrauth"` label, and every test while the span
 /// test captures, take turns.
@@ -292,15 +289,7 @@ async fn no_secret_in_labels_or_span_fields() {
     let _serial = SERIAL.lock().await;
     // Every event and every span (with its fields, on close) of this thread, where the axum
     // app, the browser and the phone all run.
-    let capture = LogCapture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_span_events(FmtSpan::CLOSE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (capture, _guard) = LogCapture::start();
 
     let server = spawn(
         ServerKind::Axum,
