@@ -12,6 +12,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use http::StatusCode;
 use serde_json::{Map, Value, json};
 
+use qrauth_core::provider::{BodyError, read_bounded_body};
 use qrauth_core::{Error, Result, SharedClock, TokenSet, UserInfo};
 
 use crate::config::{ApiVersion, AuthingConfig, TokenAuthMethod};
@@ -131,7 +132,7 @@ impl AuthingClient {
         envelope: ApiVersion,
         request: reqwest::RequestBuilder,
     ) -> Result<Value> {
-        let mut response = request.send().await.map_err(|e| transport(call, e))?;
+        let response = request.send().await.map_err(|e| transport(call, e))?;
         let http_status = response.status();
         // Read with a bound: an envelope is a few hundred bytes, and a broken or hostile
         // upstream must not make qrauth buffer whatever it sends.
@@ -141,19 +142,11 @@ impl AuthingClient {
                 call.name()
             ))
         };
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_REPLY_BYTES as u64)
-        {
-            return Err(too_large());
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(call, e))? {
-            if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(too_large());
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = match read_bounded_body(response, MAX_REPLY_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge { .. }) => return Err(too_large()),
+            Err(BodyError::Transport(e)) => return Err(transport(call, e)),
+        };
         let body: Value = match serde_json::from_slice(&bytes) {
             Ok(Value::Object(body)) => Value::Object(body),
             _ => {

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use qrauth_core::TokenSet;
+use qrauth_core::provider::{BodyError, read_bounded_body};
 use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
@@ -272,19 +273,14 @@ impl Client {
             }
         };
         let request = request.timeout(self.config.timeout);
-        let mut response = request.send().await.map_err(transport)?;
+        let response = request.send().await.map_err(transport)?;
         let status = response.status().as_u16();
         let limit = self.config.max_response_bytes;
-        if response.content_length().is_some_and(|n| n > limit as u64) {
-            return Err(OidcError::TooLarge { call, limit });
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(transport)? {
-            if bytes.len() + chunk.len() > limit {
-                return Err(OidcError::TooLarge { call, limit });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = match read_bounded_body(response, limit).await {
+            Ok(bytes) => bytes,
+            Err(BodyError::TooLarge { .. }) => return Err(OidcError::TooLarge { call, limit }),
+            Err(BodyError::Transport(e)) => return Err(transport(e)),
+        };
         let body = match serde_json::from_slice(&bytes) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,

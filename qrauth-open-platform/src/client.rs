@@ -16,6 +16,7 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use qrauth_core::provider::{BodyError, read_bounded_body};
 use serde_json::{Map, Value};
 
 use crate::error::{OpenPlatformError, Result};
@@ -400,7 +401,7 @@ impl OpenPlatformClient {
         path: &str,
         form: &[(&str, &str)],
     ) -> Result<Option<Map<String, Value>>> {
-        let mut response = self
+        let response = self
             .http
             .post(url)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -415,13 +416,11 @@ impl OpenPlatformClient {
                 status: status.as_u16(),
             });
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| transport(path, &e))? {
-            if body.len() + chunk.len() > MAX_REPLY_BYTES {
-                return Err(malformed(path, "reply too large"));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = match read_bounded_body(response, MAX_REPLY_BYTES).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge { .. }) => return Err(malformed(path, "reply too large")),
+            Err(BodyError::Transport(e)) => return Err(transport(path, &e)),
+        };
         parse_reply(path, &body)
     }
 }

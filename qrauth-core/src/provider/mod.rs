@@ -16,6 +16,7 @@
 //! and qrauth signs the id_tokens. `docs/writing-a-provider.md` in the repository walks through
 //! both kinds of provider.
 
+mod body;
 pub mod builtin;
 pub(crate) mod hooks;
 mod renewal;
@@ -23,6 +24,7 @@ mod routes;
 mod upstream;
 
 pub use crate::flow::OwnedUpstreamSession;
+pub use body::{BodyError, read_bounded_body};
 pub use hooks::{
     Capabilities, ConfirmContext, ConfirmedLogin, IssuedTokens, IssuerDocuments, PhoneSide,
     QrContent, RenewingSession, SessionStart,

@@ -18,6 +18,7 @@ use url::Url;
 pub(crate) use super::keys::{KeySet, Lookup, VerifyingKey};
 use crate::clock::SharedClock;
 use crate::error::{Error, TokenError};
+use crate::provider::{BodyError, read_bounded_body};
 
 /// Largest JWKS or discovery document accepted from the network.
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 512 * 1024;
@@ -299,7 +300,7 @@ async fn get_document(
         }
     };
     let exchange = async {
-        let mut response = client
+        let response = client
             .get(url.clone())
             .timeout(timeout)
             .header(reqwest::header::ACCEPT, "application/json")
@@ -317,20 +318,11 @@ async fn get_document(
                 "{shown}: document larger than {MAX_DOCUMENT_BYTES} bytes"
             ))
         };
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_DOCUMENT_BYTES as u64)
-        {
-            return Err(too_large());
+        match read_bounded_body(response, MAX_DOCUMENT_BYTES).await {
+            Ok(body) => Ok(body),
+            Err(BodyError::TooLarge { .. }) => Err(too_large()),
+            Err(BodyError::Transport(e)) => Err(map_err(e)),
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(map_err)? {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
     };
     match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,
