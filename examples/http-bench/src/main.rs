@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+mod attack;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> Result<(), BoxError> {
@@ -165,11 +167,19 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
         )?),
         _ => None,
     };
-    // No abuse limits: the load generator polls far faster than any browser may.
+    // No abuse limits: the load generator polls far faster than any browser may. Except with
+    // QRAUTH_BENCH_LIMITS=default (the soak's attack run): every default limit, but one demo
+    // user signs in for all the load generator's browsers, so the per-user phone budget is
+    // lifted.
+    let limits = if std::env::var("QRAUTH_BENCH_LIMITS").is_ok_and(|v| v == "default") {
+        qrauth_core::Limits::default().phone_per_minute(u32::MAX)
+    } else {
+        qrauth_core::Limits::unlimited()
+    };
     let service = demo_common::demo_service_builder(&public, key)?
         .shared_store(store)
         .lifetimes(lifetimes)
-        .limits(qrauth_core::Limits::unlimited())
+        .limits(limits)
         .build()?;
     let stats = {
         let service = service.clone();
@@ -610,6 +620,108 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
         .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
 }
 
+fn print_logins(label: &str, times: &[Duration], errors: usize, elapsed: f64) {
+    println!(
+        "{label}{} logins in {elapsed:.1} s ({:.0}/s), {errors} errors, p50 {:.1} ms, p99 {:.1} ms",
+        times.len(),
+        times.len() as f64 / elapsed,
+        percentile(times, 0.5),
+        percentile(times, 0.99)
+    );
+}
+
+/// The load check of the abuse limits: RATE logins/s for SECONDS without an attack, then the
+/// same beside a client holding ATTACK_STREAMS long-polls on one session and one flooding
+/// `scan` with random credentials at ATTACK_PHONE_RATE/s; fails unless both attackers were
+/// held to their limits and the logins' p99 stayed within 1.5x.
+async fn under_attack(base: &str, rate: u64, seconds: u64) -> Result<(), BoxError> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let streams = env("ATTACK_STREAMS", 1000) as usize;
+    let phone_rate = env("ATTACK_PHONE_RATE", 1000);
+    let retry = Duration::from_millis(env("ATTACK_RETRY_MS", 250));
+    // POST /qrcode allows 20 per address per minute: enough addresses that each browser
+    // stays under it over both runs.
+    let browsers = attack::Browsers::new((rate as usize * 2 * seconds as usize / 15).max(64))?;
+
+    let (quiet, errors, elapsed) = browsers.logins(base, rate, seconds).await;
+    print_logins("no attack:    ", &quiet, errors, elapsed);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (streamed, phoned) = (
+        Arc::new(attack::Tally::default()),
+        Arc::new(attack::Tally::default()),
+    );
+    let flood = tokio::spawn(attack::stream_flood(
+        base.to_owned(),
+        streams,
+        retry,
+        stop.clone(),
+        streamed.clone(),
+    ));
+    let phone = tokio::spawn(attack::phone_flood(
+        base.to_owned(),
+        phone_rate,
+        stop.clone(),
+        phoned.clone(),
+    ));
+    // Let the stream attacker reach its cap before the logins start.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checker = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?;
+    let during = stats(&checker, base).await?;
+    let (attacked, attacked_errors, attacked_elapsed) = browsers.logins(base, rate, seconds).await;
+    let held = during["liveWaiters"].as_u64().unwrap_or(u64::MAX);
+    stop.store(true, Ordering::Relaxed);
+    flood.await??;
+    phone.await??;
+    print_logins(
+        "under attack: ",
+        &attacked,
+        attacked_errors,
+        attacked_elapsed,
+    );
+    println!(
+        "stream attacker ({streams} long-polls on one session): {}; held at once: {held}",
+        streamed.summary()
+    );
+    println!(
+        "phone attacker ({phone_rate}/s random credentials): {}",
+        phoned.summary()
+    );
+    let ratio = attack::p99_ms(&attacked) / attack::p99_ms(&quiet).max(0.001);
+    println!("login p99 under attack / without: {ratio:.2} (goal <= 1.5)");
+
+    // The caps of the default Limits: 3 streams per session; 60 phone requests per address
+    // per minute, each minute of the run (and the 2 s before it).
+    let phone_budget = 60 * (seconds + 2).div_ceil(60) + 60;
+    let mut failures = Vec::new();
+    if held > 3 {
+        failures.push(format!("{held} long-polls held on one session (cap 3)"));
+    }
+    if phoned.admitted() > phone_budget {
+        failures.push(format!(
+            "{} phone requests admitted (budget {phone_budget})",
+            phoned.admitted()
+        ));
+    }
+    if ratio > 1.5 {
+        failures.push(format!("login p99 grew {ratio:.2}x under attack"));
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures.join("; ").into())
+    }
+}
+
 async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), BoxError> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -619,18 +731,24 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
     let baseline = stats(&client, &base).await?;
     println!("baseline: {baseline}");
 
-    // 1. HELD pending sessions, each held by a long-poll.
+    // 1. HELD pending sessions, each held by a long-poll; ten per browser address, so that
+    //    a server with the default limits (ATTACK=1) admits them as it would real browsers.
+    let browsers = attack::Browsers::new(held.div_ceil(10).max(1))?;
     let mut sessions = Vec::with_capacity(held);
-    let mut creating =
-        futures_util::stream::iter((0..held).map(|_| prepare(&client, &base))).buffer_unordered(64);
-    while let Some(s) = creating.next().await {
-        sessions.push(s?);
+    let (pool, url) = (&browsers, base.as_str());
+    let mut creating = futures_util::stream::iter(
+        (0..held).map(|i| async move { (i, prepare(pool.client(i), url).await) }),
+    )
+    .buffer_unordered(64);
+    while let Some((i, s)) = creating.next().await {
+        sessions.push((i, s?));
     }
     drop(creating);
     let after_create = stats(&client, &base).await?;
     let mut holders = Vec::with_capacity(held);
-    for (cookie, id) in &sessions {
-        let (client, base, cookie, id) = (client.clone(), base.clone(), cookie.clone(), id.clone());
+    for (i, (cookie, id)) in &sessions {
+        let client = browsers.client(*i).clone();
+        let (base, cookie, id) = (base.clone(), cookie.clone(), id.clone());
         holders.push(tokio::spawn(async move {
             let _ = client
                 .get(format!(
@@ -659,9 +777,10 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
 
     // 2. Status latency while they are held: 1000 plain polls.
     let mut polls = Vec::with_capacity(1000);
-    for (cookie, id) in sessions.iter().cycle().take(1000) {
+    for (i, (cookie, id)) in sessions.iter().cycle().take(1000) {
         let t = Instant::now();
-        client
+        browsers
+            .client(*i)
             .get(format!("{base}/qrcode/status?qrcodeId={id}"))
             .header("cookie", cookie)
             .send()
@@ -679,37 +798,15 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         holder.abort();
     }
 
-    // 3. RATE full logins per second for SECONDS.
-    let total = (rate * seconds) as usize;
-    let mut flow_times = Vec::with_capacity(total);
-    let mut errors = 0usize;
-    let start = Instant::now();
-    let mut flows = futures_util::stream::iter((0..total).map(|i| {
-        let (client, base) = (client.clone(), base.clone());
-        async move {
-            let due = start + Duration::from_micros(i as u64 * 1_000_000 / rate.max(1));
-            tokio::time::sleep_until(due.into()).await;
-            let t = Instant::now();
-            login(&client, &base).await.map(|_| t.elapsed())
-        }
-    }))
-    .buffer_unordered(512);
-    while let Some(result) = flows.next().await {
-        match result {
-            Ok(d) => flow_times.push(d),
-            Err(_) => errors += 1,
-        }
+    // 3. RATE full logins per second for SECONDS; with ATTACK=1, twice from as many browser
+    //    addresses: alone, then beside the hostile clients of `attack`.
+    if std::env::var("ATTACK").is_ok_and(|v| v == "1") {
+        under_attack(&base, rate, seconds).await?;
+    } else {
+        let browsers = attack::Browsers::new(1)?;
+        let (times, errors, elapsed) = browsers.logins(&base, rate, seconds).await;
+        print_logins("", &times, errors, elapsed);
     }
-    drop(flows);
-    let elapsed = start.elapsed().as_secs_f64();
-    flow_times.sort();
-    println!(
-        "{} logins in {elapsed:.1} s ({:.0}/s), {errors} errors, p50 {:.1} ms, p99 {:.1} ms",
-        flow_times.len(),
-        flow_times.len() as f64 / elapsed,
-        percentile(&flow_times, 0.5),
-        percentile(&flow_times, 0.99)
-    );
 
     // 4. Clients that go away mid-wait, in a loop.
     let (cookie, id) = prepare(&client, &base).await?;

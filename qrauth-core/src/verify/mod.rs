@@ -45,7 +45,7 @@ use crate::clock::SharedClock;
 use crate::error::{Result, TokenError};
 use crate::types::{Audience, Claims};
 
-use self::cache::{CachedToken, TokenCache};
+use self::cache::{CachedToken, Lookup, TokenCache};
 use self::claims::{RawHeader, audience, b64, header_algorithm, is_other_token_type, numeric_date};
 use self::config::IssuerEntry;
 use self::jwks::{FetchContext, VerifyingKey};
@@ -272,20 +272,18 @@ impl IdTokenVerifier {
         }
         let now_ms = inner.clock.now_millis();
         let cache_key = inner.cache.as_ref().map(|cache| cache.key(token));
-        if let (Some(cache), Some(key)) = (&inner.cache, cache_key)
-            && let Some(hit) = cache.get(key, token)
-        {
-            if let Err(e) = hit.check_time(now_ms) {
-                cache.invalidate(key);
-                return Err(e.into());
+        if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
+            match cache.get(key, token, now_ms) {
+                Lookup::Valid(claims) => return Ok(claims),
+                Lookup::Invalid(e) => return Err(e.into()),
+                Lookup::Miss => {}
             }
-            return Ok(Arc::clone(&hit.claims));
         }
 
         let verified = self.verify_uncached(token, now_ms).await?;
         let claims = Arc::clone(&verified.claims);
         if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
-            cache.insert(key, Arc::new(verified));
+            cache.insert(key, Arc::new(verified), now_ms);
         }
         Ok(claims)
     }
@@ -383,10 +381,16 @@ impl IdTokenVerifier {
         let expired_from_ms = exp.saturating_mul(1000).saturating_add(leeway);
         let not_before = nbf.max(iat).unwrap_or(0);
         let valid_from_ms = not_before.saturating_mul(1000).saturating_sub(leeway);
-        let ttl = Duration::from_millis(expired_from_ms.saturating_sub(now_ms)).min(MAX_CACHE_TTL);
+        let cached_until_ms = now_ms.saturating_add(MAX_CACHE_TTL.as_millis() as u64);
         let claims: Claims = serde_json::from_value(Value::Object(payload))
             .map_err(|_| TokenError::InvalidClaim("claims"))?;
-        let verified = CachedToken::new(token, claims, expired_from_ms, valid_from_ms, ttl);
+        let verified = CachedToken::new(
+            token,
+            claims,
+            expired_from_ms,
+            valid_from_ms,
+            cached_until_ms,
+        );
         verified.check_time(now_ms)?;
         Ok(verified)
     }
