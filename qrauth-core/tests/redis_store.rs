@@ -67,6 +67,10 @@ impl Replica {
             .connect()
             .await
             .expect("connect to redis-server");
+        Self::with_store(store, lifetimes, key)
+    }
+
+    fn with_store(store: RedisStore, lifetimes: Lifetimes, key: &SigningKey) -> Self {
         let provider = Arc::new(
             BuiltinProvider::builder(Arc::new(TestPhones))
                 .signing_key(key.clone())
@@ -1674,6 +1678,136 @@ async fn cluster_slot_migrated_during_a_long_poll_still_wakes_the_waiter() {
         let stored = b.stored(&id).await;
         assert_eq!(stored.state, QrState::Confirmed);
     }
+}
+
+/// `PUBSUB {sub} {channel}` on one node: the channel's subscriber count there.
+async fn subscribers_on(port: u16, sub: &str, channel: &str) -> i64 {
+    let mut conn = node(&format!("redis://127.0.0.1:{port}/")).await;
+    let reply: (String, i64) = redis::cmd("PUBSUB")
+        .arg(sub)
+        .arg(channel)
+        .query_async(&mut conn)
+        .await
+        .expect("PUBSUB");
+    reply.1
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_wake_ups_use_the_shard_channel_of_each_waited_session_and_drop_it_after() {
+    let backend = cluster(3, 0).await;
+    let nodes = backend.as_cluster().expect("a cluster");
+    let key = es256();
+    let a = Replica::new(&backend, "qrauth:", Lifetimes::default(), &key).await;
+    let b = Arc::new(Replica::new(&backend, "qrauth:", Lifetimes::default(), &key).await);
+    assert!(a.store.uses_sharded_pubsub() && b.store.uses_sharded_pubsub());
+
+    for round in 0..3 {
+        let (binding, id, token) = a.scanned().await;
+        let channel = format!("qrauth:ev:{{{}}}", id.as_str());
+        let owner = nodes.primary_of_slot(nodes.slot_of(&channel)).port;
+        let since = b.client.poll(&id, &binding).await.unwrap().version;
+        let waiter = {
+            let b = b.clone();
+            let (id, binding) = (id.clone(), binding.clone());
+            tokio::spawn(async move {
+                b.client
+                    .wait_for_change(&id, &binding, since, Duration::from_secs(20))
+                    .await
+            })
+        };
+        // B subscribes to this session's shard channel, on the primary of its slot only.
+        let mut subscribed = false;
+        for _ in 0..200 {
+            if subscribers_on(owner, "SHARDNUMSUB", &channel).await == 1 {
+                subscribed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            subscribed,
+            "round {round}: no SSUBSCRIBE {channel} on {owner}"
+        );
+        for primary in nodes.primaries() {
+            if primary.port != owner {
+                assert_eq!(
+                    subscribers_on(primary.port, "SHARDNUMSUB", &channel).await,
+                    0
+                );
+            }
+            assert_eq!(subscribers_on(primary.port, "NUMSUB", &channel).await, 0);
+        }
+
+        // A's confirm (SPUBLISH inside the transition's script) wakes B at once.
+        let started = Instant::now();
+        a.client.confirm(&id, &token, ALICE).await.unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the waiter wakes")
+            .unwrap()
+            .expect("status");
+        assert_eq!(status.state, QrState::Confirmed, "round {round}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "woken by the message, not by a timeout: {:?}",
+            started.elapsed()
+        );
+
+        // Nobody waits on it any more: the reaper unsubscribes it (about once a second).
+        let mut dropped = false;
+        for _ in 0..100 {
+            if subscribers_on(owner, "SHARDNUMSUB", &channel).await == 0 {
+                dropped = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(dropped, "round {round}: {channel} still subscribed");
+        assert_eq!(b.store.watched_sessions(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cluster_with_plain_pubsub_still_wakes_waiters_across_replicas() {
+    let backend = cluster(3, 0).await;
+    let key = es256();
+    let plain = || async {
+        let store = backend
+            .builder()
+            .sharded_pubsub(false)
+            .connect()
+            .await
+            .expect("connect");
+        assert!(store.is_cluster() && !store.uses_sharded_pubsub());
+        Replica::with_store(store, Lifetimes::default(), &key)
+    };
+    let a = plain().await;
+    let b = Arc::new(plain().await);
+    let (binding, id, token) = a.scanned().await;
+    let since = b.client.poll(&id, &binding).await.unwrap().version;
+    let waiter = {
+        let b = b.clone();
+        let (id, binding) = (id.clone(), binding.clone());
+        tokio::spawn(async move {
+            b.client
+                .wait_for_change(&id, &binding, since, Duration::from_secs(20))
+                .await
+        })
+    };
+    assert!(eventually(Duration::from_secs(2), || b.store.live_waiters() == 1).await);
+    let started = Instant::now();
+    a.client.confirm(&id, &token, ALICE).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter wakes")
+        .unwrap()
+        .expect("status");
+    assert_eq!(status.state, QrState::Confirmed);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

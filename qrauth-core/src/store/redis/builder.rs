@@ -10,6 +10,7 @@ use ::redis::{Client, Script};
 
 use super::connection::Connection;
 
+use super::sharded::ShardedChannels;
 use super::waiters::{Fanout, Subscription};
 use super::{
     CAS_LUA, DEFAULT_PREFIX, DEFAULT_TIMEOUT, INSERT_LUA, Inner, LEASE_LUA, RELEASE_LEASE_LUA,
@@ -40,6 +41,7 @@ pub struct RedisStoreBuilder {
     prefix: String,
     timeout: Duration,
     clock: Option<SharedClock>,
+    sharded_pubsub: bool,
 }
 
 impl fmt::Debug for RedisStoreBuilder {
@@ -48,6 +50,7 @@ impl fmt::Debug for RedisStoreBuilder {
             .field("cluster", &matches!(self.target, Target::Cluster(_)))
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
+            .field("sharded_pubsub", &self.sharded_pubsub)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,7 @@ impl RedisStoreBuilder {
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             clock: None,
+            sharded_pubsub: true,
         }
     }
 
@@ -128,6 +132,30 @@ impl RedisStoreBuilder {
     /// ```
     pub fn clock(mut self, clock: SharedClock) -> Self {
         self.clock = Some(clock);
+        self
+    }
+
+    /// On a cluster: whether session wake-ups use sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`,
+    /// Redis ≥ 7.0 or Valkey; default `true`). A plain `PUBLISH` on a cluster is broadcast to
+    /// every node, so every node's bus carries every login's changes; a shard channel lives in
+    /// its session's slot and reaches only the replicas waiting on that session. When the
+    /// servers lack `SPUBLISH` (Redis 6.2), the store uses plain pub/sub whatever this says.
+    /// Ignored on one Redis (there, plain pub/sub costs nothing more).
+    ///
+    /// Every replica of one deployment must use the same setting: a replica on plain pub/sub
+    /// does not hear sharded messages (it still sees each change at its next read).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::cluster(["redis://10.0.0.1:6379/"])
+    ///     .sharded_pubsub(false)
+    ///     .connect()
+    ///     .await?;
+    /// assert!(!store.uses_sharded_pubsub());
+    /// # Ok(()) }
+    /// ```
+    pub fn sharded_pubsub(mut self, enabled: bool) -> Self {
+        self.sharded_pubsub = enabled;
         self
     }
 
@@ -241,6 +269,12 @@ impl RedisStoreBuilder {
                 store_error("subscribe", &e)
             }
         })?;
+        let sharded = match &self.target {
+            Target::Cluster(nodes) if self.sharded_pubsub => {
+                connect_sharded(&mut conn, nodes, &self.prefix, timeout, &fanout).await?
+            }
+            _ => None,
+        };
         let subscriber = tokio::spawn(subscription.run(fanout.clone(), first));
         Ok(RedisStore {
             inner: Arc::new(Inner {
@@ -256,9 +290,46 @@ impl RedisStoreBuilder {
                 signed_in,
                 fanout,
                 subscriber,
+                sharded,
             }),
         })
     }
+}
+
+/// The sharded subscriptions and their reaper, if the cluster has `SPUBLISH` (Redis ≥ 7).
+async fn connect_sharded(
+    conn: &mut Connection,
+    nodes: &[String],
+    prefix: &str,
+    timeout: Duration,
+    fanout: &Arc<Fanout>,
+) -> Result<Option<(Arc<ShardedChannels>, tokio::task::JoinHandle<()>)>> {
+    let mut random = [0u8; 16];
+    os_random(&mut random)?;
+    // `~` never occurs in a session id: no waiter matches the probe's channel.
+    let mut probe = ::redis::cmd("SPUBLISH");
+    probe
+        .arg(format!("{prefix}ev:~probe:{}", codec::hex(&random)))
+        .arg("probe");
+    match tokio::time::timeout(timeout, probe.query_async::<i64>(conn)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if is_server_refusal(&e) => {
+            tracing::info!(error = %e, "qrauth: this Redis Cluster has no SPUBLISH (Redis < 7); \
+                using plain pub/sub");
+            return Ok(None);
+        }
+        Ok(Err(e)) => return Err(store_error("SPUBLISH check", &e)),
+        Err(_) => return Err(timed_out("SPUBLISH check", timeout)),
+    }
+    let channels = bounded(
+        timeout,
+        "connect (sharded pub/sub)",
+        ShardedChannels::connect(nodes, format!("{prefix}ev:"), fanout.clone(), timeout),
+    )
+    .await?;
+    let channels = Arc::new(channels);
+    let reaper = tokio::spawn(channels.clone().run_reaper());
+    Ok(Some((channels, reaper)))
 }
 
 /// Fails unless the server has `GETDEL` (Redis ≥ 6.2) and accepts the scripts, and unless a

@@ -4,6 +4,7 @@ mod builder;
 mod codec;
 mod connection;
 mod limiter;
+mod sharded;
 mod signed_in;
 mod waiters;
 
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 
 use self::connection::Connection;
 pub use self::limiter::RedisRateLimiter;
+use self::sharded::ShardedChannels;
 use self::waiters::Fanout;
 use super::{SessionStore, SignedInStore, keeps_waiting};
 use crate::clock::SharedClock;
@@ -59,16 +61,23 @@ return {id, redis.call('HGETALL', ARGV[1] .. '{' .. id .. '}')}
 
 /// Compare-and-set on `version`, write, publish: one atomic step.
 ///
-/// KEYS[1] session key; ARGV[1] expected version; ARGV[2] new version; ARGV[3] channel;
-/// ARGV[4] n; ARGV[5 .. 4+2n] field, value pairs to write; ARGV[5+2n ..] fields to remove.
-/// `HSET`/`HDEL` keep the key's expiry. Returns 1 if applied, 0 if the version differs or the
-/// session is gone.
+/// KEYS[1] session key; ARGV[1] expected version; ARGV[2] new version; ARGV[3] `PUBLISH`, or
+/// `SPUBLISH` on a cluster with sharded pub/sub (the channel is in the session's slot);
+/// ARGV[4] channel; ARGV[5] n; ARGV[6 .. 5+2n] field, value pairs to write; ARGV[6+2n ..]
+/// fields to remove. `HSET`/`HDEL` keep the key's expiry. Returns 1 if applied, 0 if the
+/// version differs or the session is gone.
 pub(super) const CAS_LUA: &str = r"
 if redis.call('HGET', KEYS[1], 'version') ~= ARGV[1] then return 0 end
-local n = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], unpack(ARGV, 5, 4 + 2 * n))
-if #ARGV > 4 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 5 + 2 * n)) end
-if ARGV[2] ~= ARGV[1] then redis.call('PUBLISH', ARGV[3], ARGV[2]) end
+local n = tonumber(ARGV[5])
+redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + 2 * n))
+if #ARGV > 5 + 2 * n then redis.call('HDEL', KEYS[1], unpack(ARGV, 6 + 2 * n)) end
+if ARGV[2] ~= ARGV[1] then
+  if ARGV[3] == 'SPUBLISH' then
+    redis.call('SPUBLISH', ARGV[4], ARGV[2])
+  else
+    redis.call('PUBLISH', ARGV[4], ARGV[2])
+  end
+end
 return 1
 ";
 
@@ -104,7 +113,7 @@ return 1
 /// | --- | --- | --- | --- |
 /// | `qrauth:s:{<id>}` | hash | one session: `state`, `version`, `created`, `expires`, `bind` (SHA-256 of the binding secret, hex), `ip`, `device`, `nonce`, `scanner` (JSON), `confirm` (SHA-256 of the confirm token, hex), `confirm_exp`, `ticket_nonce`, `ticket_exp`, `failed`, `match`, `data` | `PEXPIREAT` the retention time given to `insert` |
 /// | `qrauth:t:<hex(SHA-256(ticket))>` | string | the session id of a ticket | `PXAT` the ticket's expiry |
-/// | `qrauth:ev:{<id>}` | pub/sub channel | the new version after each transition | — |
+/// | `qrauth:ev:{<id>}` | pub/sub channel (a shard channel on a cluster of Redis ≥ 7) | the new version after each transition | — |
 /// | `qrauth:si:{<sid>}` | hash | one signed-in session: `sub`, `prov`, `br`, `ip`, `c`, `ls`, `exp`, `idle`, `at`, `cl` (claims JSON), `rh`/`ph` (SHA-256 of the current and previous refresh secret), `rot` | `PEXPIREAT` its idle or absolute end, whichever comes first |
 /// | `qrauth:su:<hex(SHA-256(subject))>` | sorted set | the subject's signed-in session ids by creation | the newest session's absolute end |
 /// | `qrauth:sa:<hex(SHA-256(id_token))>` | string | the signed-in session of an upstream IdP's id_token | `PXAT` the token's `exp` |
@@ -125,7 +134,7 @@ return 1
 ///
 /// `insert` and `compare_and_swap` are one Lua script each: `insert` creates the hash only if
 /// the key is absent; `compare_and_swap` checks the stored `version`, writes every field
-/// (keeping the key's expiry) and `PUBLISH`es the new version, in one step, so two replicas can
+/// (keeping the key's expiry) and publishes the new version, in one step, so two replicas can
 /// never both win a transition. Tickets are created with `SET NX PXAT` and taken with `GETDEL`
 /// (Redis ≥ 6.2, checked when connecting), so exactly one caller gets a ticket.
 ///
@@ -149,14 +158,23 @@ return 1
 /// as up only once a probe published on `{prefix}ev:~probe:{random}` has come back through it.
 /// Keyspace notifications are not used.
 ///
+/// On a cluster of Redis ≥ 7 (unless [`sharded_pubsub(false)`](RedisStoreBuilder::sharded_pubsub)),
+/// session changes go over sharded pub/sub instead: the transition's script `SPUBLISH`es on
+/// `{prefix}ev:{id}` (the session's slot), and a second, RESP3 connection `SSUBSCRIBE`s to the
+/// channel of each session with a local waiter before the waiter reads, and `SUNSUBSCRIBE`s
+/// about a second after its last waiter left. When the server ends a shard subscription (its
+/// slot moved) or a node connection closes, the waiters concerned subscribe again (following
+/// the slot to its new primary) and re-read. Sign-outs (`{prefix}ev:~out:{sid}`) stay on plain
+/// pub/sub, which every replica hears.
+///
 /// # Server requirements
 ///
 /// One Redis ≥ 6.2 primary (or Valkey, or Dragonfly), or a Redis Cluster / Valkey cluster of
 /// Redis ≥ 6.2 nodes ([`RedisStore::cluster`]; also managed cluster modes such as ElastiCache or
 /// MemoryStore). A single-node store refuses a cluster node at connect. With ACLs, the user
 /// needs `EVAL`/`EVALSHA`/`SCRIPT LOAD`, `HGETALL`, `HMGET`, `SET`, `GET`, `DEL`, `GETDEL`, `ZADD`,
-/// `ZREVRANGE`, `ZREM`, `PUBLISH`, `PSUBSCRIBE`, `PING` and `INFO` (and `CLUSTER SLOTS` on a
-/// cluster) on keys and channels `{prefix}*`.
+/// `ZREVRANGE`, `ZREM`, `PUBLISH`, `PSUBSCRIBE`, `PING` and `INFO` (and `CLUSTER SLOTS`,
+/// `SPUBLISH`, `SSUBSCRIBE` and `SUNSUBSCRIBE` on a cluster) on keys and channels `{prefix}*`.
 ///
 /// # On a cluster
 ///
@@ -207,11 +225,16 @@ pub(super) struct Inner {
     signed_in: signed_in::Scripts,
     fanout: Arc<Fanout>,
     subscriber: JoinHandle<()>,
+    /// On a cluster with sharded pub/sub: the per-session subscriptions and their reaper.
+    sharded: Option<(Arc<ShardedChannels>, JoinHandle<()>)>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.subscriber.abort();
+        if let Some((_, reaper)) = &self.sharded {
+            reaper.abort();
+        }
     }
 }
 
@@ -223,6 +246,10 @@ impl fmt::Debug for RedisStore {
             .field("timeout", &self.inner.timeout)
             .field("subscribed", &self.inner.fanout.subscribed())
             .field("live_waiters", &self.inner.fanout.live())
+            .field(
+                "shard_channels",
+                &self.inner.sharded.as_ref().map(|(c, _)| c.len()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -349,6 +376,19 @@ impl RedisStore {
     /// ```
     pub fn is_cluster(&self) -> bool {
         self.inner.connection.is_cluster()
+    }
+
+    /// Whether session wake-ups use sharded pub/sub (a cluster of Redis ≥ 7 with
+    /// [`sharded_pubsub`](RedisStoreBuilder::sharded_pubsub) on, the default there).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> qrauth_core::Result<()> {
+    /// let store = qrauth_core::store::RedisStore::connect("redis://127.0.0.1/").await?;
+    /// assert!(!store.uses_sharded_pubsub());
+    /// # Ok(()) }
+    /// ```
+    pub fn uses_sharded_pubsub(&self) -> bool {
+        self.inner.sharded.is_some()
     }
 
     /// The prefix of every key and channel this store uses.
@@ -482,6 +522,11 @@ impl SessionStore for RedisStore {
         invocation
             .arg(expected_version)
             .arg(record.version)
+            .arg(if self.inner.sharded.is_some() {
+                "SPUBLISH"
+            } else {
+                "PUBLISH"
+            })
             .arg(self.channel(&record.id))
             .arg(encoded.set.len());
         for (name, value) in &encoded.set {
@@ -578,7 +623,10 @@ impl SessionStore for RedisStore {
             let notified = waiter.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let subscribed = self.inner.fanout.subscribed();
+            let subscribed = match &self.inner.sharded {
+                Some((channels, _)) => channels.ensure(id.as_str()).await,
+                None => self.inner.fanout.subscribed(),
+            };
             let Some(current) = self.load(id).await? else {
                 return Ok(None);
             };

@@ -97,6 +97,11 @@ impl Fanout {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// Whether `id` has a local waiter.
+    pub(super) fn is_watched(&self, id: &str) -> bool {
+        self.slots().contains_key(id)
+    }
+
     /// Sessions with at least one waiter.
     pub(super) fn watched(&self) -> usize {
         self.slots().len()
