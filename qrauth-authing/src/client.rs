@@ -386,7 +386,27 @@ fn opt_str(v: &Value, field: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Refuses a status answer that carries the user's credentials: with the console switch
+/// "Web 轮询接口返回完整用户信息" on, Authing's unauthenticated status API hands the user's
+/// tokens to anyone who knows the QR code's id (it is in the QR image), so qrauth will not
+/// run a login on such an application, and nothing of the answer goes further.
+fn refuse_credentials(call: &str, carried: bool) -> Result<()> {
+    if carried {
+        return Err(Error::Upstream(format!(
+            "{call}: the status answer carries the user's token; turn off \
+             'Web 轮询接口返回完整用户信息' for this application at Authing"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `v` has `field` with any value but null.
+fn has(v: &Value, field: &str) -> bool {
+    v.get(field).is_some_and(|f| !f.is_null())
+}
+
 fn parse_v3_status(data: &Value) -> Result<UpstreamStatus> {
+    refuse_credentials("check-qrcode-status", has(data, "tokenSet"))?;
     let brief = data.get("briefUserInfo").unwrap_or(&Value::Null);
     let user = UserInfo {
         nickname: opt_str(brief, "displayName"),
@@ -418,6 +438,7 @@ fn parse_v3_status(data: &Value) -> Result<UpstreamStatus> {
 
 fn parse_v2_status(data: &Value) -> Result<UpstreamStatus> {
     let info = data.get("userInfo").unwrap_or(&Value::Null);
+    refuse_credentials("qrcode/check", has(info, "token"))?;
     let user = UserInfo {
         nickname: opt_str(info, "nickname"),
         photo: opt_str(info, "photo"),
@@ -568,5 +589,31 @@ mod tests {
             parse_v2_status(&json!({"status": 3})).ok(),
             Some(UpstreamStatus::Cancelled)
         );
+    }
+
+    #[test]
+    fn a_status_answer_carrying_the_users_token_is_refused_without_echoing_it() {
+        let token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1MSJ9.c2lnbmF0dXJl";
+        let v2 = json!({"status": 2, "ticket": "t", "userInfo": {"nickname": "A", "token": token}});
+        let v3 = json!({"status": "AUTHORIZED", "ticket": "t",
+            "tokenSet": {"access_token": token, "id_token": token}});
+        for refused in [parse_v2_status(&v2), parse_v3_status(&v3)] {
+            let Err(Error::Upstream(message)) = refused else {
+                panic!("accepted: {refused:?}");
+            };
+            assert!(message.contains("完整用户信息"), "{message}");
+            assert!(!message.contains(token), "{message}");
+        }
+        // The same answers without the token go through.
+        let v2 = json!({"status": 2, "ticket": "t", "userInfo": {"nickname": "A", "token": null}});
+        assert!(matches!(
+            parse_v2_status(&v2),
+            Ok(UpstreamStatus::Authorized { .. })
+        ));
+        let v3 = json!({"status": "AUTHORIZED", "ticket": "t", "briefUserInfo": {}});
+        assert!(matches!(
+            parse_v3_status(&v3),
+            Ok(UpstreamStatus::Authorized { .. })
+        ));
     }
 }
