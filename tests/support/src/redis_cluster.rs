@@ -134,10 +134,16 @@ impl RedisCluster {
 
     /// The primary serving `slot` now.
     pub fn primary_of_slot(&self, slot: u16) -> ClusterNode {
+        self.serving_primary(slot)
+            .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
+    }
+
+    /// The primary serving `slot` in the node's current view, if any (none while a failover
+    /// is under way).
+    pub fn serving_primary(&self, slot: u16) -> Option<ClusterNode> {
         self.primaries()
             .into_iter()
             .find(|n| n.slots.iter().any(|&(a, b)| a <= slot && slot <= b))
-            .unwrap_or_else(|| panic!("no primary serves slot {slot}"))
     }
 
     /// Keys stored on the node at `port` (`KEYS *`: test data only).
