@@ -34,6 +34,35 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Constant-time equality of two byte strings (the length itself is not secret).
+/// Whether `value` is base64url without padding that decodes, strictly (unused bits zero), to
+/// whole bytes: what `URL_SAFE_NO_PAD.decode` accepts, checked without decoding (ids are parsed
+/// on every authenticated request).
+fn is_canonical_base64url(value: &str) -> bool {
+    fn sextet(c: u8) -> Option<u8> {
+        match c {
+            b'A'..=b'Z' => Some(c - b'A'),
+            b'a'..=b'z' => Some(c - b'a' + 26),
+            b'0'..=b'9' => Some(c - b'0' + 52),
+            b'-' => Some(62),
+            b'_' => Some(63),
+            _ => None,
+        }
+    }
+    let bytes = value.as_bytes();
+    let Some(&last) = bytes.last() else {
+        return true;
+    };
+    // A final group of 2 or 3 characters leaves 4 or 2 bits unused; 1 character is no byte.
+    let unused_mask = match bytes.len() % 4 {
+        0 => 0,
+        2 => 0b1111,
+        3 => 0b11,
+        _ => return false,
+    };
+    bytes.iter().all(|&c| sextet(c).is_some())
+        && sextet(last).is_some_and(|bits| bits & unused_mask == 0)
+}
+
 pub(crate) fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
@@ -95,11 +124,13 @@ macro_rules! secret_type {
                         concat!("malformed ", stringify!($name)).to_owned(),
                     ));
                 }
-                match URL_SAFE_NO_PAD.decode(value) {
-                    Ok(bytes) if bytes.len() >= 16 => Ok(Self(value.to_owned())),
-                    _ => Err(Error::InvalidRequest(
+                // 22 characters or more are 16 bytes or more.
+                if is_canonical_base64url(value) {
+                    Ok(Self(value.to_owned()))
+                } else {
+                    Err(Error::InvalidRequest(
                         concat!("malformed ", stringify!($name)).to_owned(),
-                    )),
+                    ))
                 }
             }
 
@@ -383,6 +414,42 @@ mod tests {
         assert!(a.hash().ct_eq(&b.hash()));
         assert!(!a.hash().ct_eq(&c.hash()));
         assert!(!ct_eq_bytes(b"short", b"longer"));
+    }
+
+    #[test]
+    fn parse_accepts_exactly_what_strict_base64url_decoding_accepts() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_=+/. ";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..20_000 {
+            let len = 22 + (next() % 66) as usize;
+            let mut value: Vec<u8> = (0..len)
+                // Mostly valid characters, so that the tail bits are what decides.
+                .map(|_| alphabet[(next() % if round % 4 == 0 { 69 } else { 64 }) as usize])
+                .collect();
+            if round % 3 == 0 {
+                // A canonical encoding of random bytes, then perhaps one flipped tail bit.
+                let bytes: Vec<u8> = (0..len * 3 / 4).map(|_| next() as u8).collect();
+                value = URL_SAFE_NO_PAD.encode(&bytes).into_bytes();
+                if round % 2 == 0
+                    && let Some(last) = value.last_mut()
+                {
+                    *last = alphabet[(next() % 64) as usize];
+                }
+            }
+            let value = String::from_utf8(value).expect("ascii");
+            let strict = URL_SAFE_NO_PAD.decode(&value).is_ok_and(|b| b.len() >= 16);
+            assert_eq!(
+                SessionId::parse(&value).is_ok(),
+                strict && value.len() <= 86,
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, PoisonError, RwLock};
 
+use super::keys::VerifyingKey;
 use crate::error::TokenError;
 use crate::types::Claims;
 
@@ -21,6 +22,9 @@ pub(super) struct CachedToken {
     /// The token itself: a hit must be this token, not one whose hash collides with it.
     token: Box<str>,
     pub(super) claims: Arc<Claims>,
+    /// The key that verified it: once that key leaves its issuer's set, the cache stops
+    /// answering for the token.
+    key: Arc<VerifyingKey>,
     /// Unix ms from which the token is expired.
     expired_from_ms: u64,
     /// Unix ms before which the token is not yet valid.
@@ -33,6 +37,7 @@ impl CachedToken {
     pub(super) fn new(
         token: &str,
         claims: Claims,
+        key: Arc<VerifyingKey>,
         expired_from_ms: u64,
         valid_from_ms: u64,
         cached_until_ms: u64,
@@ -40,6 +45,7 @@ impl CachedToken {
         CachedToken {
             token: token.into(),
             claims: Arc::new(claims),
+            key,
             expired_from_ms,
             valid_from_ms,
             cached_until_ms: cached_until_ms.min(expired_from_ms),
@@ -125,7 +131,7 @@ impl TokenCache {
                 .unwrap_or_else(PoisonError::into_inner);
             match shard.get(&key) {
                 Some(hit) if hit.token.as_bytes() == token.as_bytes() => {
-                    if now_ms >= hit.cached_until_ms {
+                    if now_ms >= hit.cached_until_ms || hit.key.is_retired() {
                         None
                     } else {
                         Some(match hit.check_time(now_ms) {
@@ -172,18 +178,6 @@ impl TokenCache {
             .remove(&key);
     }
 
-    /// Drops every cached verification (a key left the JWKS: what it verified must be
-    /// verified again).
-    #[allow(dead_code)]
-    pub(super) fn clear(&self) {
-        for shard in &self.shards {
-            shard
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clear();
-        }
-    }
-
     /// Tokens cached, expired ones included until an insert sweeps them.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -228,10 +222,17 @@ mod tests {
         .expect("claims")
     }
 
+    fn signer() -> Arc<VerifyingKey> {
+        Arc::new(VerifyingKey::hs256(
+            b"a shared secret of at least 32 bytes!",
+        ))
+    }
+
     fn cached(token: &str, sub: &str) -> Arc<CachedToken> {
         Arc::new(CachedToken::new(
             token,
             claims(sub),
+            signer(),
             NOW + 3_600_000,
             0,
             NOW + 60_000,
@@ -296,7 +297,14 @@ mod tests {
     fn the_time_checks_run_on_every_hit() {
         let cache = TokenCache::new(10);
         let key = cache.key("token-a");
-        let entry = CachedToken::new("token-a", claims("alice"), NOW + 1_000, NOW, NOW + 60_000);
+        let entry = CachedToken::new(
+            "token-a",
+            claims("alice"),
+            signer(),
+            NOW + 1_000,
+            NOW,
+            NOW + 60_000,
+        );
         assert_eq!(
             entry.cached_until_ms,
             NOW + 1_000,
@@ -319,14 +327,22 @@ mod tests {
         let cache = TokenCache::new(4);
         for i in 0..4 {
             let token = format!("short-{i}");
-            let entry = CachedToken::new(&token, claims("a"), NOW + 1_000, 0, NOW + 1_000);
+            let entry =
+                CachedToken::new(&token, claims("a"), signer(), NOW + 1_000, 0, NOW + 1_000);
             cache.insert(cache.key(&token), Arc::new(entry), NOW);
         }
         // The short-lived ones have expired: inserting sweeps them, nothing live is lost.
         let later = NOW + 2_000;
         let live: Vec<String> = (0..4).map(|i| format!("live-{i}")).collect();
         for token in &live {
-            let entry = CachedToken::new(token, claims("b"), later + 60_000, 0, later + 60_000);
+            let entry = CachedToken::new(
+                token,
+                claims("b"),
+                signer(),
+                later + 60_000,
+                0,
+                later + 60_000,
+            );
             cache.insert(cache.key(token), Arc::new(entry), later);
         }
         assert_eq!(cache.len(), 4);
@@ -339,7 +355,14 @@ mod tests {
         // Full of live tokens: one more evicts one, the size holds.
         for i in 0..100 {
             let token = format!("more-{i}");
-            let entry = CachedToken::new(&token, claims("c"), later + 60_000, 0, later + 60_000);
+            let entry = CachedToken::new(
+                &token,
+                claims("c"),
+                signer(),
+                later + 60_000,
+                0,
+                later + 60_000,
+            );
             cache.insert(cache.key(&token), Arc::new(entry), later);
             assert!(cache.len() <= 4);
         }

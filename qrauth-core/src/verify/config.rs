@@ -12,8 +12,9 @@ use url::Url;
 use super::cache::TokenCache;
 use super::jwks::{self, FetchContext, IssuerKeys, KeySet, KeySource, VerifyingKey};
 use super::{
-    DEFAULT_HTTP_TIMEOUT, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_REFETCH_INTERVAL,
-    DEFAULT_TOKEN_CACHE_CAPACITY, IdTokenVerifier, Inner, MAX_LEEWAY, MIN_HS256_SECRET_BYTES,
+    DEFAULT_HTTP_TIMEOUT, DEFAULT_JWKS_MAX_AGE, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
+    DEFAULT_REFETCH_INTERVAL, DEFAULT_TOKEN_CACHE_CAPACITY, IdTokenVerifier, Inner, MAX_LEEWAY,
+    MIN_HS256_SECRET_BYTES,
 };
 use crate::clock::{Clock, SharedClock, SystemClock};
 use crate::error::{Error, Result};
@@ -206,6 +207,7 @@ pub struct IdTokenVerifierBuilder {
     http_timeout: Duration,
     max_token_bytes: usize,
     refetch_interval: Duration,
+    jwks_max_age: Duration,
     token_cache_capacity: u64,
     client: Option<reqwest::Client>,
 }
@@ -218,6 +220,7 @@ impl fmt::Debug for IdTokenVerifierBuilder {
             .field("http_timeout", &self.http_timeout)
             .field("max_token_bytes", &self.max_token_bytes)
             .field("refetch_interval", &self.refetch_interval)
+            .field("jwks_max_age", &self.jwks_max_age)
             .field("token_cache_capacity", &self.token_cache_capacity)
             .finish_non_exhaustive()
     }
@@ -232,6 +235,7 @@ impl Default for IdTokenVerifierBuilder {
             http_timeout: DEFAULT_HTTP_TIMEOUT,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             refetch_interval: DEFAULT_REFETCH_INTERVAL,
+            jwks_max_age: DEFAULT_JWKS_MAX_AGE,
             token_cache_capacity: DEFAULT_TOKEN_CACHE_CAPACITY,
             client: None,
         }
@@ -331,6 +335,23 @@ impl IdTokenVerifierBuilder {
     /// ```
     pub fn refetch_interval(mut self, interval: Duration) -> Self {
         self.refetch_interval = interval;
+        self
+    }
+
+    /// How long fetched keys are believed (default 5 min): once an issuer's JWKS is older, it
+    /// is fetched again before the next verification, and a cached token is verified again
+    /// against it. So a key the issuer withdraws stops verifying, cached tokens included,
+    /// within this time on every replica. If the new fetch fails, the keys held are kept. Never
+    /// shorter than the [`refetch_interval`](Self::refetch_interval).
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use qrauth_core::verify::IdTokenVerifier;
+    /// let builder = IdTokenVerifier::builder().jwks_max_age(Duration::from_secs(60));
+    /// # let _ = builder;
+    /// ```
+    pub fn jwks_max_age(mut self, max_age: Duration) -> Self {
+        self.jwks_max_age = max_age;
         self
     }
 
@@ -440,6 +461,11 @@ impl IdTokenVerifierBuilder {
                     timeout: self.http_timeout,
                     refetch_interval_ms: u64::try_from(self.refetch_interval.as_millis())
                         .unwrap_or(u64::MAX),
+                    // Not below the refetch interval, which would refuse the fetch it asks for.
+                    max_age_ms: u64::try_from(
+                        self.jwks_max_age.max(self.refetch_interval).as_millis(),
+                    )
+                    .unwrap_or(u64::MAX),
                     clock: self.clock,
                 },
             }),

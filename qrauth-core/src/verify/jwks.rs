@@ -64,6 +64,8 @@ pub(crate) struct FetchContext {
     pub(crate) client: Option<reqwest::Client>,
     pub(crate) timeout: Duration,
     pub(crate) refetch_interval_ms: u64,
+    /// Fetched keys older than this are fetched again before use.
+    pub(crate) max_age_ms: u64,
     pub(crate) clock: SharedClock,
 }
 
@@ -85,6 +87,8 @@ pub(crate) struct IssuerKeys {
     current: RwLock<Arc<KeySet>>,
     /// Completed fetch attempts; lets a waiter see that someone else fetched while it waited.
     attempts: AtomicU64,
+    /// Clock time of the last successful fetch (0: never).
+    fetched_at_ms: AtomicU64,
     refresh: tokio::sync::Mutex<RefreshState>,
 }
 
@@ -111,6 +115,7 @@ impl IssuerKeys {
             allow_http,
             current: RwLock::new(Arc::new(initial)),
             attempts: AtomicU64::new(0),
+            fetched_at_ms: AtomicU64::new(0),
             refresh: tokio::sync::Mutex::new(RefreshState::default()),
         }
     }
@@ -120,15 +125,26 @@ impl IssuerKeys {
         Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    fn install(&self, keys: KeySet) {
-        let keys = Arc::new(keys);
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = keys;
+    /// Replaces the key set; the keys that are not in `keys` any more are retired.
+    pub(crate) fn install(&self, keys: KeySet) {
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let next = keys.succeed(&current);
+        *current = Arc::new(next);
     }
 
     /// Where the keys come from.
     #[cfg(test)]
     pub(crate) fn source(&self) -> &KeySource {
         &self.source
+    }
+
+    /// When the fetched keys stop being believed without a new fetch; `None` for static keys.
+    pub(crate) fn stale_at_ms(&self, ctx: &FetchContext) -> Option<u64> {
+        self.is_remote().then(|| {
+            self.fetched_at_ms
+                .load(Ordering::Acquire)
+                .saturating_add(ctx.max_age_ms)
+        })
     }
 
     /// Whether keys are fetched over the network.
@@ -144,6 +160,16 @@ impl IssuerKeys {
         alg: Algorithm,
         ctx: &FetchContext,
     ) -> Result<Vec<Arc<VerifyingKey>>, Error> {
+        let attempts_seen = self.attempts.load(Ordering::Acquire);
+        let fetched_at = self.fetched_at_ms.load(Ordering::Acquire);
+        if self.is_remote()
+            && fetched_at > 0
+            && ctx.clock.now_millis() >= fetched_at.saturating_add(ctx.max_age_ms)
+        {
+            // Too old to believe: fetch again first. Best effort: if the issuer cannot be
+            // reached, the keys held are still the best knowledge there is.
+            let _ = self.refresh(attempts_seen, false, ctx).await;
+        }
         let attempts_seen = self.attempts.load(Ordering::Acquire);
         match self.snapshot().lookup(kid, alg) {
             Lookup::Found(keys) => return Ok(keys),
@@ -205,6 +231,7 @@ impl IssuerKeys {
                     "JWKS fetched"
                 );
                 self.install(keys);
+                self.fetched_at_ms.store(now.max(1), Ordering::Release);
                 state.last_success_ms = Some(now);
                 state.last_failure = None;
                 Ok(())

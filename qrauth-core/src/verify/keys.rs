@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -49,6 +50,12 @@ pub(crate) struct VerifyingKey {
     pub(crate) kid: Option<String>,
     pub(crate) algorithms: AllowedAlgorithms,
     pub(crate) key: DecodingKey,
+    /// The public parameters as published: tells the same key in a refetched set from another
+    /// key under the same `kid`.
+    material: Box<str>,
+    /// Set once the key has left its issuer's set: the tokens it verified are not believed any
+    /// more, cached or not.
+    retired: AtomicBool,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -67,7 +74,21 @@ impl VerifyingKey {
             kid: None,
             algorithms: AllowedAlgorithms::Exactly(Algorithm::HS256),
             key: DecodingKey::from_secret(secret),
+            // Never in a key set, so never compared: no trace of the secret is kept.
+            material: Box::default(),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the key has left its issuer's set.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
+    }
+
+    fn is_same_key_as(&self, other: &VerifyingKey) -> bool {
+        self.kid == other.kid
+            && self.algorithms == other.algorithms
+            && self.material == other.material
     }
 }
 
@@ -101,7 +122,10 @@ impl KeySet {
     }
 
     fn push(&mut self, key: VerifyingKey) {
-        let key = Arc::new(key);
+        self.push_shared(Arc::new(key));
+    }
+
+    fn push_shared(&mut self, key: Arc<VerifyingKey>) {
         if let Some(kid) = &key.kid {
             self.by_kid
                 .entry(kid.clone())
@@ -109,6 +133,24 @@ impl KeySet {
                 .push(Arc::clone(&key));
         }
         self.all.push(key);
+    }
+
+    /// Makes this set the successor of `previous`: a key both hold stays the same key (what it
+    /// verified stays believed), and every key of `previous` that this set no longer holds is
+    /// retired, so that the tokens it verified stop verifying, from the verified-token cache
+    /// too.
+    pub(crate) fn succeed(self, previous: &KeySet) -> KeySet {
+        let mut next = KeySet::default();
+        for key in self.all {
+            let kept = previous.all.iter().find(|old| old.is_same_key_as(&key));
+            next.push_shared(kept.map_or(key, Arc::clone));
+        }
+        for old in &previous.all {
+            if !next.all.iter().any(|k| Arc::ptr_eq(k, old)) {
+                old.retired.store(true, Ordering::Release);
+            }
+        }
+        next
     }
 
     /// Builds a key set from parsed JWKs, skipping every key that cannot be used safely for
@@ -291,6 +333,8 @@ fn verifying_key(jwk: &Jwk, alg: Option<&str>) -> Option<VerifyingKey> {
         kid: jwk.common.key_id.clone(),
         algorithms,
         key,
+        material: serde_json::to_string(&jwk.algorithm).ok()?.into(),
+        retired: AtomicBool::new(false),
     })
 }
 
@@ -301,6 +345,49 @@ mod tests {
 
     fn rsa_n() -> String {
         URL_SAFE_NO_PAD.encode([0xC5u8; 256])
+    }
+
+    fn set(keys: &[(&str, u8)]) -> KeySet {
+        let keys: Vec<Value> = keys
+            .iter()
+            .map(|(kid, fill)| {
+                json!({"kty": "RSA", "kid": kid, "n": URL_SAFE_NO_PAD.encode([*fill; 256]), "e": "AQAB"})
+            })
+            .collect();
+        KeySet::from_json(json!({ "keys": keys }).to_string().as_bytes())
+            .unwrap()
+            .0
+    }
+
+    fn found(set: &KeySet, kid: &str) -> Arc<VerifyingKey> {
+        match set.lookup(Some(kid), Algorithm::RS256) {
+            Lookup::Found(mut keys) => keys.remove(0),
+            other => panic!("{kid}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_successor_set_keeps_unchanged_keys_and_retires_the_others() {
+        let first = set(&[("a", 0xC5), ("b", 0xC6), ("c", 0xC7)]);
+        let (a, b, c) = (found(&first, "a"), found(&first, "b"), found(&first, "c"));
+        // "a" unchanged, "b" replaced by another key under the same kid, "c" withdrawn.
+        let next = set(&[("a", 0xC5), ("b", 0xD6)]).succeed(&first);
+        assert!(
+            Arc::ptr_eq(&found(&next, "a"), &a),
+            "the same key stays the same"
+        );
+        assert!(!a.is_retired());
+        assert!(!Arc::ptr_eq(&found(&next, "b"), &b));
+        assert!(
+            b.is_retired(),
+            "new material under an old kid is another key"
+        );
+        assert!(c.is_retired());
+        assert!(!found(&next, "b").is_retired());
+        assert!(matches!(
+            next.lookup(Some("c"), Algorithm::RS256),
+            Lookup::NotFound
+        ));
     }
 
     #[test]

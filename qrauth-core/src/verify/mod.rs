@@ -21,7 +21,10 @@
 //!
 //! Verified tokens are cached until their `exp` (at most an hour), so verifying the same token
 //! again costs a fast keyed hash, a lookup and a comparison with the stored token, and returns
-//! the same shared claims; the time checks are repeated on every hit. A cached token therefore stays valid until then even if its key leaves the JWKS.
+//! the same shared claims; the time checks are repeated on every hit. A key that leaves its
+//! issuer's set stops verifying at once, cached tokens included; a fetched JWKS is fetched again
+//! once it is older than [`jwks_max_age`](IdTokenVerifierBuilder::jwks_max_age), so a key the
+//! issuer withdraws stops verifying within that time on every replica.
 //!
 //! Tokens are never logged.
 
@@ -39,16 +42,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+use jsonwebtoken::jwk::JwkSet;
 use serde_json::{Map, Value};
 
 use crate::clock::SharedClock;
-use crate::error::{Result, TokenError};
+use crate::error::{Error, Result, TokenError};
 use crate::types::{Audience, Claims};
 
 use self::cache::{CachedToken, Lookup, TokenCache};
 use self::claims::{RawHeader, audience, b64, header_algorithm, is_other_token_type, numeric_date};
 use self::config::IssuerEntry;
-use self::jwks::{FetchContext, VerifyingKey};
+use self::jwks::{FetchContext, KeySet, VerifyingKey};
 
 /// Default clock-skew leeway for `exp`, `nbf` and `iat`.
 ///
@@ -80,6 +84,13 @@ pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// assert_eq!(qrauth_core::verify::DEFAULT_REFETCH_INTERVAL.as_secs(), 30);
 /// ```
 pub const DEFAULT_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Default time fetched keys are believed before the JWKS is fetched again.
+///
+/// ```
+/// assert_eq!(qrauth_core::verify::DEFAULT_JWKS_MAX_AGE.as_secs(), 300);
+/// ```
+pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 /// Default number of verified tokens kept in the cache.
 ///
 /// ```
@@ -198,6 +209,20 @@ impl IdTokenVerifier {
         issuers
     }
 
+    /// Replaces the static keys of `issuer` (a key rotation of the process's own issuer): a
+    /// key that is not in `jwks` any more stops verifying at once, for cached tokens too.
+    pub(crate) fn replace_static_keys(&self, issuer: &str, jwks: &JwkSet) -> Result<()> {
+        let entry = self
+            .inner
+            .issuers
+            .get(issuer)
+            .filter(|entry| !entry.keys.is_remote())
+            .ok_or_else(|| Error::Config(format!("`{issuer}` has no static keys here")))?;
+        let (keys, _skipped) = KeySet::from_jwk_set(jwks);
+        entry.keys.install(keys);
+        Ok(())
+    }
+
     /// Fetches the keys of every remote issuer whose keys were never fetched, so that the first
     /// verification does not wait for the network. Optional: keys are fetched on first use
     /// anyway.
@@ -280,7 +305,9 @@ impl IdTokenVerifier {
             }
         }
 
-        let verified = self.verify_uncached(token, now_ms).await?;
+        // Boxed: the full verification (perhaps a JWKS fetch) is a large future, which would
+        // otherwise make every cached verify's future, and its allocation, as large.
+        let verified = Box::pin(self.verify_uncached(token, now_ms)).await?;
         let claims = Arc::clone(&verified.claims);
         if let (Some(cache), Some(key)) = (&inner.cache, cache_key) {
             cache.insert(key, Arc::new(verified), now_ms);
@@ -343,12 +370,12 @@ impl IdTokenVerifier {
         };
 
         let message = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-        if !keys
-            .iter()
-            .any(|k| verify_signature(k, alg, message, signature_b64))
-        {
+        let Some(key) = keys
+            .into_iter()
+            .find(|k| verify_signature(k, alg, message, signature_b64))
+        else {
             return Err(TokenError::BadSignature.into());
-        }
+        };
 
         // The token is authentic: now check what it says.
         let aud = audience(&payload)?;
@@ -381,12 +408,17 @@ impl IdTokenVerifier {
         let expired_from_ms = exp.saturating_mul(1000).saturating_add(leeway);
         let not_before = nbf.max(iat).unwrap_or(0);
         let valid_from_ms = not_before.saturating_mul(1000).saturating_sub(leeway);
-        let cached_until_ms = now_ms.saturating_add(MAX_CACHE_TTL.as_millis() as u64);
+        let mut cached_until_ms = now_ms.saturating_add(MAX_CACHE_TTL.as_millis() as u64);
+        if let Some(stale_at) = entry.keys.stale_at_ms(&inner.fetch) {
+            // Believed no longer than the keys that verified it.
+            cached_until_ms = cached_until_ms.min(stale_at);
+        }
         let claims: Claims = serde_json::from_value(Value::Object(payload))
             .map_err(|_| TokenError::InvalidClaim("claims"))?;
         let verified = CachedToken::new(
             token,
             claims,
+            key,
             expired_from_ms,
             valid_from_ms,
             cached_until_ms,

@@ -296,6 +296,31 @@ impl KeyRing {
         ring.retired.push((old.public, keep_old_until_secs));
     }
 
+    /// Drops the retired keys no longer needed at `now_secs`; returns the JWKS to publish.
+    pub(crate) fn prune(&self, now_secs: u64) -> JwkSet {
+        match self.inner.write() {
+            Ok(mut ring) => ring.retired.retain(|(_, until)| *until > now_secs),
+            Err(poisoned) => poisoned
+                .into_inner()
+                .retired
+                .retain(|(_, until)| *until > now_secs),
+        }
+        self.jwks(now_secs)
+    }
+
+    /// When the next retired key leaves the JWKS (Unix seconds), if one is published.
+    pub(crate) fn next_retirement(&self, now_secs: u64) -> Option<u64> {
+        let ring = match self.inner.read() {
+            Ok(ring) => ring,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        ring.retired
+            .iter()
+            .map(|(_, until)| *until)
+            .filter(|until| *until > now_secs)
+            .min()
+    }
+
     /// The JWKS to publish at `now_secs`: the current key and the retired keys still needed.
     pub fn jwks(&self, now_secs: u64) -> JwkSet {
         let ring = match self.inner.read() {

@@ -8,7 +8,8 @@ mod phone;
 pub use keys::{KeyRing, SigningAlgorithm, SigningKey};
 pub use phone::{PhoneAuthenticator, PhoneUser};
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
@@ -53,7 +54,13 @@ pub struct BuiltinProvider {
     clock: SharedClock,
     authenticator: Arc<dyn PhoneAuthenticator>,
     keys: KeyRing,
-    verifier: RwLock<IdTokenVerifier>,
+    /// Verifies with the keys the JWKS publishes, and follows them: see `follow_published_keys`.
+    verifier: IdTokenVerifier,
+    /// Unix seconds at which a retired key leaves the JWKS (`u64::MAX`: none will).
+    next_retirement_secs: AtomicU64,
+    /// Serialises key-set replacements: a replacement computed before a rotation must not
+    /// land after it.
+    replacing_keys: Mutex<()>,
     issuer: String,
     audience: String,
     phone_url: Option<String>,
@@ -140,13 +147,25 @@ impl BuiltinProvider {
 
     /// Starts signing with `next`; the old key stays in the JWKS until its last token expires.
     pub fn rotate_key(&self, next: SigningKey) -> Result<()> {
-        let keep_until = self.clock.now_secs() + crate::lifetimes::MAX_ID_TOKEN.as_secs() + 60;
+        let now = self.clock.now_secs();
+        let keep_until = now + crate::lifetimes::MAX_ID_TOKEN.as_secs() + 60;
         self.keys.rotate(next, keep_until);
-        let verifier = build_verifier(&self.issuer, &self.audience, &self.keys, &self.clock)?;
-        match self.verifier.write() {
-            Ok(mut v) => *v = verifier,
-            Err(poisoned) => *poisoned.into_inner() = verifier,
-        }
+        self.follow_published_keys(now)
+    }
+
+    /// Verifies with exactly the keys published at `now_secs`: a retired key stops verifying
+    /// (cached tokens included) when it leaves the JWKS, and is pruned from the ring.
+    fn follow_published_keys(&self, now_secs: u64) -> Result<()> {
+        let _one_at_a_time = self
+            .replacing_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let jwks = self.keys.prune(now_secs);
+        self.verifier.replace_static_keys(&self.issuer, &jwks)?;
+        self.next_retirement_secs.store(
+            self.keys.next_retirement(now_secs).unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
         Ok(())
     }
 
@@ -315,7 +334,9 @@ impl BuiltinProviderBuilder {
             clock,
             authenticator: self.authenticator,
             keys,
-            verifier: RwLock::new(verifier),
+            verifier,
+            next_retirement_secs: AtomicU64::new(u64::MAX),
+            replacing_keys: Mutex::new(()),
             issuer: self.issuer,
             audience: self.audience,
             phone_url: self.phone_url,
@@ -349,11 +370,11 @@ impl QrAuthProvider for BuiltinProvider {
     }
 
     async fn verify(&self, id_token: &str) -> Result<Arc<Claims>> {
-        let verifier = match self.verifier.read() {
-            Ok(v) => v.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        };
-        verifier.verify(id_token).await
+        let now = self.clock.now_secs();
+        if now >= self.next_retirement_secs.load(Ordering::Acquire) {
+            self.follow_published_keys(now)?;
+        }
+        self.verifier.verify(id_token).await
     }
 
     fn capabilities(&self) -> Capabilities<'_> {
