@@ -12,15 +12,23 @@ use qrauth_core::{Error, QrAuthService, Route};
 
 /// Copies actix's (http 0.2) headers into core's (http 1) header map; `only` limits the copy
 /// to the named headers.
-pub(crate) fn headers(
-    from: &actix_web::http::header::HeaderMap,
-    only: Option<&[&str]>,
-) -> http::HeaderMap {
+/// The request's `Authorization` and `Cookie` headers, in core's types: all that
+/// [`QrAuthService::authenticate`](qrauth_core::QrAuthService::authenticate) reads.
+pub(crate) fn credentials(from: &actix_web::http::header::HeaderMap) -> http::HeaderMap {
+    let mut out = http::HeaderMap::with_capacity(2);
+    for name in [http::header::AUTHORIZATION, http::header::COOKIE] {
+        for value in from.get_all(name.as_str()) {
+            if let Ok(value) = http::HeaderValue::from_bytes(value.as_bytes()) {
+                out.append(name.clone(), value);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn headers(from: &actix_web::http::header::HeaderMap) -> http::HeaderMap {
     let mut out = http::HeaderMap::with_capacity(from.len());
     for (name, value) in from.iter() {
-        if only.is_some_and(|names| !names.contains(&name.as_str())) {
-            continue;
-        }
         if let (Ok(n), Ok(v)) = (
             http::HeaderName::from_bytes(name.as_str().as_bytes()),
             http::HeaderValue::from_bytes(value.as_bytes()),
@@ -52,7 +60,7 @@ async fn api_request(
     Ok(ApiRequest {
         method,
         path: request.path().to_owned(),
-        headers: headers(request.headers(), None),
+        headers: headers(request.headers()),
         query: (!query.is_empty()).then(|| query.to_owned()),
         body: body.freeze(),
         peer: request.peer_addr().map(|a| a.ip()),

@@ -11,7 +11,7 @@ use actix_web::http::header::HeaderMap;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use qrauth_core::{Claims, Error, QrAuthService};
 
-use crate::convert::{headers, into_response};
+use crate::convert::{credentials, headers, into_response};
 
 /// The verified user of a request: the id_token from `Authorization: Bearer …` or from the
 /// session cookie set at login, verified by the provider.
@@ -97,7 +97,7 @@ impl ResponseError for Unauthorized {
         match http::Method::from_bytes(self.method.as_str().as_bytes()) {
             Ok(method) => into_response(service.unauthorized_for(
                 &method,
-                &headers(&self.headers, None),
+                &headers(&self.headers),
                 &self.error,
             )),
             Err(_) => into_response(service.unauthorized(&self.error)),
@@ -105,14 +105,12 @@ impl ResponseError for Unauthorized {
     }
 }
 
-pub(crate) const CREDENTIAL_HEADERS: &[&str] = &["authorization", "cookie"];
-
 pub(crate) async fn authenticate(
     service: &QrAuthService,
     method: &Method,
     request_headers: &HeaderMap,
 ) -> Result<AuthenticatedUser, Unauthorized> {
-    let credentials = headers(request_headers, Some(CREDENTIAL_HEADERS));
+    let credentials = credentials(request_headers);
     match service.authenticate(&credentials).await {
         Ok(claims) => Ok(AuthenticatedUser { claims }),
         Err(error) => Err(Unauthorized::new(
@@ -133,11 +131,11 @@ impl FromRequest for AuthenticatedUser {
             let user = user.clone();
             return Box::pin(async move { Ok(user) });
         }
-        let service = request.app_data::<QrAuthService>().cloned();
-        let method = request.method().clone();
-        let request_headers = request.headers().clone();
+        // A clone of the request is a reference count, not atomic: nothing is copied from it
+        // unless the token is refused.
+        let request = request.clone();
         Box::pin(async move {
-            let Some(service) = service else {
+            let Some(service) = request.app_data::<QrAuthService>() else {
                 return Err(Unauthorized::new(
                     Error::Config(
                         "QrAuthService missing from app data: mount the routes with \
@@ -145,11 +143,11 @@ impl FromRequest for AuthenticatedUser {
                             .into(),
                     ),
                     None,
-                    &method,
-                    &request_headers,
+                    request.method(),
+                    request.headers(),
                 ));
             };
-            authenticate(&service, &method, &request_headers).await
+            authenticate(service, request.method(), request.headers()).await
         })
     }
 }
