@@ -18,7 +18,6 @@ use super::{
 };
 use crate::clock::{SharedClock, SystemClock};
 use crate::error::{Error, Result};
-use crate::secret::os_random;
 
 /// Configures a [`RedisStore`].
 ///
@@ -304,12 +303,9 @@ async fn connect_sharded(
     timeout: Duration,
     fanout: &Arc<Fanout>,
 ) -> Result<Option<(Arc<ShardedChannels>, tokio::task::JoinHandle<()>)>> {
-    let mut random = [0u8; 16];
-    os_random(&mut random)?;
-    // `~` never occurs in a session id: no waiter matches the probe's channel.
     let mut probe = ::redis::cmd("SPUBLISH");
     probe
-        .arg(format!("{prefix}ev:~probe:{}", codec::hex(&random)))
+        .arg(codec::probe_name(&format!("{prefix}ev:~probe:"))?)
         .arg("probe");
     match tokio::time::timeout(timeout, probe.query_async::<i64>(conn)).await {
         Ok(Ok(_)) => {}
@@ -341,9 +337,7 @@ async fn check_server(
     timeout: Duration,
     scripts: &[&Script],
 ) -> Result<()> {
-    let mut random = [0u8; 16];
-    os_random(&mut random)?;
-    let probe = format!("{prefix}probe:{}", codec::hex(&random));
+    let probe = codec::probe_name(&format!("{prefix}probe:"))?;
     let mut getdel = ::redis::cmd("GETDEL");
     getdel.arg(&probe);
     match tokio::time::timeout(timeout, getdel.query_async::<Option<Vec<u8>>>(conn)).await {

@@ -229,6 +229,15 @@ pub(super) fn decode(
 }
 
 /// Lowercase hex.
+/// A fresh, random name under `prefix` for a probe (a key or channel used once to check the
+/// server). Callers put a `~` in the prefix where it must never match a session's channel:
+/// `~` never occurs in a session id (base64url).
+pub(super) fn probe_name(prefix: &str) -> crate::error::Result<String> {
+    let mut random = [0u8; 16];
+    crate::secret::os_random(&mut random)?;
+    Ok(format!("{prefix}{}", hex(&random)))
+}
+
 pub(super) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);

@@ -61,9 +61,8 @@ impl Shared {
     fn id_of<'a>(&self, channel: &'a [u8]) -> Option<&'a str> {
         std::str::from_utf8(channel)
             .ok()?
-            .strip_prefix(self.channel_prefix.as_str())?
-            .strip_prefix('{')?
-            .strip_suffix('}')
+            .strip_prefix(self.channel_prefix.as_str())
+            .and_then(super::waiters::untag)
     }
 
     /// Runs on the connection's driver: must not block (two short mutex sections).

@@ -128,9 +128,6 @@ impl Fanout {
     /// Dispatches one message of the `{prefix}ev:*` subscription. Channels end in the id as
     /// hash tag: `ev:{id}`, `ev:~out:{sid}`.
     fn deliver(&self, channel_suffix: &str) {
-        fn untag(s: &str) -> Option<&str> {
-            s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
-        }
         match channel_suffix.strip_prefix(SIGNED_OUT_CHANNEL) {
             Some(sid) => {
                 if let Some(sid) = untag(sid) {
@@ -144,6 +141,12 @@ impl Fanout {
             }
         }
     }
+}
+
+/// The session id in a channel suffix `{id}` (the hash tag that puts the channel in the
+/// session's slot).
+pub(super) fn untag(suffix: &str) -> Option<&str> {
+    suffix.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
 }
 
 /// One registered waiter. Dropping it (also when the waiting future is dropped because the
@@ -215,15 +218,8 @@ impl Subscription {
         let attempt = async {
             let (mut sink, mut stream) = client.get_async_pubsub().await?.split();
             sink.psubscribe(&self.pattern).await?;
-            let mut random = [0u8; 8];
-            crate::secret::os_random(&mut random)
+            let probe = super::codec::probe_name(&format!("{}~probe:", self.channel_prefix))
                 .map_err(|_| failure("no randomness for the subscription probe"))?;
-            // `~` never occurs in a session id (base64url), so no waiter can match the probe.
-            let probe = format!(
-                "{}~probe:{}",
-                self.channel_prefix,
-                super::codec::hex(&random)
-            );
             let mut publisher = self.publisher.clone();
             ::redis::cmd("PUBLISH")
                 .arg(&probe)
