@@ -202,6 +202,21 @@ impl Error {
         }
     }
 
+    /// Whether the failure is another service's (an upstream IdP, the session store) and
+    /// trying again later may succeed.
+    ///
+    /// ```
+    /// use qrauth_core::Error;
+    /// assert!(Error::UpstreamTimeout.is_transient());
+    /// assert!(!Error::InvalidTicket.is_transient());
+    /// ```
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::Upstream(_) | Error::UpstreamTimeout | Error::StoreUnavailable(_)
+        )
+    }
+
     /// Whether the client caused this error (4xx).
     pub fn is_client_error(&self) -> bool {
         self.status().is_client_error()

@@ -331,6 +331,27 @@ impl SessionRecord {
         Ok(next)
     }
 
+    /// `consumed → confirmed` again: the exchange of the ticket failed before any token was
+    /// issued (an upstream or store failure), so the bound browser may present the same
+    /// ticket again while it lives. Only the redemption that consumed `expected_version` may
+    /// undo it, and only once.
+    pub(crate) fn unconsume(
+        &self,
+        now_ms: u64,
+        expected_version: u64,
+        ticket_nonce: [u8; 16],
+    ) -> Result<Self> {
+        if self.state != QrState::Consumed
+            || self.version != expected_version
+            || now_ms >= self.ticket_expire_at_ms
+        {
+            return Err(Error::Conflict("the ticket cannot be restored".into()));
+        }
+        let mut next = self.next(QrState::Confirmed);
+        next.ticket_nonce = Some(ticket_nonce);
+        Ok(next)
+    }
+
     /// `pending | scanned | confirmed → cancelled` because the session is compromised (its
     /// ticket was presented by a browser that is not bound to it).
     pub(crate) fn revoke(&self) -> Result<Self> {
@@ -440,6 +461,36 @@ mod tests {
         let x = c.consume(NOW + 3).unwrap();
         assert_eq!(x.state, QrState::Consumed);
         assert!(x.ticket_nonce.is_none());
+    }
+
+    #[test]
+    fn only_the_redemption_that_consumed_may_restore_and_only_while_the_ticket_lives() {
+        let (s, token) = scanned();
+        let c = s
+            .confirm(NOW + 2, "alice", &token, [1; 16], 60_000)
+            .unwrap();
+        let x = c.consume(NOW + 3).unwrap();
+        let back = x.unconsume(NOW + 4, x.version, [1; 16]).unwrap();
+        assert_eq!(back.state, QrState::Confirmed);
+        assert_eq!(back.ticket_nonce, Some([1; 16]));
+        assert_eq!(back.version, x.version + 1);
+        assert!(
+            back.unconsume(NOW + 4, x.version, [1; 16]).is_err(),
+            "not twice"
+        );
+        assert!(
+            x.unconsume(NOW + 4, x.version - 1, [1; 16]).is_err(),
+            "another version"
+        );
+        assert!(
+            x.unconsume(c.ticket_expire_at_ms, x.version, [1; 16])
+                .is_err(),
+            "the ticket has expired"
+        );
+        assert!(
+            c.unconsume(NOW + 4, c.version, [1; 16]).is_err(),
+            "never consumed"
+        );
     }
 
     #[test]

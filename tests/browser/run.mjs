@@ -3,7 +3,7 @@
 //
 //   node tests/browser/run.mjs BASE_URL SCENARIO [--screenshots DIR] [--timeout MS]
 //
-// Scenarios: login, cancel, expiry (needs a QR lifetime of a few seconds), sse_blocked,
+// Scenarios: login, exchange_retry, cancel, expiry (needs a QR lifetime of a few seconds), sse_blocked,
 // slow_down (needs the poll interval limit on), a11y. Prints one JSON line
 // ({ scenario, ok, error?, consoleErrors, ... }) and exits 0 only when the scenario passed.
 // tests/tests/browser.rs starts the demos and runs every scenario against each.
@@ -127,6 +127,39 @@ const scenarios = {
     result.welcome = await reachesMe(page, 'Alice');
     result.sse = qrRequests(log, '/qrcode/events').length;
     check(result.sse >= 1, 'the widget followed the status by SSE');
+    return log;
+  },
+
+  /**
+   * The first exchange fails on the server's side (503, as when its store is briefly away):
+   * the widget presents the same ticket again and the login completes.
+   */
+  async exchange_retry() {
+    const { context, page, log } = await open(browser, base);
+    const exchanges = [];
+    await context.route(`${base}/qrcode/exchange`, async (route) => {
+      exchanges.push(Date.now());
+      if (exchanges.length === 1) {
+        await route.fulfill({
+          status: 503, contentType: 'application/json',
+          body: '{"error":"store_unavailable","error_description":"the session store is unavailable"}',
+        });
+      } else {
+        await route.continue();
+      }
+    });
+    await page.goto(`${base}/`);
+    const qr = await readQr(page);
+    const phone = new Phone(base, 'alice');
+    await phone.scan(qr.id);
+    await phone.confirm(qr.id);
+    result.welcome = await reachesMe(page, 'Alice');
+    result.exchanges = exchanges.length;
+    result.retryDelayMs = exchanges[1] - exchanges[0];
+    // Chromium logs the 503 it was served; that one is expected, nothing else is.
+    const expected = /^Failed to load resource: the server responded with a status of 503/;
+    result.expected503Logs = log.consoleErrors.filter((m) => expected.test(m)).length;
+    log.consoleErrors = log.consoleErrors.filter((m) => !expected.test(m));
     return log;
   },
 

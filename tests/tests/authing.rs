@@ -792,8 +792,8 @@ async fn fault_expired_qrcode(kind: Kind) {
         .error(410, "expired_qrcode");
 }
 
-/// Authing fails during the exchange: 502, and qrauth's ticket is spent (the session is
-/// consumed; the browser starts over), never half-used.
+/// Authing fails during the exchange: 502, and the login is not lost: the bound browser
+/// presents the same ticket again once Authing is back, and gets its tokens exactly once.
 async fn fault_exchange_server_error(kind: Kind) {
     let env = env(kind, FakeConfig::default(), |b| b).await;
     let mut browser = env.browser();
@@ -807,7 +807,13 @@ async fn fault_exchange_server_error(kind: Kind) {
     env.exchange(&browser, &ticket)
         .await
         .error(502, "upstream_unavailable");
+    let status = env.status(&browser, id, None).await.ok(200);
+    assert_eq!(status["status"], "confirmed", "{status}");
+    // Still bound: another browser presenting it burns it (checked by the redemption), so
+    // only the bound browser's retry is tried here.
     env.fake.clear_faults();
+    let tokens = env.exchange(&browser, &ticket).await.ok(200);
+    assert!(tokens["id_token"].is_string(), "{tokens}");
     env.exchange(&browser, &ticket)
         .await
         .error(400, "invalid_ticket");

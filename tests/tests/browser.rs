@@ -102,6 +102,18 @@ mod cases {
         assert!(r["sse"].as_u64() >= Some(1), "followed by SSE: {r}");
     }
 
+    /// A failed exchange (503) is tried again by the widget with the same ticket.
+    pub async fn exchange_retry(kind: ServerKind) {
+        let r = scenario(kind, "exchange_retry", ServerOptions::default()).await;
+        assert!(welcome(&r).contains("Alice"), "{r}");
+        assert_eq!(r["exchanges"], 2, "one failure, one retry: {r}");
+        assert!(
+            r["retryDelayMs"].as_u64() >= Some(900),
+            "after a pause: {r}"
+        );
+        assert_eq!(r["expected503Logs"], 1, "{r}");
+    }
+
     pub async fn cancel(kind: ServerKind) {
         let r = scenario(kind, "cancel", ServerOptions::default()).await;
         assert!(
@@ -235,14 +247,14 @@ macro_rules! browser_suite {
 
 mod axum {
     browser_suite!(qrauth_tests::ServerKind::Axum;
-        login, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }
 
 mod actix {
     browser_suite!(qrauth_tests::ServerKind::Actix;
-        login, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }

@@ -302,14 +302,14 @@ impl SessionFlow {
 
     /// Redeems a ticket presented with `binding`: takes the ticket (exactly once), checks the
     /// binding, and moves the session to `consumed`. Returns the consumed record, whose
-    /// `scanner` says who logged in.
+    /// `scanner` says who logged in, with what [`restore`](Self::restore) needs.
     ///
     /// A ticket presented with the wrong binding is burnt and answers [`Error::NotBound`].
     pub(crate) async fn redeem(
         &self,
         ticket: &Ticket,
         binding: &BindingSecret,
-    ) -> Result<SessionRecord> {
+    ) -> Result<Redeemed> {
         // One round trip takes the handle and reads the session; one more consumes it.
         let Some(record) = self.store.take_ticket(&ticket.hash()).await? else {
             return Err(Error::InvalidTicket);
@@ -323,12 +323,12 @@ impl SessionFlow {
             return Err(Error::NotBound);
         }
         // The handle matched, but it must also be this session's current ticket.
-        let genuine = record
+        let Some(nonce) = record
             .ticket_nonce
-            .is_some_and(|nonce| Ticket::derive(binding, &id, &nonce).ct_eq(ticket));
-        if !genuine {
+            .filter(|nonce| Ticket::derive(binding, &id, nonce).ct_eq(ticket))
+        else {
             return Err(Error::InvalidTicket);
-        }
+        };
         let consume = |r: &SessionRecord, now| match r.consume(now) {
             Ok(next) => Ok(next),
             Err(Error::ExpiredQrCode | Error::Conflict(_)) => {
@@ -337,13 +337,30 @@ impl SessionFlow {
             Err(other) => Err(other.into()),
         };
         let next = consume(&record, self.now()).map_err(|r| r.error)?;
-        if self.store.compare_and_swap(record.version, &next).await? {
+        let record = if self.store.compare_and_swap(record.version, &next).await? {
             self.metrics.transition(record.state, next.state);
-            return Ok(next);
-        }
-        // Another writer moved the session between the read and the write: decide again on
-        // the freshest record.
-        self.transition(&id, consume).await
+            next
+        } else {
+            // Another writer moved the session between the read and the write: decide again
+            // on the freshest record.
+            self.transition(&id, consume).await?
+        };
+        Ok(Redeemed { record, nonce })
+    }
+
+    /// Undoes a redemption whose exchange failed before any token reached the browser (the
+    /// upstream IdP or the store was unavailable): the session is `confirmed` again and the
+    /// same ticket, still bound to the same browser, may be presented again until it expires.
+    pub(crate) async fn restore(&self, ticket: &Ticket, redeemed: &Redeemed) -> Result<()> {
+        let version = redeemed.record.version;
+        let restored = self
+            .transition(&redeemed.record.id, |r, now| {
+                Ok(r.unconsume(now, version, redeemed.nonce)?)
+            })
+            .await?;
+        self.store
+            .put_ticket(&ticket.hash(), &restored.id, restored.ticket_expire_at_ms)
+            .await
     }
 
     /// Applies what an upstream IdP reports; `Ok(false)` when the session had already moved
@@ -439,4 +456,11 @@ fn match_code() -> Result<String> {
 
 fn millis(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+/// A redeemed ticket: the consumed record, and the nonce its ticket was derived from (to
+/// restore it if the exchange fails).
+pub(crate) struct Redeemed {
+    pub(crate) record: SessionRecord,
+    nonce: [u8; 16],
 }

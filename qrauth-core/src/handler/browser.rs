@@ -327,7 +327,17 @@ impl QrAuthService {
         let binding = self.require_binding(&request.headers)?;
         let ticket = Ticket::parse(&body.ticket).map_err(|_| Error::InvalidTicket)?;
         let flow = &self.inner.flow;
-        let record = flow.redeem(&ticket, &binding).await?;
-        self.sign_in(request, &record).await
+        let redeemed = flow.redeem(&ticket, &binding).await?;
+        match self.sign_in(request, &redeemed.record).await {
+            Err(e) if e.is_transient() => {
+                // Nothing was issued: let the browser try again with the same ticket rather
+                // than lose the login to an upstream hiccup.
+                if let Err(restore) = flow.restore(&ticket, &redeemed).await {
+                    tracing::warn!(error = %restore, "exchange failed and its ticket could not be restored");
+                }
+                Err(e)
+            }
+            answer => answer,
+        }
     }
 }
