@@ -40,9 +40,12 @@ fn client_from(address: IpAddr, idle: usize) -> reqwest::Result<reqwest::Client>
 pub(crate) struct Browsers(Vec<reqwest::Client>);
 
 impl Browsers {
-    /// `count` clients; at most 65 000 (the addresses are 127.1.x.y).
-    pub(crate) fn new(count: usize) -> reqwest::Result<Self> {
-        (0..count.clamp(1, 65_000))
+    /// `count` clients from the `first`-th browser address on; at most 65 000 addresses in
+    /// all (127.1.x.y). Phases of one run take separate ranges, so that one phase's use of
+    /// the per-address limits does not spend another's.
+    pub(crate) fn new(first: usize, count: usize) -> reqwest::Result<Self> {
+        let first = first.min(64_999);
+        (first..(first + count.max(1)).min(65_000))
             .map(|n| client_from(browser_address(n), 8))
             .collect::<reqwest::Result<_>>()
             .map(Self)
@@ -78,7 +81,12 @@ impl Browsers {
         while let Some(result) = flows.next().await {
             match result {
                 Ok(d) => times.push(d),
-                Err(_) => errors += 1,
+                Err(e) => {
+                    errors += 1;
+                    if errors <= 3 {
+                        eprintln!("login failed: {e}");
+                    }
+                }
             }
         }
         times.sort();

@@ -122,6 +122,10 @@ fn server_stats(live_waiters: usize, stored_sessions: Option<u64>) -> Value {
     })
 }
 
+/// Browser addresses `0..HELD_BROWSERS_END` hold the long-polls of the soak run; the logins
+/// come from the addresses after them.
+const HELD_BROWSERS_END: usize = 20_000;
+
 const PAYLOAD: &str = r#"{"ok":true,"message":"hello from a handler that does nothing"}"#;
 
 fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(), BoxError> {
@@ -647,8 +651,11 @@ async fn under_attack(base: &str, rate: u64, seconds: u64) -> Result<(), BoxErro
     let phone_rate = env("ATTACK_PHONE_RATE", 1000);
     let retry = Duration::from_millis(env("ATTACK_RETRY_MS", 250));
     // POST /qrcode allows 20 per address per minute: enough addresses that each browser
-    // stays under it over both runs.
-    let browsers = attack::Browsers::new((rate as usize * 2 * seconds as usize / 15).max(64))?;
+    // stays under it over both runs, and none that held the long-polls before.
+    let browsers = attack::Browsers::new(
+        HELD_BROWSERS_END,
+        (rate as usize * 2 * seconds as usize / 15).max(64),
+    )?;
 
     let (quiet, errors, elapsed) = browsers.logins(base, rate, seconds).await;
     print_logins("no attack:    ", &quiet, errors, elapsed);
@@ -728,12 +735,13 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         .pool_max_idle_per_host(held + 64)
         .build()?;
     let kb = |v: &Value, k: &str| v[k].as_u64().unwrap_or(0) as f64;
-    let baseline = stats(&client, &base).await?;
+    // Trimmed: what the process holds, not what its allocator kept from earlier requests.
+    let baseline = trimmed_stats(&client, &base).await?;
     println!("baseline: {baseline}");
 
     // 1. HELD pending sessions, each held by a long-poll; ten per browser address, so that
     //    a server with the default limits (ATTACK=1) admits them as it would real browsers.
-    let browsers = attack::Browsers::new(held.div_ceil(10).max(1))?;
+    let browsers = attack::Browsers::new(0, held.div_ceil(10).clamp(1, HELD_BROWSERS_END))?;
     let mut sessions = Vec::with_capacity(held);
     let (pool, url) = (&browsers, base.as_str());
     let mut creating = futures_util::stream::iter(
@@ -744,7 +752,7 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         sessions.push((i, s?));
     }
     drop(creating);
-    let after_create = stats(&client, &base).await?;
+    let after_create = trimmed_stats(&client, &base).await?;
     let mut holders = Vec::with_capacity(held);
     for (i, (cookie, id)) in &sessions {
         let client = browsers.client(*i).clone();
@@ -803,7 +811,7 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
     if std::env::var("ATTACK").is_ok_and(|v| v == "1") {
         under_attack(&base, rate, seconds).await?;
     } else {
-        let browsers = attack::Browsers::new(1)?;
+        let browsers = attack::Browsers::new(HELD_BROWSERS_END, 1)?;
         let (times, errors, elapsed) = browsers.logins(&base, rate, seconds).await;
         print_logins("", &times, errors, elapsed);
     }
