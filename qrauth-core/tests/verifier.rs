@@ -1081,20 +1081,27 @@ async fn a_cached_token_stops_verifying_once_its_key_leaves_the_jwks() {
     assert!(Arc::ptr_eq(&first, &verifier.verify(&kept).await.unwrap()));
 }
 
+fn verifier_with_max_age(server: &JwksServer, clock: &ManualClock, secs: u64) -> IdTokenVerifier {
+    builder(clock)
+        .issuer(IssuerConfig::new(ISS, AUD).jwks_url(server.jwks_url()))
+        .jwks_max_age(Duration::from_secs(secs))
+        .build()
+        .unwrap()
+}
+
+/// Claims that outlive the max ages under test.
+fn lasting_claims(clock: &ManualClock) -> Value {
+    with(claims_at(clock), "exp", json!(clock.now_secs() + 3_000))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_older_than_the_max_age_are_fetched_again_without_an_unknown_kid() {
     let old = rsa_key(0);
     let new = rsa_key(2);
     let server = JwksServer::start(jwks(&[old, new])).await;
     let clock = clock();
-    let verifier = builder(&clock)
-        .issuer(IssuerConfig::new(ISS, AUD).jwks_url(server.jwks_url()))
-        .jwks_max_age(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let mut claims = claims_at(&clock);
-    claims["exp"] = json!(clock.now_secs() + 3_000);
-    let token = old.sign(&claims);
+    let verifier = verifier_with_max_age(&server, &clock, 120);
+    let token = old.sign(&lasting_claims(&clock));
     verifier.verify(&token).await.unwrap();
     server.set_keys(jwks(&[new]));
 
@@ -1114,14 +1121,8 @@ async fn an_unreachable_jwks_past_its_max_age_keeps_the_keys_held() {
     let key = rsa_key(0);
     let server = JwksServer::start(jwks(&[key])).await;
     let clock = clock();
-    let verifier = builder(&clock)
-        .issuer(IssuerConfig::new(ISS, AUD).jwks_url(server.jwks_url()))
-        .jwks_max_age(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let mut claims = claims_at(&clock);
-    claims["exp"] = json!(clock.now_secs() + 3_000);
-    let token = key.sign(&claims);
+    let verifier = verifier_with_max_age(&server, &clock, 60);
+    let token = key.sign(&lasting_claims(&clock));
     verifier.verify(&token).await.unwrap();
 
     // The JWKS endpoint fails now: the refetch fails, the key held still verifies.

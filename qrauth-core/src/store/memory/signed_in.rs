@@ -249,13 +249,7 @@ impl MemorySignedIn {
     /// that would end soonest. Returns what was dropped, as (subject, id), for the index.
     fn make_room(shard: &mut Shard, now_ms: u64) -> Vec<(String, Box<str>)> {
         let mut dropped = Vec::new();
-        shard.retain(|id, entry| {
-            let alive = entry.is_alive(now_ms);
-            if !alive {
-                dropped.push((entry.lock().subject.to_string(), id.clone()));
-            }
-            alive
-        });
+        Self::drop_dead(shard, now_ms, &mut dropped);
         if dropped.is_empty() {
             let soonest = shard
                 .iter()
@@ -268,6 +262,17 @@ impl MemorySignedIn {
         dropped
     }
 
+    /// Drops the sessions of `shard` that are over at `now_ms`, noting (subject, id) of each.
+    fn drop_dead(shard: &mut Shard, now_ms: u64, dropped: &mut Vec<(String, Box<str>)>) {
+        shard.retain(|id, entry| {
+            let alive = entry.is_alive(now_ms);
+            if !alive {
+                dropped.push((entry.lock().subject.to_string(), id.clone()));
+            }
+            alive
+        });
+    }
+
     /// Signed-in sessions held (after dropping the dead ones): a gauge for memory checks.
     pub(super) fn len(&self) -> u64 {
         let now_ms = self.clock.now_millis();
@@ -275,13 +280,7 @@ impl MemorySignedIn {
         let mut held = 0;
         for shard in &self.shards {
             let mut shard = shard.write().unwrap_or_else(PoisonError::into_inner);
-            shard.retain(|id, entry| {
-                let alive = entry.is_alive(now_ms);
-                if !alive {
-                    dropped.push((entry.lock().subject.to_string(), id.clone()));
-                }
-                alive
-            });
+            Self::drop_dead(&mut shard, now_ms, &mut dropped);
             held += shard.len() as u64;
         }
         for (subject, id) in &dropped {
