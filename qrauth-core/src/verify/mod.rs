@@ -228,8 +228,8 @@ impl IdTokenVerifier {
     /// anyway.
     ///
     /// # Errors
-    /// [`Error::Upstream`](crate::Error::Upstream) or
-    /// [`Error::UpstreamTimeout`](crate::Error::UpstreamTimeout) for the first issuer whose JWKS
+    /// [`Error::Upstream`] or
+    /// [`Error::UpstreamTimeout`] for the first issuer whose JWKS
     /// (or discovery document) could not be fetched; the other issuers are still tried.
     ///
     /// ```no_run
@@ -259,15 +259,15 @@ impl IdTokenVerifier {
     /// Verifies an id_token (the bare compact JWS, without `Bearer `) and returns its claims.
     ///
     /// # Errors
-    /// - [`Error::InvalidToken`](crate::Error::InvalidToken) with the precise [`TokenError`]:
+    /// - [`Error::InvalidToken`] with the precise [`TokenError`]:
     ///   `Missing` (empty), `TooLarge`, `Malformed`, `AlgorithmNotAllowed` (`none`, an
     ///   unsupported algorithm, one the key does not allow, or HS256 without a configured
     ///   secret), `WrongIssuer`, `UnknownKey` (even after the allowed refetch), `BadSignature`,
     ///   `WrongAudience`, `Expired`, `NotYetValid` (`nbf` or `iat` in the future),
     ///   `InvalidClaim` (missing or mistyped `iss`, `sub`, `aud`, `exp`, `nbf`, `iat`,
     ///   `auth_time` or `nonce`);
-    /// - [`Error::Upstream`](crate::Error::Upstream) /
-    ///   [`Error::UpstreamTimeout`](crate::Error::UpstreamTimeout) when the issuer's keys had to be
+    /// - [`Error::Upstream`] /
+    ///   [`Error::UpstreamTimeout`] when the issuer's keys had to be
     ///   fetched and the JWKS (or discovery) endpoint failed or did not answer within the
     ///   [`http_timeout`](IdTokenVerifierBuilder::http_timeout).
     ///
