@@ -689,15 +689,25 @@ function createClient(clientOptions) {
       }
     }
 
-    function exchange(gen, s) {
+    // An exchange that failed on the server's side (its IdP or store unavailable: 502, 503,
+    // 504) or on the way leaves the ticket usable: try again, 1, 2 and 4 s later.
+    function exchange(gen, s, attempt) {
+      attempt = attempt || 0;
+      var retry = function () {
+        if (attempt >= 3) return false;
+        later(function () { if (gen === generation) exchange(gen, s, attempt + 1); }, 1000 << attempt);
+        return true;
+      };
       postJson(cbase + '/qrcode/exchange', { ticket: s.ticket }).then(function (r) {
         if (gen !== generation) return;
+        if (r.status >= 502 && r.status <= 504 && retry()) return;
         if (r.status !== 200) throw failure(r.status, r.json, t);
         say(t.success);
         call(opts.onSuccess, { userInfo: s.userInfo || {} });
         if (opts.redirectUrl) global.location.assign(opts.redirectUrl);
       }).catch(function (err) {
         if (gen !== generation) return;
+        if (!(err && err.code != null) && retry()) return;
         call(opts.onError, err && err.code != null ? err : failure(0, {}, t));
         offerRefresh(t.failed);
       });

@@ -49,6 +49,7 @@ pub mod metrics;
 pub mod provider;
 mod qr;
 mod record;
+pub mod risk;
 mod secret;
 mod signed_in;
 pub mod store;

@@ -149,6 +149,9 @@ pub struct ServerOptions {
     pub binding_key: Option<[u8; 32]>,
     /// Reverse proxies whose `X-Forwarded-For` the server believes (default: none).
     pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Number matching for logins at this risk level or above, as the default signal judges
+    /// them (`QrAuthServiceBuilder::number_matching_from`; default: never).
+    pub number_matching_from: Option<qrauth_core::risk::RiskLevel>,
 }
 
 /// The binding key of test servers unless [`ServerOptions::binding_key`] says otherwise.
@@ -374,6 +377,10 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
     };
     let builder = match options.render_errors.clone() {
         Some(RenderErrors(render)) => builder.render_errors(move |error| render(error)),
+        None => builder,
+    };
+    let builder = match options.number_matching_from {
+        Some(level) => builder.number_matching_from(level),
         None => builder,
     };
     let builder = if options.secure_cookies {

@@ -27,6 +27,14 @@ pub fn assert_status_shape(body: &Value) {
     let mut keys: Vec<&str> = object.keys().map(String::as_str).collect();
     keys.sort_unstable();
     let mut allowed = STATUS_KEYS.to_vec();
+    // With number matching, a scanned session also shows its code (protocol §3.2).
+    if body["status"] == "scanned" && object.contains_key("matchCode") {
+        assert!(
+            body["matchCode"].as_str().is_some_and(|c| c.len() == 2),
+            "matchCode of {body}"
+        );
+        allowed.push("matchCode");
+    }
     allowed.sort_unstable();
     assert_eq!(keys, allowed, "status keys of {body}");
     match &body["userInfo"] {

@@ -34,6 +34,7 @@ macro_rules! hardening_suite {
             streams_capped_per_session_binding_and_address,
             nonce_longer_than_256_bytes_is_refused,
             cross_site_generate_is_refused,
+            risk_from_another_network_makes_number_matching_mandatory,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -243,6 +244,79 @@ mod cases {
         // Another address is not affected.
         let ok = from(server.alice(), "198.51.100.10").await.assert_json(200);
         assert!(ok["confirmToken"].is_string(), "{ok}");
+    }
+
+    /// The default risk signal sees a phone on another network than the browser: the confirm
+    /// screen shows why, and with `number_matching_from(Elevated)` that login (and only that
+    /// one) needs the code the browser shows.
+    pub async fn risk_from_another_network_makes_number_matching_mandatory(kind: Target) {
+        let mut options = behind_proxy(qrauth_core::Limits::unlimited());
+        options.number_matching_from = Some(qrauth_core::risk::RiskLevel::Elevated);
+        let server = spawn(kind, options).await;
+        let scan = |id: String, ip: &'static str| {
+            let phone = server.alice();
+            async move {
+                Resp::send(
+                    phone
+                        .request("/qrcode/scan")
+                        .header("x-forwarded-for", ip)
+                        .json(&serde_json::json!({ "qrcodeId": id })),
+                )
+                .await
+                .assert_json(200)
+            }
+        };
+        let confirm = |id: String, token: String, code: Option<String>| {
+            let phone = server.alice();
+            async move {
+                let mut body = serde_json::json!({ "qrcodeId": id, "confirmToken": token });
+                if let Some(code) = code {
+                    body["matchCode"] = serde_json::json!(code);
+                }
+                Resp::send(phone.request("/qrcode/confirm").json(&body)).await
+            }
+        };
+        let new_qr = |ip: &'static str| {
+            let mut browser = server.browser();
+            async move {
+                let created = generate_from(&browser, ip).await;
+                let qr = browser.accept_qr(created);
+                (qr, browser)
+            }
+        };
+
+        // Same /24 as the browser: low risk, no code asked.
+        let (qr, browser) = new_qr("198.51.100.7").await;
+        let scanned = scan(qr.id.clone(), "198.51.100.200").await;
+        assert_eq!(scanned["context"]["risk"]["level"], "low", "{scanned}");
+        assert_eq!(scanned["context"]["numberMatching"], false, "{scanned}");
+        let token = scanned["confirmToken"].as_str().expect("token").to_owned();
+        confirm(qr.id.clone(), token, None).await.assert_json(200);
+        assert_eq!(browser.bound_status(&qr.id).await["status"], "confirmed");
+
+        // Another network: elevated, shown with its reason, and the code is mandatory.
+        let (qr, browser) = new_qr("198.51.100.7").await;
+        let scanned = scan(qr.id.clone(), "203.0.113.9").await;
+        let context = &scanned["context"];
+        assert_eq!(context["risk"]["level"], "elevated", "{scanned}");
+        assert_eq!(
+            context["risk"]["reasons"],
+            serde_json::json!(["network_mismatch"])
+        );
+        assert_eq!(context["networkMismatch"], true);
+        assert_eq!(context["numberMatching"], true);
+        let token = scanned["confirmToken"].as_str().expect("token").to_owned();
+        let code = browser.bound_status(&qr.id).await["matchCode"]
+            .as_str()
+            .expect("the browser shows the code")
+            .to_owned();
+        confirm(qr.id.clone(), token.clone(), None)
+            .await
+            .assert_error(403, "access_denied");
+        confirm(qr.id.clone(), token, Some(code))
+            .await
+            .assert_json(200);
+        assert_eq!(browser.bound_status(&qr.id).await["status"], "confirmed");
     }
 
     /// IPv6 clients are counted by their /64: rotating the interface id buys nothing.

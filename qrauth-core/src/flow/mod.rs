@@ -247,22 +247,23 @@ impl SessionFlow {
     }
 
     /// `pending → scanned` for `scanner`; returns the record and the phone's confirm token.
+    /// `needs_code` decides, from the session, whether this login needs number matching when
+    /// the flow does not require it for every login.
     pub(crate) async fn scan(
         &self,
         id: &QrCodeId,
         scanner: Scanner,
+        mut needs_code: impl FnMut(&SessionRecord) -> bool,
     ) -> Result<(SessionRecord, ConfirmToken)> {
         let token = ConfirmToken::generate()?;
         let ttl = millis(self.lifetimes.confirm_token);
-        let code = if self.number_matching {
-            Some(match_code()?)
-        } else {
-            None
-        };
+        let code = match_code()?;
         let record = self
             .transition(id, |r, now| {
                 let mut next = r.scan(now, scanner.clone(), &token, ttl)?;
-                next.match_code = code.clone();
+                if self.number_matching || needs_code(r) {
+                    next.match_code = Some(code.clone());
+                }
                 Ok(next)
             })
             .await?;

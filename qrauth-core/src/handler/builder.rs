@@ -14,6 +14,7 @@ use crate::flow::{SessionFlow, UpstreamLoops};
 use crate::lifetimes::Lifetimes;
 use crate::limits::Limits;
 use crate::provider::QrAuthProvider;
+use crate::risk::{NetworkMismatch, RiskLevel, RiskSignal};
 use crate::store::{MemoryStore, SessionStore};
 use crate::types::Claims;
 use crate::verify::{IdTokenVerifier, IssuerConfig};
@@ -57,6 +58,8 @@ pub struct QrAuthServiceBuilder {
     clock: SharedClock,
     lifetimes: Lifetimes,
     number_matching: bool,
+    number_matching_from: Option<RiskLevel>,
+    risk_signal: Arc<dyn RiskSignal>,
     limits: Limits,
     cookies: CookieSettings,
     trusted_proxies: Vec<IpAddr>,
@@ -81,6 +84,8 @@ impl QrAuthServiceBuilder {
             clock: Arc::new(SystemClock),
             lifetimes: Lifetimes::default(),
             number_matching: false,
+            number_matching_from: None,
+            risk_signal: Arc::new(NetworkMismatch),
             limits: Limits::default(),
             cookies: CookieSettings::default(),
             trusted_proxies: Vec::new(),
@@ -150,6 +155,55 @@ impl QrAuthServiceBuilder {
     /// send with confirm (default off), a defence against relayed QR codes.
     pub fn number_matching(mut self, on: bool) -> Self {
         self.number_matching = on;
+        self
+    }
+
+    /// Number matching for the logins that a [risk signal](Self::risk_signal) puts at `level`
+    /// or above (default: never; [`number_matching`](Self::number_matching) turns it on for
+    /// every login). The phone learns it from the scan's `context.numberMatching`.
+    ///
+    /// ```
+    /// # fn demo(provider: std::sync::Arc<dyn qrauth_core::QrAuthProvider>) -> qrauth_core::Result<()> {
+    /// use qrauth_core::QrAuthService;
+    /// use qrauth_core::risk::RiskLevel;
+    ///
+    /// // A phone on another network than the browser must type the browser's code.
+    /// let service = QrAuthService::builder(provider)
+    ///     .number_matching_from(RiskLevel::Elevated)
+    ///     .build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn number_matching_from(mut self, level: RiskLevel) -> Self {
+        self.number_matching_from = Some(level);
+        self
+    }
+
+    /// What judges a login when its QR code is scanned (default
+    /// [`NetworkMismatch`]): its verdict is shown on the phone's confirm screen and can make
+    /// number matching mandatory (see [`number_matching_from`](Self::number_matching_from)).
+    /// Plug in GeoIP or ASN data here.
+    ///
+    /// ```
+    /// # fn demo(provider: std::sync::Arc<dyn qrauth_core::QrAuthProvider>) -> qrauth_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use qrauth_core::QrAuthService;
+    /// use qrauth_core::risk::{LoginAttempt, Risk, RiskLevel, RiskSignal};
+    ///
+    /// struct EveryLoginIsRisky;
+    /// impl RiskSignal for EveryLoginIsRisky {
+    ///     fn assess(&self, _: &LoginAttempt<'_>) -> Risk {
+    ///         Risk::new(RiskLevel::High, "policy")
+    ///     }
+    /// }
+    ///
+    /// let service = QrAuthService::builder(provider)
+    ///     .risk_signal(Arc::new(EveryLoginIsRisky))
+    ///     .number_matching_from(RiskLevel::High)
+    ///     .build()?;
+    /// # let _ = service; Ok(()) }
+    /// ```
+    pub fn risk_signal(mut self, signal: Arc<dyn RiskSignal>) -> Self {
+        self.risk_signal = signal;
         self
     }
 
@@ -357,6 +411,8 @@ impl QrAuthServiceBuilder {
         Ok(QrAuthService {
             inner: Arc::new(Inner {
                 binding_key,
+                risk_signal: self.risk_signal,
+                number_matching_from: self.number_matching_from,
                 streams: Arc::default(),
                 provider: self.provider,
                 flow,

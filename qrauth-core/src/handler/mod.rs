@@ -106,6 +106,10 @@ struct Inner {
     binding_key: crate::BindingKey,
     /// The long-polls and event streams open now, per session, binding and address.
     streams: Arc<streams::StreamSlots>,
+    /// Judges each login at scan.
+    risk_signal: Arc<dyn crate::risk::RiskSignal>,
+    /// Number matching for logins judged at this level or above.
+    number_matching_from: Option<crate::risk::RiskLevel>,
 }
 
 impl std::fmt::Debug for QrAuthService {

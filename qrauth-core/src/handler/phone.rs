@@ -18,6 +18,7 @@ use crate::metrics::Limit;
 use crate::provider::builtin::PhoneUser;
 use crate::provider::{ConfirmContext, PhoneSide};
 use crate::record::Scanner;
+use crate::risk::{LoginAttempt, Risk, networks_differ};
 use crate::secret::{ConfirmToken, QrCodeId};
 use crate::types::UserInfo;
 
@@ -45,6 +46,7 @@ impl QrAuthService {
         let flow = &self.inner.flow;
         if route == Route::Scan {
             let phone_ip = self.client_ip(request);
+            let subject = user.subject.clone();
             let scanner = Scanner {
                 subject: user.subject,
                 user: UserInfo {
@@ -54,17 +56,28 @@ impl QrAuthService {
                 claims: user.claims,
                 ip: phone_ip,
             };
-            let (record, confirm_token) = flow.scan(&id, scanner).await?;
+            let (signal, threshold) = (&self.inner.risk_signal, self.inner.number_matching_from);
+            let mut risk = Risk::low();
+            let (record, confirm_token) = flow
+                .scan(&id, scanner, |session| {
+                    risk = signal.assess(&LoginAttempt::new(
+                        session.initiator.ip,
+                        phone_ip,
+                        &session.initiator.device,
+                        &subject,
+                    ));
+                    threshold.is_some_and(|level| risk.level >= level)
+                })
+                .await?;
             let context = ConfirmContext {
                 app_name: phone.app_name.to_owned(),
                 origin: phone.origin.map(str::to_owned),
                 browser: record.initiator.device.clone(),
                 ip: record.initiator.ip.map(|ip| ip.to_string()),
                 created_at: record.created_at_ms,
-                network_mismatch: crate::provider::hooks::network_mismatch(
-                    record.initiator.ip,
-                    phone_ip,
-                ),
+                network_mismatch: networks_differ(record.initiator.ip, phone_ip),
+                risk,
+                number_matching: record.match_code.is_some(),
             };
             return Ok(ApiResponse::json(
                 StatusCode::OK,

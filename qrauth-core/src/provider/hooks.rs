@@ -1,7 +1,5 @@
 //! The values that cross the provider hooks.
 
-use std::net::IpAddr;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -371,34 +369,10 @@ pub struct ConfirmContext {
     pub created_at: u64,
     /// The phone and the browser are on different networks (a hint of a relayed QR).
     pub network_mismatch: bool,
-}
-
-/// Whether the phone and the browser look like different networks: different /24 for IPv4,
-/// different /48 for IPv6, or different families. Unknown addresses are no evidence.
-pub(crate) fn network_mismatch(browser: Option<IpAddr>, phone: Option<IpAddr>) -> bool {
-    match (browser, phone) {
-        (Some(IpAddr::V4(a)), Some(IpAddr::V4(b))) => a.octets()[..3] != b.octets()[..3],
-        (Some(IpAddr::V6(a)), Some(IpAddr::V6(b))) => a.segments()[..3] != b.segments()[..3],
-        (Some(_), Some(_)) => true,
-        _ => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn network_mismatch_compares_prefixes() {
-        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
-        assert!(!network_mismatch(ip("10.1.2.3"), ip("10.1.2.200")));
-        assert!(network_mismatch(ip("10.1.2.3"), ip("10.1.3.3")));
-        assert!(!network_mismatch(
-            ip("2001:db8:1::1"),
-            ip("2001:db8:1:ff::2")
-        ));
-        assert!(network_mismatch(ip("2001:db8:1::1"), ip("2001:db8:2::1")));
-        assert!(network_mismatch(ip("10.0.0.1"), ip("2001:db8::1")));
-        assert!(!network_mismatch(None, ip("10.0.0.1")));
-    }
+    /// The [risk signal](crate::risk::RiskSignal)'s verdict on this login, to show.
+    pub risk: crate::risk::Risk,
+    /// Whether confirm needs the two-digit code the browser shows, for this login (always with
+    /// [`number_matching`](crate::QrAuthServiceBuilder::number_matching); from a risk level
+    /// with [`number_matching_from`](crate::QrAuthServiceBuilder::number_matching_from)).
+    pub number_matching: bool,
 }
