@@ -163,6 +163,47 @@ const scenarios = {
     return log;
   },
 
+  /**
+   * The demo phone page on another network than the browser (both behind the server's trusted
+   * proxy): it shows the risk and asks for the browser's code, confirm without it is refused,
+   * with it the browser logs in. "Cancel" is at least as large as "Confirm".
+   */
+  async risk_on_the_phone_page() {
+    const { context, page, log } = await open(browser, base);
+    await context.setExtraHTTPHeaders({ 'x-forwarded-for': '198.51.100.7' });
+    await page.goto(`${base}/`);
+    const qr = await readQr(page);
+    const phoneSide = await open(browser, base);
+    await phoneSide.context.setExtraHTTPHeaders({ 'x-forwarded-for': '203.0.113.9' });
+    const phone = phoneSide.page;
+    await phone.goto(`${base}/phone?qrcodeId=${qr.id}`);
+    await phone.locator('#scan').click();
+    await phone.locator('#context').waitFor({ state: 'visible', timeout: 10000 });
+    result.riskText = (await phone.locator('#risk').textContent()).trim();
+    check(await phone.locator('#risk').isVisible(), 'the risk is shown');
+    check(result.riskText.includes('elevated') && result.riskText.includes('network mismatch'), `risk text: ${result.riskText}`);
+    result.codeLabel = await phone.locator('#code-label').textContent();
+    check(result.codeLabel.includes('required'), `code label: ${result.codeLabel}`);
+    const [cancel, confirm] = [await phone.locator('#cancel').boundingBox(), await phone.locator('#confirm').boundingBox()];
+    check(cancel.width >= confirm.width - 1 && cancel.height >= confirm.height - 1, `cancel ${JSON.stringify(cancel)} vs confirm ${JSON.stringify(confirm)}`);
+
+    await page.waitForFunction(() => /\b\d{2}\b/.test(document.querySelector('.qrauth-status')?.textContent || ''), null, { timeout: 10000 });
+    const code = (await statusText(page)).match(/\b(\d{2})\b/)[1];
+    // Confirm without the code: refused (the page says so, the browser stays on the QR).
+    await phone.locator('#confirm').click();
+    await phone.waitForFunction(() => /forbidden|code|denied/i.test(document.querySelector('#result')?.textContent || ''), null, { timeout: 10000 });
+    result.withoutCode = await phone.locator('#result').textContent();
+    await phone.locator('#code').fill(code);
+    await phone.locator('#confirm').click();
+    result.welcome = await reachesMe(page, 'Alice');
+    // Chromium logs the refused confirm (403) on the phone page: expected, nothing else is.
+    const expected = /^Failed to load resource: the server responded with a status of 403/;
+    result.expected403Logs = phoneSide.log.consoleErrors.filter((m) => expected.test(m)).length;
+    phoneSide.log.consoleErrors = phoneSide.log.consoleErrors.filter((m) => !expected.test(m));
+    check(log.consoleErrors.length === 0, `browser page console errors: ${JSON.stringify(log.consoleErrors)}`);
+    return phoneSide.log;
+  },
+
   /** Cancel on the phone → cancelled text and a refresh button (screenshot) → a new QR that works. */
   async cancel() {
     const { page, log } = await open(browser, base);

@@ -114,6 +114,27 @@ mod cases {
         assert_eq!(r["expected503Logs"], 1, "{r}");
     }
 
+    /// The demo phone page shows the risk signal's verdict and, with
+    /// `number_matching_from(Elevated)`, needs the browser's code for a phone on another
+    /// network.
+    pub async fn risk_on_the_phone_page(kind: ServerKind) {
+        let options = ServerOptions {
+            trusted_proxies: vec![std::net::IpAddr::from([127, 0, 0, 1])],
+            number_matching_from: Some(qrauth_core::risk::RiskLevel::Elevated),
+            ..ServerOptions::default()
+        };
+        let r = scenario(kind, "risk_on_the_phone_page", options).await;
+        assert!(welcome(&r).contains("Alice"), "{r}");
+        assert!(
+            r["withoutCode"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("confirm failed"),
+            "confirm without the code is refused: {r}"
+        );
+        assert_eq!(r["expected403Logs"], 1, "{r}");
+    }
+
     pub async fn cancel(kind: ServerKind) {
         let r = scenario(kind, "cancel", ServerOptions::default()).await;
         assert!(
@@ -247,14 +268,14 @@ macro_rules! browser_suite {
 
 mod axum {
     browser_suite!(qrauth_tests::ServerKind::Axum;
-        login, exchange_retry, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }
 
 mod actix {
     browser_suite!(qrauth_tests::ServerKind::Actix;
-        login, exchange_retry, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }
