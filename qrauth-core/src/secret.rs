@@ -34,20 +34,22 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 /// Constant-time equality of two byte strings (the length itself is not secret).
+/// The six bits a base64url character stands for; `None` for any other byte.
+pub(crate) fn base64url_sextet(c: u8) -> Option<u8> {
+    match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'-' => Some(62),
+        b'_' => Some(63),
+        _ => None,
+    }
+}
+
 /// Whether `value` is base64url without padding that decodes, strictly (unused bits zero), to
 /// whole bytes: what `URL_SAFE_NO_PAD.decode` accepts, checked without decoding (ids are parsed
 /// on every authenticated request).
 fn is_canonical_base64url(value: &str) -> bool {
-    fn sextet(c: u8) -> Option<u8> {
-        match c {
-            b'A'..=b'Z' => Some(c - b'A'),
-            b'a'..=b'z' => Some(c - b'a' + 26),
-            b'0'..=b'9' => Some(c - b'0' + 52),
-            b'-' => Some(62),
-            b'_' => Some(63),
-            _ => None,
-        }
-    }
     let bytes = value.as_bytes();
     let Some(&last) = bytes.last() else {
         return true;
@@ -59,8 +61,8 @@ fn is_canonical_base64url(value: &str) -> bool {
         3 => 0b11,
         _ => return false,
     };
-    bytes.iter().all(|&c| sextet(c).is_some())
-        && sextet(last).is_some_and(|bits| bits & unused_mask == 0)
+    bytes.iter().all(|&c| base64url_sextet(c).is_some())
+        && base64url_sextet(last).is_some_and(|bits| bits & unused_mask == 0)
 }
 
 pub(crate) fn ct_eq_bytes(a: &[u8], b: &[u8]) -> bool {

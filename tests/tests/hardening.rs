@@ -84,6 +84,18 @@ async fn generate_from(browser: &Browser, ip: &str) -> Resp {
     .await
 }
 
+/// `POST /qrcode/scan` of `id` by `phone` from a client at `ip` (as the trusted proxy reports
+/// it).
+async fn scan_from(phone: Phone, id: String, ip: &str) -> Resp {
+    Resp::send(
+        phone
+            .request("/qrcode/scan")
+            .header("x-forwarded-for", ip)
+            .json(&serde_json::json!({ "qrcodeId": id })),
+    )
+    .await
+}
+
 /// A browser on `server` whose binding cookie holds `value`.
 fn planted(server: &TestServer, value: &str) -> Browser {
     let mut browser = server.browser();
@@ -214,18 +226,7 @@ mod cases {
         let server = spawn(kind, behind_proxy(limits)).await;
         let mut browser = server.browser();
         let qr = browser.generate().await;
-        let from = |phone: Phone, ip: &'static str| {
-            let id = qr.id.clone();
-            async move {
-                Resp::send(
-                    phone
-                        .request("/qrcode/scan")
-                        .header("x-forwarded-for", ip)
-                        .json(&serde_json::json!({ "qrcodeId": id })),
-                )
-                .await
-            }
-        };
+        let from = |phone: Phone, ip: &'static str| scan_from(phone, qr.id.clone(), ip);
         for i in 0..5 {
             let phone = Phone::at(&server.base, Some(&format!("Bearer random-{i}")));
             from(phone, "198.51.100.9")
@@ -255,16 +256,7 @@ mod cases {
         let server = spawn(kind, options).await;
         let scan = |id: String, ip: &'static str| {
             let phone = server.alice();
-            async move {
-                Resp::send(
-                    phone
-                        .request("/qrcode/scan")
-                        .header("x-forwarded-for", ip)
-                        .json(&serde_json::json!({ "qrcodeId": id })),
-                )
-                .await
-                .assert_json(200)
-            }
+            async move { scan_from(phone, id, ip).await.assert_json(200) }
         };
         let confirm = |id: String, token: String, code: Option<String>| {
             let phone = server.alice();

@@ -138,13 +138,11 @@ impl IssuerKeys {
         &self.source
     }
 
-    /// When the fetched keys stop being believed without a new fetch; `None` for static keys.
+    /// When the fetched keys stop being believed without a new fetch; `None` for static keys
+    /// and for keys never fetched.
     pub(crate) fn stale_at_ms(&self, ctx: &FetchContext) -> Option<u64> {
-        self.is_remote().then(|| {
-            self.fetched_at_ms
-                .load(Ordering::Acquire)
-                .saturating_add(ctx.max_age_ms)
-        })
+        let fetched_at = self.fetched_at_ms.load(Ordering::Acquire);
+        (self.is_remote() && fetched_at > 0).then(|| fetched_at.saturating_add(ctx.max_age_ms))
     }
 
     /// Whether keys are fetched over the network.
@@ -161,10 +159,9 @@ impl IssuerKeys {
         ctx: &FetchContext,
     ) -> Result<Vec<Arc<VerifyingKey>>, Error> {
         let attempts_seen = self.attempts.load(Ordering::Acquire);
-        let fetched_at = self.fetched_at_ms.load(Ordering::Acquire);
-        if self.is_remote()
-            && fetched_at > 0
-            && ctx.clock.now_millis() >= fetched_at.saturating_add(ctx.max_age_ms)
+        if self
+            .stale_at_ms(ctx)
+            .is_some_and(|stale_at| ctx.clock.now_millis() >= stale_at)
         {
             // Too old to believe: fetch again first. Best effort: if the issuer cannot be
             // reached, the keys held are still the best knowledge there is.

@@ -1,6 +1,6 @@
 //! The built-in issuer's signing keys and the JWKS it publishes.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -296,29 +296,15 @@ impl KeyRing {
         ring.retired.push((old.public, keep_old_until_secs));
     }
 
-    /// Drops the retired keys no longer needed at `now_secs`; returns the JWKS to publish.
-    pub(crate) fn prune(&self, now_secs: u64) -> JwkSet {
-        match self.inner.write() {
-            Ok(mut ring) => ring.retired.retain(|(_, until)| *until > now_secs),
-            Err(poisoned) => poisoned
-                .into_inner()
-                .retired
-                .retain(|(_, until)| *until > now_secs),
-        }
-        self.jwks(now_secs)
-    }
-
-    /// When the next retired key leaves the JWKS (Unix seconds), if one is published.
-    pub(crate) fn next_retirement(&self, now_secs: u64) -> Option<u64> {
-        let ring = match self.inner.read() {
-            Ok(ring) => ring,
-            Err(poisoned) => poisoned.into_inner(),
+    /// Drops the retired keys no longer needed at `now_secs`; returns the JWKS to publish and
+    /// when the next retired key leaves it (Unix seconds), if one is published.
+    pub(crate) fn prune(&self, now_secs: u64) -> (JwkSet, Option<u64>) {
+        let next_retirement = {
+            let mut ring = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+            ring.retired.retain(|(_, until)| *until > now_secs);
+            ring.retired.iter().map(|(_, until)| *until).min()
         };
-        ring.retired
-            .iter()
-            .map(|(_, until)| *until)
-            .filter(|until| *until > now_secs)
-            .min()
+        (self.jwks(now_secs), next_retirement)
     }
 
     /// The JWKS to publish at `now_secs`: the current key and the retired keys still needed.

@@ -160,12 +160,10 @@ impl BuiltinProvider {
             .replacing_keys
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let jwks = self.keys.prune(now_secs);
+        let (jwks, next_retirement) = self.keys.prune(now_secs);
         self.verifier.replace_static_keys(&self.issuer, &jwks)?;
-        self.next_retirement_secs.store(
-            self.keys.next_retirement(now_secs).unwrap_or(u64::MAX),
-            Ordering::Release,
-        );
+        self.next_retirement_secs
+            .store(next_retirement.unwrap_or(u64::MAX), Ordering::Release);
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use moka::sync::Cache;
 
 use crate::clock::SharedClock;
 use crate::error::{Error, Result};
-use crate::secret::{SecretHash, SessionId};
+use crate::secret::{SecretHash, SessionId, base64url_sextet};
 use crate::signed_in::{Rotation, SignedInSession};
 use crate::store::signed_in::{MAX_SESSIONS_PER_SUBJECT, SignedInStore};
 
@@ -157,16 +157,10 @@ impl Expiry<[u8; 32], Arc<Alias>> for UntilEnd {
     }
 }
 
-/// The six bits a base64url character stands for (any other byte passes through).
-fn sextet(c: u8) -> usize {
-    usize::from(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        b'-' => 62,
-        b'_' => 63,
-        other => other,
-    })
+/// The bits of a session id's first character that pick its shard (any other byte passes
+/// through: only valid ids are ever stored).
+fn shard_index(first: u8) -> usize {
+    usize::from(base64url_sextet(first).unwrap_or(first))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -200,7 +194,7 @@ impl MemorySignedIn {
         // Session ids are base64url of CSPRNG bytes: the six bits of their first character are
         // uniform (the last character's are not: it holds the padding bits).
         let first = id.as_bytes().first().copied().unwrap_or(0);
-        &self.shards[sextet(first) & (self.shards.len() - 1)]
+        &self.shards[shard_index(first) & (self.shards.len() - 1)]
     }
 
     fn entry(&self, id: &str) -> Option<Arc<Entry>> {
@@ -230,15 +224,15 @@ impl MemorySignedIn {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(id)?;
         let subject = removed.lock().subject.to_string();
-        self.forget(&subject, &[id]);
+        self.forget(&subject, id);
         Some(removed)
     }
 
-    /// Prunes ids from a subject's list (locks only the subject index).
-    fn forget(&self, subject: &str, ids: &[&str]) {
+    /// Prunes an id from its subject's list (locks only the subject index).
+    fn forget(&self, subject: &str, id: &str) {
         let mut subjects = lock(&self.subjects);
         if let Some(list) = subjects.get_mut(subject) {
-            list.retain(|i| !ids.contains(&i.as_str()));
+            list.retain(|i| i != id);
             if list.is_empty() {
                 subjects.remove(subject);
             }
@@ -284,7 +278,7 @@ impl MemorySignedIn {
             held += shard.len() as u64;
         }
         for (subject, id) in &dropped {
-            self.forget(subject, &[id]);
+            self.forget(subject, id);
         }
         held
     }
@@ -312,7 +306,7 @@ impl SignedInStore for MemorySignedIn {
             dropped
         };
         for (subject, dropped_id) in &dropped {
-            self.forget(subject, &[dropped_id]);
+            self.forget(subject, dropped_id);
         }
         let oldest = {
             let mut subjects = lock(&self.subjects);
@@ -566,7 +560,7 @@ mod tests {
         let mut used = [0usize; SHARDS];
         for _ in 0..1_600 {
             let id = SessionId::generate().expect("id");
-            let index = sextet(id.as_str().as_bytes()[0]) & (SHARDS - 1);
+            let index = shard_index(id.as_str().as_bytes()[0]) & (SHARDS - 1);
             used[index] += 1;
         }
         assert_eq!(store.shards.len(), SHARDS);
