@@ -130,6 +130,26 @@ export interface QrCode {
   interval: number;
   /** A code to show beside the QR, when the provider has one (RFC 8628 `user_code`). */
   userCode?: string;
+  /**
+   * For a QR that rotates (the phone app scans through qrauth): which rotation this is. A new
+   * QR replaces it at `rotatesAt`, and the old one can no longer be scanned.
+   */
+  rotation?: number;
+  /** When the next rotation replaces this QR, Unix milliseconds. */
+  rotatesAt?: number;
+}
+
+/** The QR that replaced the one on screen (the QR rotates while it waits for a scan). */
+export interface RotatedQrCode {
+  qrcodeId: string;
+  qrcodeContent: string;
+  /** The new QR as a `data:image/svg+xml` URL. */
+  image: string;
+  /** The same image (Authing's name). */
+  qrcodeUrl: string;
+  rotation: number;
+  rotatesAt: number;
+  expireAt: number;
 }
 
 /** qrauth's states (docs/protocol.md §2). */
@@ -209,6 +229,11 @@ export interface PollingOptions extends StatusCallbacks {
   onPollingStart?: (intervalNum: number) => void;
   /** Once, when confirmed: the ticket to redeem with `exchangeUserInfo`. */
   onSuccess?: (data: SuccessData) => void;
+  /**
+   * Each time the QR rotates: show the new one (the old one stops scanning within seconds).
+   * Only for a `qrcodeId` from this client's `geneCode`.
+   */
+  onQRCodeShow?: (qrcode: RotatedQrCode) => void;
 }
 
 /** What `pollingCodeStatus` returns. */
@@ -286,7 +311,7 @@ export interface ScanningOptions extends StatusCallbacks {
   onSuccess?: (data: { userInfo: UserInfo; ticket?: string }) => void;
   /** Each new QR code. */
   onQRCodeLoad?: (qrcode: QrCode) => void;
-  /** Each new QR code, once shown. */
+  /** Each new QR code, once shown; also each time the QR rotates. */
   onQRCodeShow?: (qrcode: QrCode) => void;
   /** Authing's spelling. */
   onQRCodeLoadFaild?: (error: Failure) => void;

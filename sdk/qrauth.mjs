@@ -122,6 +122,14 @@ function codeStatus(s) {
   return d;
 }
 
+// A rotated QR, in the shape of geneCode's `data` (the parts that change).
+function rotatedQr(s) {
+  return {
+    qrcodeId: s.qrcodeId, qrcodeContent: s.qrcodeContent, image: s.image, qrcodeUrl: s.image,
+    rotation: s.rotation, rotatesAt: s.rotatesAt, expireAt: s.expireAt
+  };
+}
+
 function expiredStatus(id, version) {
   return {
     qrcodeId: id, status: 'expired', scanned: false, expired: true, success: false, canceled: false,
@@ -146,12 +154,15 @@ function retryDelay(retryAfter, failures) {
 
 // Follows one QR until a final state: SSE first; if it cannot be used, long-poll; if that is
 // not served, plain polls every `w.every` ms. `w.onStatus(status body)` for each status,
-// `w.onProblem(failure, fatal)` for each failed request; a fatal one ends the watch.
+// `w.onProblem(failure, fatal)` for each failed request; a fatal one ends the watch. A QR that
+// rotates (`w.rotation`, from POST /qrcode) is followed too: each status answer that carries a
+// new one goes to `w.onQr(status body)`, and the requests say which rotation is on screen.
 function watch(base, id, w) {
   var stopped = false;
   var source = null;
   var timer = null;
   var version = 0;
+  var rotation = w.rotation;
   var reopens = 0;          // SSE reopen attempts left after the server asked for a reconnect
   var ctl = global.AbortController ? new AbortController() : null;
   var statusUrl = base + '/qrcode/status?qrcodeId=' + enc(id);
@@ -160,9 +171,14 @@ function watch(base, id, w) {
   function close() { if (source) { source.close(); source = null; } }
   function stop() { stopped = true; clearTimeout(timer); close(); if (ctl) ctl.abort(); }
   function get(url) { return send(url, { signal: ctl ? ctl.signal : undefined }); }
+  function shown() { return rotation == null ? '' : '&rotation=' + rotation; }
   function deliver(s) {
     if (stopped) return;
     if (s.version) version = s.version;
+    if (s.qrcodeContent && s.image && s.rotation != null) {
+      rotation = s.rotation;
+      if (w.onQr) w.onQr(s);
+    }
     if (isFinal(s.status)) stop();
     w.onStatus(s);
   }
@@ -171,7 +187,7 @@ function watch(base, id, w) {
   function sse() {
     if (stopped) return;
     var opened = false;
-    var es = source = new EventSource(base + '/qrcode/events?qrcodeId=' + enc(id), { withCredentials: true });
+    var es = source = new EventSource(base + '/qrcode/events?qrcodeId=' + enc(id) + shown(), { withCredentials: true });
     es.onopen = function () { opened = true; reopens = 0; };
     es.onmessage = function (e) { var s = parse(e.data); if (s && s.status) deliver(s); };
     // The server is going away (a restart): reopen after a short jittered delay, unseen.
@@ -197,7 +213,7 @@ function watch(base, id, w) {
   function longPoll(failures) {
     if (stopped) return;
     var sent = Date.now();
-    get(statusUrl + '&wait=25&since=' + version).then(function (r) {
+    get(statusUrl + '&wait=25&since=' + version + shown()).then(function (r) {
       if (stopped) return;
       if (r.status === 410) return deliver(expiredStatus(id, version));
       if (r.status === 429) return later(function () { longPoll(failures); }, retryDelay(r.json.retryAfter, failures));
@@ -222,7 +238,7 @@ function watch(base, id, w) {
       later(function () { poll(failures); }, every);
       return;
     }
-    get(statusUrl).then(function (r) {
+    get(statusUrl + shown()).then(function (r) {
       if (stopped) return;
       if (r.status === 410) return deliver(expiredStatus(id, version));
       if (r.status === 429) return later(function () { poll(failures); }, retryDelay(r.json.retryAfter, failures));
@@ -266,6 +282,7 @@ function createClient(clientOptions) {
   var co = clientOptions || {};
   var base = trimBase(co.baseUrl != null ? co.baseUrl : defaultBase);
   var intervals = {};        // qrcodeId -> the server's poll interval (s), from geneCode
+  var rotations = {};        // qrcodeId -> the rotation of the QR geneCode gave
   var renewing = null;
   var keepers = [];
 
@@ -283,6 +300,7 @@ function createClient(clientOptions) {
     return postJson(base + '/qrcode', body, o.signal).then(function (r) {
       if (r.status !== 201) return failure(r.status, r.json, t);
       intervals[r.json.qrcodeId] = r.json.interval;
+      rotations[r.json.qrcodeId] = r.json.rotation;
       var data = {};
       for (var k in r.json) data[k] = r.json[k];
       data.qrcodeUrl = r.json.image;     // a data: URL of the QR as SVG, for an <img src>
@@ -317,9 +335,11 @@ function createClient(clientOptions) {
     var scanned = false;
     var intervalNum = setInterval(function () { lastTick = Date.now(); flush(); }, every);
     var w = watch(base, o.qrcodeId, {
-      t: t, transport: o.transport,
+      t: t, transport: o.transport, rotation: rotations[o.qrcodeId],
       every: function () { return Math.max(every, (intervals[o.qrcodeId] || 2) * 1000); },
       onStatus: function (s) { emit(function () { onStatus(s); }); },
+      // The QR rotated: show the new one (the old one can no longer be scanned).
+      onQr: function (s) { emit(function () { call(o.onQRCodeShow, rotatedQr(s)); }); },
       onProblem: function (f, fatal) {
         emit(function () { call(o.onError, f); });
         if (fatal) finish();
@@ -630,7 +650,17 @@ function createClient(clientOptions) {
         tick(gen, performance.now());
         call(opts.onPollingStart);
         watcher = watch(cbase, json.qrcodeId, {
-          t: t, transport: opts.transport,
+          t: t, transport: opts.transport, rotation: json.rotation,
+          onQr: function (s) {
+            if (gen !== generation) return;
+            var qr = {}, key, rotated = rotatedQr(s);
+            for (key in session) qr[key] = session[key];
+            for (key in rotated) qr[key] = rotated[key];
+            session = qr;
+            img.src = s.image;
+            img.setAttribute('data-qrcode-content', s.qrcodeContent);
+            call(opts.onQRCodeShow, qr);
+          },
           every: function () { return Math.max(minInterval, ((session && session.interval) || 2) * 1000); },
           onStatus: function (s) { follow(gen, s); },
           onProblem: function (f, fatal) {

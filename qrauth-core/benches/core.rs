@@ -162,8 +162,15 @@ async fn one_flow(service: &QrAuthService) -> TokenSet {
         .as_str()
         .expect("qrcodeId")
         .to_owned();
+    let content = body_json(&generated)["qrcodeContent"]
+        .as_str()
+        .expect("qrcodeContent")
+        .to_owned();
     let scan = service
-        .handle(Route::Scan, phone(json!({ "qrcodeId": id })))
+        .handle(
+            Route::Scan,
+            phone(qrauth_test_support::screen::scan_body_of(&content)),
+        )
         .await;
     assert_eq!(scan.status, StatusCode::OK);
     let token = body_json(&scan)["confirmToken"]

@@ -70,6 +70,11 @@ pub enum Error {
     /// The QR session's lifetime has ended.
     #[error("QR code expired")]
     ExpiredQrCode,
+    /// The phone scanned a QR the browser no longer shows: the QR rotates (see
+    /// [`Lifetimes::qr_rotation`](crate::Lifetimes::qr_rotation)) and this one was replaced.
+    /// Answered like an expired QR (`410 expired_qrcode`): scan the one on screen.
+    #[error("this QR code was replaced by a newer one")]
+    StaleQrCode,
     /// The caller does not hold the browser-binding secret of this QR session.
     #[error("this browser is not bound to the QR code")]
     NotBound,
@@ -135,7 +140,7 @@ impl Error {
             Error::UnsupportedMediaType => "unsupported_media_type",
             Error::PayloadTooLarge => "payload_too_large",
             Error::UnknownQrCode => "unknown_qrcode",
-            Error::ExpiredQrCode => "expired_qrcode",
+            Error::ExpiredQrCode | Error::StaleQrCode => "expired_qrcode",
             Error::NotBound => "not_bound",
             Error::InvalidTicket => "invalid_ticket",
             Error::Conflict(_) => "conflict",
@@ -162,7 +167,7 @@ impl Error {
             Error::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnknownQrCode | Error::UnknownSession | Error::NotFound => StatusCode::NOT_FOUND,
-            Error::ExpiredQrCode => StatusCode::GONE,
+            Error::ExpiredQrCode | Error::StaleQrCode => StatusCode::GONE,
             Error::NotBound | Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::Unauthenticated | Error::InvalidToken(_) => StatusCode::UNAUTHORIZED,

@@ -21,6 +21,10 @@ pub struct Lifetimes {
     /// How long a QR can be scanned: 120 s by default, 30–300 s (tests may go lower with
     /// `Lifetimes::allow_short_for_tests`, feature `test-util`).
     pub qr_code: Duration,
+    /// How often the QR a browser shows is replaced while it waits for a scan, for providers
+    /// whose phone app scans through qrauth: 30 s, 10–30 s. Only the QR on screen (and, for
+    /// 5 s after it was replaced, the one before) can be scanned, so a relayed QR goes stale.
+    pub qr_rotation: Duration,
     /// How long the phone's confirm token is accepted after scan: 60 s, at most 60 s.
     pub confirm_token: Duration,
     /// How long a ticket can be exchanged after confirmation: 60 s, at most 300 s.
@@ -55,6 +59,7 @@ impl Default for Lifetimes {
     fn default() -> Self {
         Self {
             qr_code: Duration::from_secs(120),
+            qr_rotation: Duration::from_secs(30),
             confirm_token: Duration::from_secs(60),
             ticket: Duration::from_secs(60),
             poll_interval: Duration::from_secs(2),
@@ -72,6 +77,12 @@ impl Lifetimes {
     /// Sets the QR lifetime.
     pub fn qr_code(mut self, d: Duration) -> Self {
         self.qr_code = d;
+        self
+    }
+
+    /// Sets how often the QR rotates.
+    pub fn qr_rotation(mut self, d: Duration) -> Self {
+        self.qr_rotation = d;
         self
     }
 
@@ -138,6 +149,12 @@ impl Lifetimes {
         if !(min_qr as f64..=300.0).contains(&secs) {
             return Err(Error::Config(format!(
                 "QR lifetime must be {min_qr}-300 s, got {secs} s"
+            )));
+        }
+        if !(Duration::from_secs(10)..=Duration::from_secs(30)).contains(&self.qr_rotation) {
+            return Err(Error::Config(format!(
+                "QR rotation must be 10-30 s, got {} s",
+                self.qr_rotation.as_secs_f64()
             )));
         }
         if self.ticket.is_zero() || self.ticket > Duration::from_secs(300) {

@@ -98,6 +98,9 @@ pub struct SessionRecord {
     pub match_code: Option<String>,
     /// Opaque provider data (e.g. the upstream QR id); never sent to a browser.
     pub provider_data: Option<String>,
+    /// The QR text the provider gave at start, for providers whose phone app scans through
+    /// qrauth: the browser shows it with the rotating scan token attached.
+    pub qr_content: Option<String>,
     /// The upstream IdP no longer knows the session (it expired as `unknown_qrcode`).
     pub upstream_lost: bool,
 }
@@ -128,6 +131,7 @@ impl SessionRecord {
             failed_attempts: 0,
             match_code: None,
             provider_data: None,
+            qr_content: None,
             upstream_lost: false,
         }
     }

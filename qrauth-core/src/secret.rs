@@ -188,7 +188,8 @@ secret_type!(
 );
 
 /// The server key under which qrauth MACs the binding cookies it mints, so that `POST /qrcode`
-/// adopts only a binding that qrauth itself issued (for the same client network).
+/// adopts only a binding that qrauth itself issued (for the same client network), and the scan
+/// tokens of its rotating QR codes, so that only the QR on screen can be scanned.
 ///
 /// Every replica behind one load balancer must use the same key
 /// ([`QrAuthServiceBuilder::binding_key`](crate::QrAuthServiceBuilder::binding_key)); the
@@ -230,6 +231,20 @@ impl BindingKey {
         let mut bytes = [0u8; 32];
         os_random(&mut bytes)?;
         Self::from_bytes(&bytes)
+    }
+
+    /// The scan token of rotation `rotation` of the QR of session `id`: the same on every
+    /// replica that shares the key, without anything stored.
+    pub(crate) fn scan_mac(&self, id: &QrCodeId, rotation: u64) -> [u8; BINDING_MAC_BYTES] {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
+        ctx.update(b"qrauth scan v1\0");
+        ctx.update(id.0.as_bytes());
+        ctx.update(b"\0");
+        ctx.update(&rotation.to_be_bytes());
+        let tag = ctx.sign();
+        let mut out = [0u8; BINDING_MAC_BYTES];
+        out.copy_from_slice(&tag.as_ref()[..BINDING_MAC_BYTES]);
+        out
     }
 
     fn mac(&self, random: &[u8], network: &[u8]) -> [u8; BINDING_MAC_BYTES] {

@@ -454,6 +454,7 @@ fn copy_error(err: &Error) -> Error {
         Error::PayloadTooLarge => Error::PayloadTooLarge,
         Error::UnknownQrCode => Error::UnknownQrCode,
         Error::ExpiredQrCode => Error::ExpiredQrCode,
+        Error::StaleQrCode => Error::StaleQrCode,
         Error::NotBound => Error::NotBound,
         Error::InvalidTicket => Error::InvalidTicket,
         Error::Conflict(s) => Error::Conflict(s.clone()),

@@ -99,6 +99,8 @@ pub(crate) struct QrStatus {
     pub match_code: Option<String>,
     /// Absolute expiry, Unix milliseconds.
     pub expire_at_ms: u64,
+    /// The QR to show now, while pending, for a QR that rotates.
+    pub qr: Option<crate::flow::ShownQr>,
 }
 
 /// The tokens a completed login yields (OAuth 2.0 token response).

@@ -737,6 +737,7 @@ async fn http_generate(service: &QrAuthService) -> (String, String) {
         .handle(Route::Generate, ApiRequest::new(Method::POST))
         .await;
     assert_eq!(response.status, StatusCode::CREATED);
+    qrauth_test_support::screen::show_answer(&body_json(&response));
     let id = body_json(&response)["qrcodeId"]
         .as_str()
         .unwrap()
@@ -830,7 +831,10 @@ async fn status_without_binding_is_the_same_403_for_unknown_pending_and_confirme
     let scan = service
         .handle(
             Route::Scan,
-            phone_request("alice", &format!(r#"{{"qrcodeId":"{confirmed_id}"}}"#)),
+            phone_request(
+                "alice",
+                &qrauth_test_support::screen::scan_body(&confirmed_id).to_string(),
+            ),
         )
         .await;
     assert_eq!(scan.status, StatusCode::OK);
@@ -903,7 +907,12 @@ async fn qr_content_holds_the_id_but_not_the_binding_secret() {
     let binding = binding_cookie(&service, &response);
     let id = body["qrcodeId"].as_str().unwrap();
     let content = body["qrcodeContent"].as_str().unwrap();
-    assert_eq!(content, format!("{PHONE_URL}?qrcodeId={id}"));
+    // The phone page's URL with the id and the rotating QR's scan token.
+    let token = qrauth_test_support::screen::scan_token(content).expect("a scan token");
+    assert_eq!(
+        content,
+        format!("{PHONE_URL}?qrcodeId={id}&scanToken={token}")
+    );
     assert!(!content.contains(&binding));
     assert!(!body["image"].as_str().unwrap().contains(&binding));
     let whole_body = String::from_utf8(response.body_bytes().unwrap().to_vec()).unwrap();
@@ -932,7 +941,10 @@ async fn sign_in_hook_fires_once_per_successful_exchange() {
     let scan = service
         .handle(
             Route::Scan,
-            phone_request("alice", &format!(r#"{{"qrcodeId":"{id}"}}"#)),
+            phone_request(
+                "alice",
+                &qrauth_test_support::screen::scan_body(&id).to_string(),
+            ),
         )
         .await;
     let token = body_json(&scan)["confirmToken"]

@@ -46,13 +46,15 @@ async fn confirm_screen_browser(service: &QrAuthService, ua: &str) -> String {
     assert_eq!(created.status, 201);
     let body: serde_json::Value =
         serde_json::from_slice(created.body_bytes().expect("a full body")).expect("JSON");
-    let id = body["qrcodeId"].as_str().expect("qrcodeId");
+    let content = body["qrcodeContent"].as_str().expect("qrcodeContent");
     let mut scan = ApiRequest::new(Method::POST);
     scan.headers
         .insert("content-type", HeaderValue::from_static("application/json"));
     scan.headers
         .insert("authorization", HeaderValue::from_static("Bearer alice"));
-    scan.body = serde_json::json!({ "qrcodeId": id }).to_string().into();
+    scan.body = qrauth_test_support::screen::scan_body_of(content)
+        .to_string()
+        .into();
     let scanned = service.handle(Route::Scan, scan).await;
     assert_eq!(scanned.status, 200);
     let body: serde_json::Value =
@@ -338,11 +340,11 @@ proptest! {
         runtime().block_on(async {
             let created = generate_with(&service, proxy, &[("x-forwarded-for", &header)]).await;
             prop_assert_eq!(created.status, 201);
-            let id = json_of(&created)["qrcodeId"].as_str().expect("id").to_owned();
+            let content = json_of(&created)["qrcodeContent"].as_str().expect("content").to_owned();
             let mut scan = ApiRequest::new(Method::POST);
             scan.headers.insert("content-type", HeaderValue::from_static("application/json"));
             scan.headers.insert("authorization", HeaderValue::from_static("Bearer alice"));
-            scan.body = serde_json::json!({ "qrcodeId": id }).to_string().into();
+            scan.body = qrauth_test_support::screen::scan_body_of(&content).to_string().into();
             let scanned = service.handle(Route::Scan, scan).await;
             prop_assert_eq!(scanned.status, 200);
             let ip = json_of(&scanned)["context"]["ip"].as_str().expect("ip").to_owned();

@@ -73,6 +73,10 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
         .handle(Route::Generate, ApiRequest::new(Method::POST))
         .await;
     assert_eq!(generated.status, StatusCode::CREATED);
+    let content = body_json(&generated)["qrcodeContent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let id = body_json(&generated)["qrcodeId"]
         .as_str()
         .unwrap()
@@ -98,7 +102,7 @@ async fn full_flow_over_http() -> Vec<(String, String)> {
     let scan = service
         .handle(
             Route::Scan,
-            phone_request(&format!(r#"{{"qrcodeId":"{id}"}}"#)),
+            phone_request(&qrauth_test_support::screen::scan_body_of(&content).to_string()),
         )
         .await;
     assert_eq!(scan.status, StatusCode::OK);

@@ -190,12 +190,16 @@ fn setup() -> Setup {
         inner: store.clone(),
         calls: calls.clone(),
     };
+    // Two replicas of one deployment: they share the server key (of bindings and scan tokens).
+    let key = qrauth_core::BindingKey::generate().expect("key");
     let browser = QrAuthService::builder(provider.clone())
         .store(counting)
+        .binding_key(key.clone())
         .build()
         .expect("browser service");
     let phone = QrAuthService::builder(provider)
         .store(store.clone())
+        .binding_key(key)
         .build()
         .expect("phone service");
     Setup {

@@ -26,7 +26,7 @@ async fn full_flow(kind: Kind) {
         .js_sdk_code("open-id-alice", &page, &config)
         .expect("code");
 
-    let (status, scanned) = phone(&server.base, "scan", &code, json!({ "qrcodeId": id })).await;
+    let (status, scanned) = phone(&server.base, "scan", &code, browser.scan_body()).await;
     assert_eq!(status, 200, "{scanned}");
     assert_eq!(scanned["context"]["appName"], "open platform test");
     assert_eq!(browser.status().await["status"], "scanned");
@@ -93,13 +93,7 @@ async fn scanned(
 ) -> (Browser, String, String) {
     let browser = Browser::start(&server.base).await;
     let code = fake.mint_code("open-id-bob");
-    let (status, body) = phone(
-        &server.base,
-        "scan",
-        &code,
-        json!({ "qrcodeId": browser.qrcode_id }),
-    )
-    .await;
+    let (status, body) = phone(&server.base, "scan", &code, browser.scan_body()).await;
     assert_eq!(status, 200, "{body}");
     let token = body["confirmToken"].as_str().expect("token").to_owned();
     (browser, code, token)
@@ -167,7 +161,7 @@ async fn upstream_faults_become_documented_http_errors() {
     let fake = fake().await;
     let server = server(Kind::Axum, &fake, Duration::from_millis(500)).await;
     let browser = Browser::start(&server.base).await;
-    let scan = json!({ "qrcodeId": browser.qrcode_id });
+    let scan = browser.scan_body();
     let cases = [
         (Some(Fault::ServerError), 502, "upstream_unavailable"),
         (Some(Fault::Malformed), 502, "upstream_unavailable"),
@@ -208,7 +202,7 @@ async fn app_not_added_and_no_permission_are_explained() {
     let browser = Browser::start(&server.base).await;
     fake.set_user("u-na", UserState::NotAdded);
     fake.set_user("u-np", UserState::NoPermission);
-    let scan = json!({ "qrcodeId": browser.qrcode_id });
+    let scan = browser.scan_body();
     let (s1, b1) = phone(&server.base, "scan", &fake.mint_code("u-na"), scan.clone()).await;
     let (s2, b2) = phone(&server.base, "scan", &fake.mint_code("u-np"), scan).await;
     assert_eq!((s1, s2), (403, 403));

@@ -79,7 +79,7 @@ try {
   const qr = await readQr(page);
   await waitForStatus(page, TEXT.scan);
   const phone = new Phone(base, 'alice');
-  await phone.scan(qr.id);
+  await phone.scan(qr);
   await waitForStatus(page, TEXT.scanned('Alice'));
   // The widget is waiting on replica A now; give its next wait a moment to be held there.
   await sleep(300);

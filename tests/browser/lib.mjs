@@ -106,12 +106,12 @@ export async function openPage(browser, base, { initScripts = [] } = {}) {
  * The widget's QR: its phone URL (`data-qrcode-content`) and the qrcodeId in it. `root` is the
  * element the widget is in (the demo's `#qrauth`; `.qrauth-float` for the floating component).
  */
-export async function readQr(page, { other, root = '#qrauth' } = {}) {
+export async function readQr(page, { other, root = '#qrauth', timeout = 10000 } = {}) {
   const selector = `${root} img[data-qrcode-content]`;
   await page.waitForFunction(({ selector, other }) => {
     const img = document.querySelector(selector);
     return img && img.getAttribute('data-qrcode-content') !== other && img.complete;
-  }, { selector, other: other ?? null }, { timeout: 10000 });
+  }, { selector, other: other ?? null }, { timeout });
   const content = await page.locator(selector).getAttribute('data-qrcode-content');
   const id = new URL(content).searchParams.get('qrcodeId');
   if (!id) throw new Error(`no qrcodeId in ${content}`);
@@ -153,9 +153,14 @@ export class Phone {
     return r.json;
   }
 
-  /** Scans `id`; returns the confirm token. */
-  async scan(id) {
-    const json = await this.expectOk('/qrcode/scan', { qrcodeId: id });
+  /**
+   * Scans a QR: `qr` is what `readQr` returns, or the QR's text (the phone URL with `qrcodeId`
+   * and the rotating QR's `scanToken`). Returns the scan's answer.
+   */
+  async scan(qr) {
+    const url = new URL(typeof qr === 'string' ? qr : qr.content);
+    const body = { qrcodeId: url.searchParams.get('qrcodeId'), scanToken: url.searchParams.get('scanToken') };
+    const json = await this.expectOk('/qrcode/scan', body);
     if (!json.confirmToken) throw new Error('scan: no confirmToken');
     this.confirmToken = json.confirmToken;
     return json;

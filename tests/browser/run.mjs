@@ -3,7 +3,7 @@
 //
 //   node tests/browser/run.mjs BASE_URL SCENARIO [--screenshots DIR] [--timeout MS]
 //
-// Scenarios: login, exchange_retry, cancel, expiry (needs a QR lifetime of a few seconds), sse_blocked,
+// Scenarios: login, exchange_retry, qr_rotation (needs a rotation of 10 s), cancel, expiry (needs a QR lifetime of a few seconds), sse_blocked,
 // slow_down (needs the poll interval limit on), a11y. Prints one JSON line
 // ({ scenario, ok, error?, consoleErrors, ... }) and exits 0 only when the scenario passed.
 // tests/tests/browser.rs starts the demos and runs every scenario against each.
@@ -94,14 +94,14 @@ const scenarios = {
     const { page, log } = await open(browser, base);
     await page.goto(`${base}/`);
     const qr = await readQr(page);
-    check(qr.content === `${base}/phone?qrcodeId=${qr.id}`, `QR content ${qr.content}`);
+    check(new RegExp(`^${base}/phone\\?qrcodeId=${qr.id}&scanToken=[\\w-]{22}$`).test(qr.content), `QR content ${qr.content}`);
     await waitForStatus(page, TEXT.scan);
     const alt = await page.locator('#qrauth img[data-qrcode-content]').getAttribute('alt');
     check(alt && alt.length > 10, `QR alt text ${JSON.stringify(alt)}`);
     const pendingSize = await boxSize(page);
     await shoot(page, 'pending');
     const phone = new Phone(base, 'alice');
-    await phone.scan(qr.id);
+    await phone.scan(qr);
     await waitForStatus(page, TEXT.scanned('Alice'));
     result.scannedStatus = await statusText(page);
     const nickname = await page.locator('#qrauth .qrauth-user').textContent();
@@ -151,7 +151,7 @@ const scenarios = {
     await page.goto(`${base}/`);
     const qr = await readQr(page);
     const phone = new Phone(base, 'alice');
-    await phone.scan(qr.id);
+    await phone.scan(qr);
     await phone.confirm(qr.id);
     result.welcome = await reachesMe(page, 'Alice');
     result.exchanges = exchanges.length;
@@ -160,6 +160,30 @@ const scenarios = {
     const expected = /^Failed to load resource: the server responded with a status of 503/;
     result.expected503Logs = log.consoleErrors.filter((m) => expected.test(m)).length;
     log.consoleErrors = log.consoleErrors.filter((m) => !expected.test(m));
+    return log;
+  },
+
+  /**
+   * The QR rotates (every 10 s on this server): the widget shows the new QR from its event
+   * stream, without a reload, a new session or a fallback to polling; the phone scans the new
+   * one and the same browser logs in.
+   */
+  async qr_rotation() {
+    const { page, log } = await open(browser, base);
+    await page.goto(`${base}/`);
+    const first = await readQr(page);
+    const second = await readQr(page, { other: first.content, timeout: 15000 });
+    check(second.id === first.id, `the same session: ${first.id} → ${second.id}`);
+    check(second.content !== first.content, 'a new QR');
+    result.first = first.content;
+    result.second = second.content;
+    check(!log.requests.some((r) => r.url.includes('/qrcode/status')), 'followed by the event stream');
+    check(log.requests.filter((r) => r.url.endsWith('/qrcode') || r.url.includes('/qrcode?')).length <= 1, 'no second POST /qrcode');
+    await waitForStatus(page, TEXT.scan);
+    const phone = new Phone(base, 'alice');
+    await phone.scan(second);
+    await phone.confirm(second.id);
+    result.welcome = await reachesMe(page, 'Alice');
     return log;
   },
 
@@ -176,7 +200,7 @@ const scenarios = {
     const phoneSide = await open(browser, base);
     await phoneSide.context.setExtraHTTPHeaders({ 'x-forwarded-for': '203.0.113.9' });
     const phone = phoneSide.page;
-    await phone.goto(`${base}/phone?qrcodeId=${qr.id}`);
+    await phone.goto(qr.content);
     await phone.locator('#scan').click();
     await phone.locator('#context').waitFor({ state: 'visible', timeout: 10000 });
     result.riskText = (await phone.locator('#risk').textContent()).trim();
@@ -210,7 +234,7 @@ const scenarios = {
     await page.goto(`${base}/`);
     const first = await readQr(page);
     const phone = new Phone(base, 'alice');
-    await phone.scan(first.id);
+    await phone.scan(first);
     await waitForStatus(page, TEXT.scanned('Alice'));
     await phone.cancel(first.id);
     await waitForStatus(page, TEXT.cancelled);
@@ -226,7 +250,7 @@ const scenarios = {
     result.newQr = true;
     // The new QR logs in.
     const phone2 = new Phone(base, 'bob');
-    await phone2.scan(second.id);
+    await phone2.scan(second);
     await waitForStatus(page, TEXT.scanned('Bob'));
     await phone2.confirm(second.id);
     result.welcome = await reachesMe(page, 'Bob');
@@ -289,7 +313,7 @@ const scenarios = {
     check(ended, 'refresh() ended the pending long-poll of the old QR');
     result.staleLongPoll = ended.error;
     const phone = new Phone(base, 'alice');
-    await phone.scan(qr.id);
+    await phone.scan(qr);
     await waitForStatus(page, TEXT.scanned('Alice'));
     await phone.confirm(qr.id);
     result.welcome = await reachesMe(page, 'Alice');
@@ -332,7 +356,7 @@ const scenarios = {
     result.retryAfter = Number(refused.retryAfter);
     // The phone scans meanwhile; the widget's next poll, after Retry-After, sees it.
     const phone = new Phone(base, 'alice');
-    await phone.scan(qr.id);
+    await phone.scan(qr);
     await waitForStatus(page, TEXT.scanned('Alice'), 20000);
     const next = log.requests.find((r) => isWidgetPoll(r.url) && r.at > refused.at);
     result.waitedMs = next.at - refused.at;
@@ -371,7 +395,7 @@ const scenarios = {
     };
     const violations = await audit('pending');
     const phone = new Phone(base, 'alice');
-    await phone.scan(qr.id);
+    await phone.scan(qr);
     await waitForStatus(page, TEXT.scanned('Alice'));
     violations.push(...await audit('scanned'));
     await phone.cancel(qr.id);

@@ -112,7 +112,7 @@ const scenarios = {
     check(Number.isInteger(started.args[1]), `intervalNum ${started.args[1]}`);
     await until(() => logs.find((l) => l.text.startsWith('Got qrcode latest result')), 'the first onResult');
     const phone = new Phone(base, 'alice');
-    await phone.scan(id);
+    await phone.scan(gene.data.qrcodeContent);
     const scanned = await until(() => logs.find((l) => l.text.startsWith('User scanned qrcode')), 'onScanned');
     check(scanned.args[1].nickname === 'Alice', `onScanned userInfo ${JSON.stringify(scanned.args[1])}`);
     await phone.confirm(id);
@@ -193,7 +193,7 @@ const scenarios = {
 
     // Scanned: the panel over the dimmed QR, the size unchanged; Back gives a new QR.
     const alice = new Phone(base, 'alice');
-    await alice.scan(first.id);
+    await alice.scan(first);
     await waitForStatus(pg, TEXT.scanned('Alice'));
     const panel = await pg.locator(`${root} .qrauth-scanned`).evaluate((el) => ({
       visible: getComputedStyle(el).display !== 'none', text: el.textContent,
@@ -213,7 +213,7 @@ const scenarios = {
 
     // The new QR logs Bob in; the component redeemed the ticket (the session cookie works).
     const bob = new Phone(base, 'bob');
-    await bob.scan(second.id);
+    await bob.scan(second);
     await waitForStatus(pg, TEXT.scanned('Bob'));
     await bob.confirm(second.id);
     await waitForStatus(pg, 'Signed in.');
@@ -430,7 +430,7 @@ const scenarios = {
       check(result.sseReopenMs >= 150 && result.sseReopenMs <= 2000, `reopened after ${result.sseReopenMs} ms`);
       await sleep(300);
       const phone = new Phone(base, 'alice');
-      await phone.scan(qr.id);
+      await phone.scan(qr);
       await waitForStatus(pg, TEXT.scanned('Alice'));
       const shown = await pg.evaluate(() => window.__texts);
       check(!shown.some((t) => t.includes('Connection problem')) && shown.at(-1).includes('Alice'), `shown: ${JSON.stringify(shown)}`);
@@ -465,7 +465,7 @@ const scenarios = {
       check(!shown.some((t) => t.includes('Connection problem')), `shown: ${JSON.stringify(shown)}`);
       check(await statusText(pg) === TEXT.scan, 'still the pending text');
       const phone = new Phone(base, 'alice');
-      await phone.scan(qr.id);
+      await phone.scan(qr);
       await waitForStatus(pg, TEXT.scanned('Alice'));
       await phone.confirm(qr.id);
       await pg.waitForURL(`${base}/me`, { timeout: 10000 });

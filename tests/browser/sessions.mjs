@@ -18,7 +18,7 @@ async function logIn(page, base) {
   await page.goto(`${base}/`);
   const qr = await readQr(page);
   const phone = new Phone(base, 'alice');
-  await phone.scan(qr.id);
+  await phone.scan(qr);
   await phone.confirm(qr.id);
   await page.waitForURL(`${base}/me`, { timeout: 10000 });
   const welcome = await page.locator('#welcome').textContent();

@@ -118,22 +118,31 @@ impl Browser {
             .unwrap_or_else(|| panic!("{} not set: {:?}", self.binding_name, response.headers));
         assert!(!cookie.value.is_empty(), "binding cookie value");
         self.binding = Some(cookie.value);
+        qrauth_test_support::screen::show_answer(&body);
         Qr { id, body, response }
     }
 
-    /// `GET /qrcode/status?qrcodeId=…`.
+    /// `GET /qrcode/status?qrcodeId=…`, saying which rotation of the QR this browser shows
+    /// (and showing the new one the answer carries).
     pub async fn status(&self, id: &str) -> Resp {
-        self.status_query(&format!("qrcodeId={id}")).await
+        let rotation = qrauth_test_support::screen::rotation_query(id);
+        self.status_query(&format!("qrcodeId={id}{rotation}")).await
     }
 
-    /// `GET /qrcode/status?{query}` (long-polls allowed).
+    /// `GET /qrcode/status?{query}` (long-polls allowed); a new QR the answer carries is shown.
     pub async fn status_query(&self, query: &str) -> Resp {
-        Resp::send(self.build(
+        let response = Resp::send(self.build(
             &self.stream_client,
             Method::GET,
             &format!("/qrcode/status?{query}"),
         ))
-        .await
+        .await;
+        if response.status == 200
+            && let Ok(body) = serde_json::from_slice::<Value>(&response.body)
+        {
+            qrauth_test_support::screen::show_answer(&body);
+        }
+        response
     }
 
     /// A bound status poll that must succeed: asserts 200, the allow-listed keys and the

@@ -115,6 +115,8 @@ impl From<ServerKind> for Target {
 pub struct ServerOptions {
     /// QR lifetime (default: the library default, 120 s); may be as short as 1 s.
     pub qr_lifetime: Option<Duration>,
+    /// How often the QR rotates (default: the library's 30 s; 10–30 s).
+    pub qr_rotation: Option<Duration>,
     /// Keep `Secure` cookies with the `__Host-` prefix (default: off, as for plain-HTTP dev).
     pub secure_cookies: bool,
     /// The signing key (default: one RS256 key shared by the whole test process).
@@ -175,6 +177,12 @@ impl ServerOptions {
     /// Options with this QR lifetime.
     pub fn qr_lifetime(mut self, lifetime: Duration) -> Self {
         self.qr_lifetime = Some(lifetime);
+        self
+    }
+
+    /// Options with this QR rotation period.
+    pub fn qr_rotation(mut self, every: Duration) -> Self {
+        self.qr_rotation = Some(every);
         self
     }
 
@@ -298,6 +306,9 @@ pub async fn build_service(base: &str, options: &ServerOptions) -> QrAuthService
     let mut lifetimes = Lifetimes::default();
     if let Some(lifetime) = options.qr_lifetime {
         lifetimes = lifetimes.allow_short_for_tests().qr_code(lifetime);
+    }
+    if let Some(every) = options.qr_rotation {
+        lifetimes = lifetimes.qr_rotation(every);
     }
     if let Some(grace) = options.retention_grace {
         lifetimes = lifetimes.retention_grace(grace);

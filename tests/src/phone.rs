@@ -53,9 +53,20 @@ impl Phone {
         .await
     }
 
-    /// `POST /qrcode/scan`.
+    /// `POST /qrcode/scan` of the QR the browser of session `id` shows (see
+    /// [`qrauth_test_support::screen`]).
     pub async fn scan(&self, id: &str) -> Resp {
-        self.post("/qrcode/scan", &json!({ "qrcodeId": id })).await
+        self.post("/qrcode/scan", &qrauth_test_support::screen::scan_body(id))
+            .await
+    }
+
+    /// `POST /qrcode/scan` of the QR `content` (one the browser may no longer show).
+    pub async fn scan_content(&self, content: &str) -> Resp {
+        self.post(
+            "/qrcode/scan",
+            &qrauth_test_support::screen::scan_body_of(content),
+        )
+        .await
     }
 
     /// A scan that must succeed; returns the confirm token and the whole body.

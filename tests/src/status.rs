@@ -35,6 +35,22 @@ pub fn assert_status_shape(body: &Value) {
         );
         allowed.push("matchCode");
     }
+    // A pending session whose QR rotates says which rotation is on screen and until when, and
+    // carries the new QR when the browser shows another (protocol §3.2).
+    if body["status"] == "pending" && object.contains_key("rotation") {
+        assert!(body["rotation"].is_u64(), "rotation of {body}");
+        assert!(body["rotatesAt"].is_u64(), "rotatesAt of {body}");
+        allowed.extend(["rotation", "rotatesAt"]);
+        if object.contains_key("qrcodeContent") {
+            assert!(
+                body["image"]
+                    .as_str()
+                    .is_some_and(|i| i.starts_with("data:image/svg+xml")),
+                "image with the new QR of {body}"
+            );
+            allowed.extend(["qrcodeContent", "image"]);
+        }
+    }
     allowed.sort_unstable();
     assert_eq!(keys, allowed, "status keys of {body}");
     match &body["userInfo"] {

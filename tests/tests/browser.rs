@@ -117,6 +117,15 @@ mod cases {
     /// The demo phone page shows the risk signal's verdict and, with
     /// `number_matching_from(Elevated)`, needs the browser's code for a phone on another
     /// network.
+    /// The QR rotates (every 10 s here): the widget shows the new one from its event stream,
+    /// and the new one logs the browser in.
+    pub async fn qr_rotation(kind: ServerKind) {
+        let options = ServerOptions::default().qr_rotation(Duration::from_secs(10));
+        let r = scenario(kind, "qr_rotation", options).await;
+        assert_ne!(r["first"], r["second"], "{r}");
+        assert!(welcome(&r).contains("Alice"), "{r}");
+    }
+
     pub async fn risk_on_the_phone_page(kind: ServerKind) {
         let options = ServerOptions {
             trusted_proxies: vec![std::net::IpAddr::from([127, 0, 0, 1])],
@@ -268,14 +277,14 @@ macro_rules! browser_suite {
 
 mod axum {
     browser_suite!(qrauth_tests::ServerKind::Axum;
-        login, exchange_retry, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, qr_rotation, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }
 
 mod actix {
     browser_suite!(qrauth_tests::ServerKind::Actix;
-        login, exchange_retry, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
+        login, exchange_retry, qr_rotation, risk_on_the_phone_page, cancel, expiry, sse_blocked, slow_down, a11y,
         sdk_samples, sdk_floating, sdk_sessions, sdk_reconnect,
         session_signout, session_revoke, session_expiry);
 }

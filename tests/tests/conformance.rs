@@ -229,7 +229,19 @@ mod cases {
         // 201 body.
         let body = &qr.body;
         let content = body["qrcodeContent"].as_str().expect("qrcodeContent");
-        assert_eq!(content, format!("{}/phone?qrcodeId={}", server.base, qr.id));
+        // The phone page with the id and the rotating QR's scan token (128 bits).
+        let token = qrauth_test_support::screen::scan_token(content).expect("scanToken");
+        assert_eq!(token.len(), 22, "scan token of {content}");
+        assert_eq!(
+            content,
+            format!("{}/phone?qrcodeId={}&scanToken={token}", server.base, qr.id)
+        );
+        let rotates_at = body["rotatesAt"].as_u64().expect("rotatesAt");
+        assert!(body["rotation"].is_u64(), "rotation in {body}");
+        assert!(
+            rotates_at > before && rotates_at <= now_millis() + 30_000,
+            "the QR rotates within 30 s: {body}"
+        );
         assert!(
             body["image"]
                 .as_str()

@@ -35,6 +35,7 @@ macro_rules! hardening_suite {
             nonce_longer_than_256_bytes_is_refused,
             cross_site_generate_is_refused,
             risk_from_another_network_makes_number_matching_mandatory,
+            qr_rotates_and_the_replaced_one_no_longer_scans,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -91,7 +92,7 @@ async fn scan_from(phone: Phone, id: String, ip: &str) -> Resp {
         phone
             .request("/qrcode/scan")
             .header("x-forwarded-for", ip)
-            .json(&serde_json::json!({ "qrcodeId": id })),
+            .json(&qrauth_test_support::screen::scan_body(&id)),
     )
     .await
 }
@@ -127,8 +128,111 @@ fn long_poll_from(browser: &Browser, id: &str, ip: &str) -> tokio::task::JoinHan
     tokio::spawn(Resp::send(request))
 }
 
+/// The QR of a session created on `on` rotates on the shared `clock`: each status answer after
+/// a rotation carries the new QR, a long-poll ends at the rotation, the binding and the session
+/// stay the same; the replaced QR no longer scans (on `phone_on`) once its grace is over, and
+/// the one on screen logs the same browser in.
+async fn rotation_is_followed_and_enforced(
+    on: &TestServer,
+    phone_on: &TestServer,
+    clock: &qrauth_core::ManualClock,
+) {
+    let mut browser = on.browser();
+    let qr = browser.generate().await;
+    let first = qr.body["qrcodeContent"]
+        .as_str()
+        .expect("content")
+        .to_owned();
+    let rotation = qr.body["rotation"].as_u64().expect("rotation");
+    let rotates_at = qr.body["rotatesAt"].as_u64().expect("rotatesAt");
+    let binding = browser.binding.clone();
+    // Until the rotation the browser shows the QR on screen: nothing new to send.
+    let body = browser.bound_status(&qr.id).await;
+    assert_eq!(body["rotation"], rotation, "{body}");
+    assert!(body.get("qrcodeContent").is_none(), "{body}");
+    let version = body["version"].as_u64().expect("version");
+
+    // A long-poll that waits (20 s) across the rotation ends with the new QR, well before its
+    // wait is over. (If the clock moved before the server parked it, the server answers the
+    // next one at once: the browser shows an old QR. Either way: the new QR, in seconds.)
+    clock.set_millis(rotates_at - 1_000);
+    let waiting_since = std::time::Instant::now();
+    let query = format!(
+        "qrcodeId={}&wait=20&since={version}&rotation={rotation}",
+        qr.id
+    );
+    let poll = tokio::spawn({
+        let browser = browser.clone();
+        let query = query.clone();
+        async move { browser.status_query(&query).await }
+    });
+    until_waiters(on, 1).await;
+    clock.set_millis(rotates_at);
+    let mut answer = poll.await.expect("long-poll").assert_json(200);
+    if answer.get("qrcodeContent").is_none() {
+        answer = browser.status_query(&query).await.assert_json(200);
+    }
+    assert!(
+        waiting_since.elapsed() < Duration::from_secs(10),
+        "the long-poll waited past the rotation: {:?}",
+        waiting_since.elapsed()
+    );
+    qrauth_tests::assert_status_shape(&answer);
+    let second = answer["qrcodeContent"]
+        .as_str()
+        .expect("the new QR")
+        .to_owned();
+    assert_ne!(second, first, "a rotation shows another QR");
+    assert_eq!(answer["rotation"], rotation + 1, "{answer}");
+    assert_eq!(answer["status"], "pending");
+    assert_eq!(
+        answer["version"], version,
+        "a rotation is not a state change"
+    );
+    assert_eq!(
+        qrauth_test_support::screen::read(&second).0,
+        qr.id,
+        "the same session"
+    );
+
+    // A plain status read by a browser still showing the first QR gets the new one too; no
+    // cookie is set: the binding stays.
+    let late = browser
+        .status_query(&format!("qrcodeId={}&rotation={rotation}", qr.id))
+        .await;
+    assert!(late.set_cookies().is_empty(), "{:?}", late.headers);
+    assert_eq!(late.assert_json(200)["qrcodeContent"], second.as_str());
+    assert_eq!(browser.binding, binding);
+
+    // Once the grace is over the replaced QR is dead for scanning, and refusing it changes
+    // nothing: the session is still pending.
+    clock.advance(Duration::from_secs(5));
+    phone_on
+        .alice()
+        .scan_content(&first)
+        .await
+        .assert_error(410, "expired_qrcode");
+    assert_eq!(browser.bound_status(&qr.id).await["status"], "pending");
+
+    // The QR on screen logs the same browser in.
+    let alice = phone_on.alice();
+    let (token, _) = alice.scan_ok(&qr.id).await;
+    alice.confirm(&qr.id, &token).await.assert_json(200);
+    let confirmed = browser.bound_status(&qr.id).await;
+    let ticket = confirmed["ticket"].as_str().expect("ticket");
+    browser.exchange(ticket).await.assert_json(200);
+}
+
 mod cases {
     use super::*;
+
+    /// The QR shown to a browser rotates within one session; the replaced one stops scanning
+    /// (QRLJacking: a relayed copy goes stale).
+    pub async fn qr_rotates_and_the_replaced_one_no_longer_scans(kind: Target) {
+        let clock = std::sync::Arc::new(qrauth_core::ManualClock::starting_now());
+        let server = spawn(kind, ServerOptions::default().clock(clock.clone())).await;
+        rotation_is_followed_and_enforced(&server, &server, &clock).await;
+    }
 
     /// A binding cookie qrauth did not mint for this client — all zeros, or the attacker's own
     /// binding minted for the attacker's network and planted in the victim's browser — is
@@ -549,6 +653,18 @@ mod replicas {
             let mut victim = planted(&r.b, &"A".repeat(64));
             victim.accept_qr(generate_from(&victim, "203.0.113.9").await);
             assert_ne!(victim.binding.as_deref(), Some("A".repeat(64).as_str()));
+        })
+        .await;
+    }
+
+    /// A QR shown by A rotates on B too (the replicas share the key of the scan tokens): B
+    /// refuses the replaced QR and accepts the one on screen.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn qr_rotation_holds_across_replicas() {
+        bounded("rotation across replicas", async {
+            let clock = std::sync::Arc::new(qrauth_core::ManualClock::starting_now());
+            let r = replicas(ServerOptions::default().clock(clock.clone())).await;
+            rotation_is_followed_and_enforced(&r.a, &r.b, &clock).await;
         })
         .await;
     }

@@ -276,6 +276,15 @@ fn serve(framework: &str, addr: SocketAddr, redis: Option<String>) -> Result<(),
 }
 
 async fn prepare(client: &reqwest::Client, base: &str) -> Result<(String, String), BoxError> {
+    let (cookie, id, _) = prepare_scannable(client, base).await?;
+    Ok((cookie, id))
+}
+
+/// `POST /qrcode`: the binding cookie, the id and the body of the phone's scan of the QR.
+async fn prepare_scannable(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<(String, String, Value), BoxError> {
     let res = client.post(format!("{base}/qrcode")).send().await?;
     let cookie = res
         .headers()
@@ -288,7 +297,12 @@ async fn prepare(client: &reqwest::Client, base: &str) -> Result<(String, String
         .to_owned();
     let body: Value = res.json().await?;
     let id = body["qrcodeId"].as_str().ok_or("no qrcodeId")?.to_owned();
-    Ok((cookie, id))
+    let content = body["qrcodeContent"].as_str().ok_or("no qrcodeContent")?;
+    Ok((
+        cookie,
+        id,
+        qrauth_test_support::screen::scan_body_of(content),
+    ))
 }
 
 async fn phone(
@@ -329,8 +343,8 @@ async fn login_with_refresh(
     client: &reqwest::Client,
     base: &str,
 ) -> Result<(Value, Option<String>), BoxError> {
-    let (cookie, id) = prepare(client, base).await?;
-    let scan = phone(client, base, "scan", json!({ "qrcodeId": id })).await?;
+    let (cookie, id, scan) = prepare_scannable(client, base).await?;
+    let scan = phone(client, base, "scan", scan).await?;
     phone(
         client,
         base,
@@ -419,8 +433,8 @@ async fn one_flow(
     mode: String,
     confirm_after: Duration,
 ) -> Result<Duration, BoxError> {
-    let (cookie, id) = prepare(&client, &base).await?;
-    let scan = phone(&client, &phone_base, "scan", json!({ "qrcodeId": id })).await?;
+    let (cookie, id, scan) = prepare_scannable(&client, &base).await?;
+    let scan = phone(&client, &phone_base, "scan", scan).await?;
     let (seen_tx, seen_rx) = tokio::sync::oneshot::channel::<Instant>();
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
     let follower = {

@@ -5,8 +5,10 @@
 //! for all of them. Providers never touch it directly: phone-direct providers get it through
 //! the service's phone routes, upstream-confirmed ones through [`UpstreamControl`].
 
+mod rotation;
 mod upstream;
 
+pub(crate) use rotation::{QrRotation, ShownQr};
 pub use upstream::{OwnedUpstreamSession, UpstreamControl};
 pub(crate) use upstream::{UpstreamLoops, waits_for_upstream};
 
@@ -34,6 +36,7 @@ pub(crate) struct SessionFlow {
     clock: SharedClock,
     lifetimes: Lifetimes,
     number_matching: bool,
+    rotation: QrRotation,
     metrics: Metrics,
 }
 
@@ -43,10 +46,12 @@ impl SessionFlow {
         clock: SharedClock,
         lifetimes: Lifetimes,
         number_matching: bool,
+        rotation_key: crate::BindingKey,
     ) -> Self {
         Self {
             store,
             clock,
+            rotation: QrRotation::new(rotation_key, lifetimes.qr_rotation),
             lifetimes,
             number_matching,
             metrics: Metrics::default(),
@@ -67,6 +72,10 @@ impl SessionFlow {
         &self.lifetimes
     }
 
+    pub(crate) fn rotation(&self) -> &QrRotation {
+        &self.rotation
+    }
+
     pub(crate) fn clock(&self) -> &SharedClock {
         &self.clock
     }
@@ -79,14 +88,15 @@ impl SessionFlow {
         self.clock.now_millis()
     }
 
-    /// Creates a pending session `id` bound to `binding`.
+    /// Creates a pending session `id` bound to `binding`. With `qr_content` (providers whose
+    /// phone app scans through qrauth) its QR rotates.
     pub(crate) async fn create(
         &self,
         id: QrCodeId,
         binding: &BindingSecret,
         initiator: Initiator,
         nonce: Option<String>,
-        provider_data: Option<String>,
+        (provider_data, qr_content): (Option<String>, Option<String>),
     ) -> Result<SessionRecord> {
         let now = self.now();
         let mut record = SessionRecord::new(
@@ -98,6 +108,7 @@ impl SessionFlow {
         );
         record.nonce = nonce;
         record.provider_data = provider_data;
+        record.qr_content = qr_content;
         let retain = record.expire_at_ms
             + millis(self.lifetimes.ticket)
             + millis(self.lifetimes.retention_grace);
@@ -194,6 +205,12 @@ impl SessionFlow {
             _ => None,
         };
         let expire_at_ms = record.deadline_ms();
+        let qr = match (state, &record.qr_content) {
+            (QrState::Pending, Some(content)) => {
+                Some(self.rotation.shown(&record.id, content, now))
+            }
+            _ => None,
+        };
         Ok(QrStatus {
             id: record.id,
             state,
@@ -202,6 +219,7 @@ impl SessionFlow {
             ticket,
             match_code,
             expire_at_ms,
+            qr,
         })
     }
 
@@ -252,6 +270,7 @@ impl SessionFlow {
     pub(crate) async fn scan(
         &self,
         id: &QrCodeId,
+        scan_token: Option<&str>,
         scanner: Scanner,
         mut needs_code: impl FnMut(&SessionRecord) -> bool,
     ) -> Result<(SessionRecord, ConfirmToken)> {
@@ -261,6 +280,10 @@ impl SessionFlow {
         let record = self
             .transition(id, |r, now| {
                 let mut next = r.scan(now, scanner.clone(), &token, ttl)?;
+                // Only the QR on screen scans: a relayed copy goes stale with the next rotation.
+                if r.qr_content.is_some() {
+                    self.rotation.check(&r.id, scan_token, now)?;
+                }
                 if self.number_matching || needs_code(r) {
                     next.match_code = Some(code.clone());
                 }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::request::{body_is_empty, header_str, hex_sha256, parse_json, query_param};
-use super::status::status_body;
+use super::status::{needs_new_qr, status_for};
 use super::{ApiRequest, ApiResponse, QrAuthService, events};
 use crate::error::{Error, Result};
 use crate::flow::waits_for_upstream;
@@ -22,6 +22,20 @@ use crate::types::QrStatus;
 
 /// A long-poll answered sooner than this after it started did not wait: it counts as a poll.
 const AT_ONCE: Duration = Duration::from_millis(250);
+
+/// How long after a rotation a wait for it ends: timers and the clock may disagree by a
+/// millisecond or two, and the re-read must see the new rotation.
+const ROTATION_SLACK_MS: u64 = 20;
+
+/// The rotation of the QR the browser shows (`rotation`), if it says.
+fn shown_rotation(request: &ApiRequest) -> Result<Option<u64>> {
+    query_param(request, "rotation")
+        .map(|r| {
+            r.parse::<u64>()
+                .map_err(|_| Error::InvalidRequest("rotation must be a number".into()))
+        })
+        .transpose()
+}
 
 /// The longest `nonce` `POST /qrcode` accepts, in bytes.
 pub(crate) const MAX_NONCE_BYTES: usize = 256;
@@ -107,26 +121,46 @@ impl QrAuthService {
                 expire_at_ms,
             })
             .await?;
+        // The phone app scans through qrauth: its QR rotates, so the content is kept to be shown
+        // again with each rotation's scan token.
+        let rotates = self.rotates();
         let record = flow
-            .create(id, &binding, initiator, body.nonce, content.provider_data)
+            .create(
+                id,
+                &binding,
+                initiator,
+                body.nonce,
+                (
+                    content.provider_data,
+                    rotates.then(|| content.content.clone()),
+                ),
+            )
             .await?;
         if self.inner.provider.capabilities().upstream.is_some() {
             // Start watching the IdP at once: the browser's first poll follows.
             self.inner.upstream_loops.interest(&record.id);
         }
-        let image = crate::qr::svg_data_url(&content.content)?;
         let now = flow.clock().now_millis();
+        let shown = rotates.then(|| flow.rotation().shown(&record.id, &content.content, now));
+        let qr_text = shown.as_ref().map_or(&content.content, |qr| &qr.content);
+        let image = crate::qr::svg_data_url(qr_text)?;
         let expires_in = record.expire_at_ms.saturating_sub(now).div_ceil(1000);
         let mut answer = json!({
             "qrcodeId": record.id.as_str(),
-            "qrcodeContent": content.content,
+            "qrcodeContent": qr_text,
             "image": image,
             "expiresIn": expires_in,
             "expireAt": record.expire_at_ms,
             "interval": flow.poll_interval().as_secs().max(1),
         });
-        if let (Some(code), Some(obj)) = (content.user_code, answer.as_object_mut()) {
-            obj.insert("userCode".into(), json!(code));
+        if let Some(obj) = answer.as_object_mut() {
+            if let Some(code) = content.user_code {
+                obj.insert("userCode".into(), json!(code));
+            }
+            if let Some(qr) = &shown {
+                obj.insert("rotation".into(), json!(qr.rotation));
+                obj.insert("rotatesAt".into(), json!(qr.rotates_at_ms));
+            }
         }
         // Re-sent every time so that it outlives the newest QR (plus a ticket's lifetime).
         let cookie = self
@@ -172,6 +206,7 @@ impl QrAuthService {
                     .map_err(|_| Error::InvalidRequest("since must be a version number".into()))?,
             ),
         };
+        let shown = shown_rotation(request)?;
         let long_poll = wait.filter(|w| !w.is_zero());
         if long_poll.is_none() {
             // Before any lookup: unknown, foreign and expired ids cost the same budget.
@@ -180,9 +215,10 @@ impl QrAuthService {
         let binding = self.require_binding(&request.headers);
         let id = id.ok_or(Error::NotBound);
         let Some(wait) = long_poll else {
+            let status = self.poll(&id?, &binding?).await?;
             return Ok(ApiResponse::json(
                 StatusCode::OK,
-                &status_body(&self.poll(&id?, &binding?).await?),
+                &status_for(&status, shown)?,
             ));
         };
         // A long-poll that answers at once (a stale `since`, an unknown, foreign or expired
@@ -194,7 +230,7 @@ impl QrAuthService {
         let answer = match (id, binding) {
             (Ok(id), Ok(binding)) => {
                 let _slot = self.stream_slot(request, &id, &binding)?;
-                self.wait_for_change(&id, &binding, since, started + wait)
+                self.wait_for_news(&id, &binding, (since, shown), started + wait)
                     .await
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -203,7 +239,41 @@ impl QrAuthService {
             self.limit_poll(request).await?;
         }
         let status = answer?;
-        Ok(ApiResponse::json(StatusCode::OK, &status_body(&status)))
+        Ok(ApiResponse::json(
+            StatusCode::OK,
+            &status_for(&status, shown)?,
+        ))
+    }
+
+    /// Whether the QR rotates: the provider's phone app scans through qrauth's phone routes.
+    pub(super) fn rotates(&self) -> bool {
+        self.inner.provider.capabilities().phone.is_some()
+    }
+
+    /// Waits like [`Self::wait_for_change`] for a browser showing rotation `shown` of the QR,
+    /// which also needs to hear of the next rotation: at once when it shows an old one, else at
+    /// the rotation (when the session is still pending then).
+    pub(super) async fn wait_for_news(
+        &self,
+        id: &QrCodeId,
+        binding: &BindingSecret,
+        (since, shown): (Option<u64>, Option<u64>),
+        mut deadline: Instant,
+    ) -> Result<QrStatus> {
+        if let Some(shown) = shown.filter(|_| self.rotates()) {
+            let rotation = self.inner.flow.rotation();
+            let now = self.inner.flow.clock().now_millis();
+            if shown != rotation.rotation(id, now) {
+                let status = self.poll(id, binding).await?;
+                if needs_new_qr(&status, Some(shown)) {
+                    return Ok(status);
+                }
+            }
+            // A little after the rotation, so that the re-read sees the new one.
+            let until = rotation.rotates_at_ms(id, now).saturating_sub(now) + ROTATION_SLACK_MS;
+            deadline = deadline.min(Instant::now() + Duration::from_millis(until));
+        }
+        self.wait_for_change(id, binding, since, deadline).await
     }
 
     /// A slot for one more long-poll or event stream of this caller, held until it drops.
@@ -310,6 +380,7 @@ impl QrAuthService {
         let id = id.ok_or(Error::NotBound)?;
         let last_event_id = header_str(&request.headers, "last-event-id")
             .and_then(|v| v.trim().parse::<u64>().ok());
+        let shown = shown_rotation(request)?;
         // Check binding and existence before committing to a stream.
         let first = self.poll(&id, &binding).await?;
         let slot = self.stream_slot(request, &id, &binding)?;
@@ -317,7 +388,7 @@ impl QrAuthService {
             self.clone(),
             (id, binding, slot),
             first,
-            last_event_id,
+            (last_event_id, shown),
             self.inner.keep_alive,
         ))
     }

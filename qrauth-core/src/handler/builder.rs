@@ -376,8 +376,18 @@ impl QrAuthServiceBuilder {
             .unwrap_or_else(|| Arc::new(MemoryStore::new()) as Arc<dyn SessionStore>);
         let limiter = store.rate_limiter();
         let signed_in = store.signed_in();
-        let flow = SessionFlow::new(store, self.clock.clone(), lifetimes, self.number_matching)
-            .with_metrics_label(self.metrics_label);
+        let binding_key = match self.binding_key {
+            Some(key) => key,
+            None => crate::BindingKey::generate()?,
+        };
+        let flow = SessionFlow::new(
+            store,
+            self.clock.clone(),
+            lifetimes,
+            self.number_matching,
+            binding_key.clone(),
+        )
+        .with_metrics_label(self.metrics_label);
         let other_verifier = match (self.other_verifier, self.other_issuers.is_empty()) {
             (Some(verifier), true) => Some(verifier),
             (verifier, _) => {
@@ -404,10 +414,6 @@ impl QrAuthServiceBuilder {
             .max_capacity(100_000)
             .time_to_live(crate::lifetimes::MAX_ID_TOKEN)
             .build();
-        let binding_key = match self.binding_key {
-            Some(key) => key,
-            None => crate::BindingKey::generate()?,
-        };
         Ok(QrAuthService {
             inner: Arc::new(Inner {
                 binding_key,

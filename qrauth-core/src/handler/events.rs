@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::QrAuthService;
 use super::response::{ApiBody, ApiResponse};
-use super::status::status_body;
+use super::status::{needs_new_qr, status_for};
 use crate::error::Error;
 use crate::secret::{BindingSecret, QrCodeId};
 use crate::types::{QrState, QrStatus};
@@ -23,7 +23,8 @@ const RETRY_MS: u64 = 2000;
 const RECONNECT: &[u8] = b"event: reconnect\ndata: {}\n\n";
 
 enum Phase {
-    /// Send `retry:` and the first snapshot (unless the client already has it).
+    /// Send `retry:` and the first snapshot (unless the client already has it: the version
+    /// of its `Last-Event-ID`, and the QR it shows).
     Start(QrStatus, Option<u64>),
     /// Wait for the next change after this version.
     Waiting(u64),
@@ -38,11 +39,31 @@ struct State {
     /// Held for the stream's life: the stream caps count it until the client goes away.
     _slot: super::streams::StreamSlot,
     keep_alive: Duration,
+    /// The rotation of the QR the browser shows, when it follows rotations.
+    shown: Option<u64>,
     phase: Phase,
 }
 
+impl State {
+    /// The event of `status`, with the new QR when the browser needs it.
+    fn event(&mut self, status: &QrStatus) -> Bytes {
+        let with_qr = needs_new_qr(status, self.shown);
+        let body = status_for(status, self.shown);
+        if with_qr && body.is_ok() {
+            self.shown = status.qr.as_ref().map(|qr| qr.rotation);
+        }
+        let data = body
+            .and_then(|b| serde_json::to_string(&b).map_err(|e| Error::Internal(e.to_string())))
+            .unwrap_or_default();
+        Bytes::from(format!("id: {}\ndata: {data}\n\n", status.version))
+    }
+}
+
 fn event(status: &QrStatus) -> Bytes {
-    let data = serde_json::to_string(&status_body(status)).unwrap_or_default();
+    let data = status_for(status, None)
+        .ok()
+        .and_then(|b| serde_json::to_string(&b).ok())
+        .unwrap_or_default();
     Bytes::from(format!("id: {}\ndata: {data}\n\n", status.version))
 }
 
@@ -56,6 +77,7 @@ fn final_event(id: &QrCodeId, state: QrState, version: u64) -> Bytes {
         ticket: None,
         match_code: None,
         expire_at_ms: 0,
+        qr: None,
     };
     event(&status)
 }
@@ -69,7 +91,7 @@ pub(super) fn stream(
     service: QrAuthService,
     (id, binding, slot): (QrCodeId, BindingSecret, super::streams::StreamSlot),
     first: QrStatus,
-    last_event_id: Option<u64>,
+    (last_event_id, shown): (Option<u64>, Option<u64>),
     keep_alive: Duration,
 ) -> ApiResponse {
     let state = State {
@@ -78,6 +100,7 @@ pub(super) fn stream(
         binding,
         _slot: slot,
         keep_alive,
+        shown,
         phase: Phase::Start(first, last_event_id),
     };
     let body = stream::unfold(state, |mut s| async move {
@@ -85,8 +108,8 @@ pub(super) fn stream(
             Phase::Done => None,
             Phase::Start(first, last_seen) => {
                 let mut chunk = format!("retry: {RETRY_MS}\n\n").into_bytes();
-                if last_seen != Some(first.version) {
-                    chunk.extend_from_slice(&event(&first));
+                if last_seen != Some(first.version) || needs_new_qr(&first, s.shown) {
+                    chunk.extend_from_slice(&s.event(&first));
                 }
                 s.phase = if ends_stream(first.state) {
                     Phase::Done
@@ -102,7 +125,7 @@ pub(super) fn stream(
                 let deadline = Instant::now() + s.keep_alive;
                 let next = s
                     .service
-                    .wait_for_change(&s.id, &s.binding, Some(version), deadline)
+                    .wait_for_news(&s.id, &s.binding, (Some(version), s.shown), deadline)
                     .await;
                 let chunk = match next {
                     // Shutdown answers the wait at once: say "reconnect" (after the change, if
@@ -110,14 +133,18 @@ pub(super) fn stream(
                     Ok(status) if s.service.is_shutting_down() && !ends_stream(status.state) => {
                         let mut chunk = Vec::new();
                         if status.version != version {
-                            chunk.extend_from_slice(&event(&status));
+                            chunk.extend_from_slice(&s.event(&status));
                         }
                         chunk.extend_from_slice(RECONNECT);
                         Bytes::from(chunk)
                     }
                     Ok(status) if status.version == version => {
                         s.phase = Phase::Waiting(version);
-                        Bytes::from_static(b": keep-alive\n\n")
+                        if needs_new_qr(&status, s.shown) {
+                            s.event(&status)
+                        } else {
+                            Bytes::from_static(b": keep-alive\n\n")
+                        }
                     }
                     Ok(status) => {
                         s.phase = if ends_stream(status.state) {
@@ -125,7 +152,7 @@ pub(super) fn stream(
                         } else {
                             Phase::Waiting(status.version)
                         };
-                        event(&status)
+                        s.event(&status)
                     }
                     Err(Error::ExpiredQrCode) => final_event(&s.id, QrState::Expired, version + 1),
                     Err(e) => {

@@ -27,6 +27,8 @@ use crate::types::UserInfo;
 #[serde(rename_all = "camelCase")]
 struct PhoneBody {
     qrcode_id: String,
+    /// The rotating QR's scan token (from the QR), for `scan`.
+    scan_token: Option<String>,
     confirm_token: Option<String>,
     match_code: Option<String>,
 }
@@ -59,7 +61,7 @@ impl QrAuthService {
             let (signal, threshold) = (&self.inner.risk_signal, self.inner.number_matching_from);
             let mut risk = Risk::low();
             let (record, confirm_token) = flow
-                .scan(&id, scanner, |session| {
+                .scan(&id, body.scan_token.as_deref(), scanner, |session| {
                     risk = signal.assess(&LoginAttempt::new(
                         session.initiator.ip,
                         phone_ip,

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::error::Result;
 use crate::types::{QrState, QrStatus, UserInfo};
 
 #[derive(Serialize)]
@@ -21,6 +22,33 @@ pub(crate) struct StatusBody<'a> {
     description: &'static str,
     version: u64,
     expire_at: u64,
+    /// While pending, for a QR that rotates: the rotation on screen now and when it ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotation: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rotates_at: Option<u64>,
+    /// The new QR, when the browser shows another rotation than `rotation`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    qrcode_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+}
+
+/// The status for a browser showing rotation `shown` of the QR: with the QR on screen now when
+/// the browser needs it (a browser that does not say what it shows does not follow rotations:
+/// it gets none).
+pub(crate) fn status_for(status: &QrStatus, shown: Option<u64>) -> Result<StatusBody<'_>> {
+    let mut body = status_body(status);
+    if let Some(qr) = status.qr.as_ref().filter(|_| needs_new_qr(status, shown)) {
+        body.image = Some(crate::qr::svg_data_url(&qr.content)?);
+        body.qrcode_content = Some(&qr.content);
+    }
+    Ok(body)
+}
+
+/// Whether a browser showing rotation `shown` needs the QR of `status`.
+pub(crate) fn needs_new_qr(status: &QrStatus, shown: Option<u64>) -> bool {
+    matches!((&status.qr, shown), (Some(qr), Some(shown)) if qr.rotation != shown)
 }
 
 pub(crate) fn status_body(status: &QrStatus) -> StatusBody<'_> {
@@ -38,6 +66,10 @@ pub(crate) fn status_body(status: &QrStatus) -> StatusBody<'_> {
         description: describe(state),
         version: status.version,
         expire_at: status.expire_at_ms,
+        rotation: status.qr.as_ref().map(|qr| qr.rotation),
+        rotates_at: status.qr.as_ref().map(|qr| qr.rotates_at_ms),
+        qrcode_content: None,
+        image: None,
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Browser {
     pub base: String,
     pub cookie: String,
     pub qrcode_id: String,
+    /// The QR's text: the confirm page with the id and the rotating QR's scan token.
+    pub qrcode_content: String,
 }
 
 impl Browser {
@@ -97,6 +99,10 @@ impl Browser {
             .to_owned();
         let body: Value = r.json().await.expect("json");
         let qrcode_id = body["qrcodeId"].as_str().expect("qrcodeId").to_owned();
+        let qrcode_content = body["qrcodeContent"]
+            .as_str()
+            .expect("qrcodeContent")
+            .to_owned();
         assert!(
             body["qrcodeContent"]
                 .as_str()
@@ -108,7 +114,13 @@ impl Browser {
             base: base.to_owned(),
             cookie,
             qrcode_id,
+            qrcode_content,
         }
+    }
+
+    /// The body of the phone's `POST /qrcode/scan` of this browser's QR.
+    pub fn scan_body(&self) -> Value {
+        qrauth_test_support::screen::scan_body_of(&self.qrcode_content)
     }
 
     pub async fn status(&self) -> Value {

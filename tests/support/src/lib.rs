@@ -12,6 +12,7 @@
 //! - [`scripted_upstream`]: a loopback HTTP server that answers what a property test says;
 //! - [`programs`]: the repository root and outside programs (Node.js, Chromium) on `PATH`;
 //! - [`phone`]: the phone users the tests log in with;
+//! - [`screen`]: the QR each test browser shows, which the test phones scan;
 //! - [`service_client`]: an in-process browser and phone that call `QrAuthService::handle`;
 //! - [`provider`]: a test-only upstream-confirmed provider, written on qrauth-core's public API.
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ pub mod provider;
 pub mod redis_backend;
 pub mod redis_cluster;
 pub mod redis_server;
+pub mod screen;
 pub mod scripted_upstream;
 pub mod serve;
 pub mod service_client;

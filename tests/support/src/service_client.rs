@@ -150,6 +150,7 @@ pub fn binding_cookie(service: &QrAuthService, response: &ApiResponse) -> String
 }
 
 fn parse_status(body: &Value) -> Status {
+    crate::screen::show_answer(body);
     Status {
         state: QrState::parse(body["status"].as_str().expect("status")).expect("a known state"),
         version: body["version"].as_u64().expect("version"),
@@ -260,6 +261,7 @@ impl Client {
             minted.insert(binding.expose_secret().to_owned(), set);
         }
         let body = answer(response, StatusCode::CREATED)?;
+        crate::screen::show_answer(&body);
         Ok(Qr {
             id: QrCodeId::parse(body["qrcodeId"].as_str().expect("qrcodeId")).expect("an id"),
             content: body["qrcodeContent"]
@@ -278,7 +280,11 @@ impl Client {
         binding: &BindingSecret,
     ) -> qrauth_core::Result<Status> {
         let mut request = ApiRequest::new(Method::GET);
-        request.query = Some(format!("qrcodeId={}", id.as_str()));
+        request.query = Some(format!(
+            "qrcodeId={}{}",
+            id.as_str(),
+            crate::screen::rotation_query(id.as_str())
+        ));
         let response = self
             .service
             .handle(Route::Status, self.bound(request, binding))
@@ -298,8 +304,9 @@ impl Client {
         let secs = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
         let mut request = ApiRequest::new(Method::GET);
         request.query = Some(format!(
-            "qrcodeId={}&wait={secs}&since={since}",
-            id.as_str()
+            "qrcodeId={}&wait={secs}&since={since}{}",
+            id.as_str(),
+            crate::screen::rotation_query(id.as_str())
         ));
         let response = self
             .service
@@ -331,7 +338,7 @@ impl Client {
             .phone(
                 Route::Scan,
                 authorization,
-                json!({ "qrcodeId": id.as_str() }),
+                crate::screen::scan_body(id.as_str()),
             )
             .await?;
         Ok(ScanOutcome {

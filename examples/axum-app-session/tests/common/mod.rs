@@ -169,8 +169,13 @@ impl Browser {
         assert_eq!(qr.status, 201, "POST /qrcode: {}", qr.json);
         let id = qr.json["qrcodeId"].as_str().expect("qrcodeId").to_owned();
         let phone = Phone::new(user);
+        let content = qr.json["qrcodeContent"].as_str().expect("qrcodeContent");
         let scan = phone
-            .post(app, "/qrcode/scan", &json!({ "qrcodeId": id }))
+            .post(
+                app,
+                "/qrcode/scan",
+                &qrauth_test_support::screen::scan_body_of(content),
+            )
             .await;
         assert_eq!(scan.status, 200, "scan: {}", scan.json);
         let token = scan.json["confirmToken"].as_str().expect("confirmToken");

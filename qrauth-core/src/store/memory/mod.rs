@@ -66,6 +66,7 @@ impl Slot {
             r.nonce.as_ref().map_or(0, String::len)
                 + r.initiator.device.len()
                 + r.provider_data.as_ref().map_or(0, String::len)
+                + r.qr_content.as_ref().map_or(0, String::len)
                 + r.match_code.as_ref().map_or(0, String::len)
         });
         u32::try_from(SLOT_BYTES + id.len() + variable).unwrap_or(u32::MAX)

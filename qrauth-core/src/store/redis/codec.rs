@@ -30,6 +30,7 @@ pub(super) mod field {
     pub const FAILED: &str = "failed";
     pub const MATCH_CODE: &str = "match";
     pub const PROVIDER_DATA: &str = "data";
+    pub const QR_CONTENT: &str = "qr";
     pub const UPSTREAM_LOST: &str = "lost";
 }
 
@@ -72,6 +73,7 @@ pub(super) fn encode(record: &SessionRecord) -> Result<Encoded> {
         failed_attempts,
         match_code,
         provider_data,
+        qr_content,
         upstream_lost,
     } = record;
     let Initiator { ip, device } = initiator;
@@ -116,6 +118,10 @@ pub(super) fn encode(record: &SessionRecord) -> Result<Encoded> {
     out.put(
         field::PROVIDER_DATA,
         provider_data.as_ref().map(|d| d.as_bytes().to_vec()),
+    );
+    out.put(
+        field::QR_CONTENT,
+        qr_content.as_ref().map(|c| c.as_bytes().to_vec()),
     );
     out.put(field::UPSTREAM_LOST, upstream_lost.then(|| b"1".to_vec()));
     Ok(out)
@@ -224,6 +230,7 @@ pub(super) fn decode(
         failed_attempts,
         match_code: f.owned(field::MATCH_CODE)?,
         provider_data: f.owned(field::PROVIDER_DATA)?,
+        qr_content: f.owned(field::QR_CONTENT)?,
         upstream_lost: f.raw(field::UPSTREAM_LOST).is_some(),
     }))
 }
@@ -300,6 +307,7 @@ mod tests {
         r.failed_attempts = 2;
         r.match_code = Some("07".into());
         r.provider_data = Some("{\"upstream\":1}".into());
+        r.qr_content = Some("https://app.example/m?qrcodeId=x".into());
         r.upstream_lost = true;
         r
     }
