@@ -352,4 +352,107 @@ proptest! {
             Ok(())
         })?;
     }
+
+    // Issue 16: whatever number of event streams one browser opens on one session, exactly the
+    // cap is admitted and the rest are 429; closing them frees the slots.
+    #[test]
+    fn stream_counts_beyond_the_cap_are_refused(
+        opened in 0usize..24,
+        per_session in 1u32..6,
+    ) {
+        let limits = Limits::unlimited().streams(per_session, 64, 64);
+        let service = limited_service(limits, vec![]);
+        let peer: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        runtime().block_on(async {
+            let created = generate_with(&service, peer, &[]).await;
+            let id = json_of(&created)["qrcodeId"].as_str().expect("id").to_owned();
+            let cookie = format!("qrauth_bind={}", set_binding(&created).expect("binding"));
+            let open = || {
+                let mut request = ApiRequest::new(Method::GET);
+                request.peer = Some(peer);
+                request.query = Some(format!("qrcodeId={id}"));
+                request.headers.insert("cookie", HeaderValue::from_str(&cookie).expect("cookie"));
+                service.handle(Route::Events, request)
+            };
+            let mut streams = Vec::new();
+            for _ in 0..opened {
+                streams.push(open().await);
+            }
+            let admitted = streams.iter().filter(|r| r.status == 200).count();
+            let refused = streams.iter().filter(|r| r.status == 429).count();
+            prop_assert_eq!(admitted, opened.min(per_session as usize));
+            prop_assert_eq!(refused, opened - admitted);
+            drop(streams);
+            prop_assert_eq!(open().await.status, 200);
+            Ok(())
+        })?;
+    }
+
+    // Issue 16: no scan token but the one of the QR on screen scans: any other value is refused
+    // (400 without one, 410 otherwise) and the session stays pending for the right one.
+    #[test]
+    fn only_the_scan_token_on_screen_scans(
+        presented in prop_oneof![
+            "[A-Za-z0-9_-]{22}",
+            "[ -~]{0,64}",
+            Just(String::new()),
+        ],
+    ) {
+        let service = limited_service(Limits::unlimited(), vec![]);
+        let peer: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        runtime().block_on(async {
+            let created = generate_with(&service, peer, &[]).await;
+            let content = json_of(&created)["qrcodeContent"].as_str().expect("content").to_owned();
+            let (id, token) = qrauth_test_support::screen::read(&content);
+            let token = token.expect("a scan token");
+            prop_assume!(presented != token);
+            let scan = |body: serde_json::Value| {
+                let mut request = ApiRequest::new(Method::POST);
+                request.headers.insert("content-type", HeaderValue::from_static("application/json"));
+                request.headers.insert("authorization", HeaderValue::from_static("Bearer alice"));
+                request.body = body.to_string().into();
+                service.handle(Route::Scan, request)
+            };
+            let refused = scan(serde_json::json!({ "qrcodeId": id, "scanToken": presented })).await;
+            prop_assert_eq!(refused.status, 410);
+            let refusal = json_of(&refused);
+            prop_assert_eq!(refusal["error"].as_str(), Some("expired_qrcode"));
+            let missing = scan(serde_json::json!({ "qrcodeId": id })).await;
+            prop_assert_eq!(missing.status, 400);
+            let right = scan(serde_json::json!({ "qrcodeId": id, "scanToken": token })).await;
+            prop_assert_eq!(right.status, 200);
+            Ok(())
+        })?;
+    }
+
+    // Issue 16: any `rotation` a browser says it shows gets a status answer, with the new QR
+    // exactly when it names another rotation than the current one.
+    #[test]
+    fn any_shown_rotation_gets_the_qr_on_screen_exactly_when_it_differs(
+        shown in prop_oneof![any::<u64>(), 0u64..4],
+        current_offset in prop_oneof![Just(0u64), Just(1u64), any::<u64>()],
+    ) {
+        let service = limited_service(Limits::unlimited(), vec![]);
+        let peer: std::net::IpAddr = "203.0.113.1".parse().expect("ip");
+        runtime().block_on(async {
+            let created = generate_with(&service, peer, &[]).await;
+            let body = json_of(&created);
+            let id = body["qrcodeId"].as_str().expect("id").to_owned();
+            let current = body["rotation"].as_u64().expect("rotation");
+            let cookie = format!("qrauth_bind={}", set_binding(&created).expect("binding"));
+            // Around the current rotation as well as anywhere.
+            let shown = if current_offset < 2 { current.wrapping_sub(current_offset) } else { shown };
+            let mut request = ApiRequest::new(Method::GET);
+            request.peer = Some(peer);
+            request.query = Some(format!("qrcodeId={id}&rotation={shown}"));
+            request.headers.insert("cookie", HeaderValue::from_str(&cookie).expect("cookie"));
+            let answer = service.handle(Route::Status, request).await;
+            prop_assert_eq!(answer.status, 200);
+            let status = json_of(&answer);
+            let now = status["rotation"].as_u64().expect("rotation");
+            prop_assert_eq!(status.get("qrcodeContent").is_some(), shown != now);
+            prop_assert_eq!(status.get("image").is_some(), shown != now);
+            Ok(())
+        })?;
+    }
 }

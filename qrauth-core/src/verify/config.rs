@@ -574,16 +574,64 @@ impl IssuerEntry {
 /// `allow_http`) may stay on http.
 pub(crate) fn https_only_redirects() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
-        let started_on_https = attempt
-            .previous()
-            .first()
-            .is_some_and(|u| u.scheme() == "https");
-        if attempt.previous().len() > 3 {
-            attempt.error("too many redirects")
-        } else if started_on_https && attempt.url().scheme() != "https" {
-            attempt.error("redirect away from https refused")
-        } else {
-            attempt.follow()
+        match redirect_refusal(attempt.previous(), attempt.url()) {
+            Some(refusal) => attempt.error(refusal),
+            None => attempt.follow(),
         }
     })
+}
+
+/// Why a redirect to `next`, after the fetch went through `previous` (the first is where it
+/// started), is not followed; `None` to follow it.
+fn redirect_refusal(previous: &[url::Url], next: &url::Url) -> Option<&'static str> {
+    let started_on_https = previous.first().is_some_and(|u| u.scheme() == "https");
+    if previous.len() > 3 {
+        Some("too many redirects")
+    } else if started_on_https && next.scheme() != "https" {
+        Some("redirect away from https refused")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::redirect_refusal;
+
+    fn urls(list: &[&str]) -> Vec<url::Url> {
+        list.iter().map(|u| url::Url::parse(u).unwrap()).collect()
+    }
+
+    #[test]
+    fn jwks_and_discovery_redirects_never_leave_https() {
+        let next = |u: &str| url::Url::parse(u).unwrap();
+        let from_https = urls(&["https://idp.example/.well-known/jwks.json"]);
+        assert_eq!(
+            redirect_refusal(&from_https, &next("https://cdn.example/jwks")),
+            None
+        );
+        assert_eq!(
+            redirect_refusal(&from_https, &next("http://cdn.example/jwks")),
+            Some("redirect away from https refused")
+        );
+        // Not even after a detour over another https host.
+        let detour = urls(&["https://idp.example/jwks", "https://cdn.example/jwks"]);
+        assert!(redirect_refusal(&detour, &next("http://evil.example/jwks")).is_some());
+        // A development issuer on http (allow_insecure_http) may stay on http.
+        let from_http = urls(&["http://127.0.0.1:8080/jwks"]);
+        assert_eq!(
+            redirect_refusal(&from_http, &next("http://127.0.0.1:8080/k")),
+            None
+        );
+        let many = urls(&[
+            "https://a.example/",
+            "https://b.example/",
+            "https://c.example/",
+            "https://d.example/",
+        ]);
+        assert_eq!(
+            redirect_refusal(&many, &next("https://e.example/")),
+            Some("too many redirects")
+        );
+    }
 }
