@@ -103,14 +103,16 @@ impl QrAuthServiceBuilder {
         }
     }
 
-    /// The key under which binding cookies are MACed (default: a random key per process).
+    /// The key under which binding cookies and the rotating QR's scan tokens are MACed
+    /// (default: a random key per process).
     ///
     /// `POST /qrcode` adopts a browser's binding cookie only if it carries a valid MAC under
     /// this key for the client's network, and mints a fresh one otherwise: a value planted in
     /// the browser by someone else is replaced, not adopted. **Give every replica the same
     /// key** (32 bytes or more from your secret manager); with per-process keys a replica
     /// replaces the bindings another minted, and the browser's other tabs lose their pending
-    /// QR codes (nothing worse: no login crosses browsers).
+    /// QR codes, and a QR shown by one replica does not scan on another (`410`): nothing worse,
+    /// no login crosses browsers.
     ///
     /// ```
     /// # fn demo(builder: qrauth_core::QrAuthServiceBuilder) -> qrauth_core::Result<()> {
