@@ -36,6 +36,7 @@ macro_rules! hardening_suite {
             cross_site_generate_is_refused,
             risk_from_another_network_makes_number_matching_mandatory,
             qr_rotates_and_the_replaced_one_no_longer_scans,
+            qr_rotation_reaches_an_event_stream,
         );
     };
     (@tests $kind:expr; $($name:ident),+ $(,)?) => {
@@ -225,6 +226,57 @@ async fn rotation_is_followed_and_enforced(
 
 mod cases {
     use super::*;
+
+    /// An event stream delivers the new QR at the rotation (a status event with the same
+    /// `id:`, carrying `qrcodeContent` and `image`) without being reopened; a stream opened by
+    /// a browser that shows an old QR starts with the new one.
+    pub async fn qr_rotation_reaches_an_event_stream(kind: Target) {
+        let clock = std::sync::Arc::new(qrauth_core::ManualClock::starting_now());
+        let server = spawn(kind, ServerOptions::default().clock(clock.clone())).await;
+        let mut browser = server.browser();
+        let qr = browser.generate().await;
+        let rotation = qr.body["rotation"].as_u64().expect("rotation");
+        let rotates_at = qr.body["rotatesAt"].as_u64().expect("rotatesAt");
+        let open = |shown: u64| {
+            browser
+                .request(
+                    Method::GET,
+                    &format!("/qrcode/events?qrcodeId={}&rotation={shown}", qr.id),
+                )
+                .send()
+        };
+        let data = |event: qrauth_tests::SseEvent| -> serde_json::Value {
+            serde_json::from_str(event.data.as_deref().expect("data")).expect("JSON")
+        };
+        // Shortly before the rotation: the first event is the status, with no new QR.
+        clock.set_millis(rotates_at - 500);
+        let response = open(rotation).await.expect("events");
+        assert_eq!(response.status(), 200);
+        let mut stream = qrauth_tests::SseReader::new(response);
+        let first = stream.next_data().await.expect("first event");
+        let first_id = first.id.clone();
+        let first = data(first);
+        assert_eq!(first["rotation"], rotation, "{first}");
+        assert!(first.get("qrcodeContent").is_none(), "{first}");
+        until_waiters(&server, 1).await;
+        clock.set_millis(rotates_at);
+        let next = tokio::time::timeout(Duration::from_secs(5), stream.next_data())
+            .await
+            .expect("the new QR within seconds")
+            .expect("an event");
+        assert_eq!(next.id, first_id, "a rotation keeps the version");
+        let next = data(next);
+        qrauth_tests::assert_status_shape(&next);
+        assert_eq!(next["rotation"], rotation + 1, "{next}");
+        let content = next["qrcodeContent"].as_str().expect("the new QR");
+        assert_ne!(Some(content), qr.body["qrcodeContent"].as_str());
+        drop(stream);
+        // A browser still showing the first QR gets the new one as its first event.
+        let response = open(rotation).await.expect("events");
+        let mut late = qrauth_tests::SseReader::new(response);
+        let first = data(late.next_data().await.expect("first event"));
+        assert_eq!(first["qrcodeContent"].as_str(), Some(content), "{first}");
+    }
 
     /// The QR shown to a browser rotates within one session; the replaced one stops scanning
     /// (QRLJacking: a relayed copy goes stale).
