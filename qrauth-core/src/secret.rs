@@ -236,23 +236,25 @@ impl BindingKey {
     /// The scan token of rotation `rotation` of the QR of session `id`: the same on every
     /// replica that shares the key, without anything stored.
     pub(crate) fn scan_mac(&self, id: &QrCodeId, rotation: u64) -> [u8; BINDING_MAC_BYTES] {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
-        ctx.update(b"qrauth scan v1\0");
-        ctx.update(id.0.as_bytes());
-        ctx.update(b"\0");
-        ctx.update(&rotation.to_be_bytes());
-        let tag = ctx.sign();
-        let mut out = [0u8; BINDING_MAC_BYTES];
-        out.copy_from_slice(&tag.as_ref()[..BINDING_MAC_BYTES]);
-        out
+        self.tag(
+            b"qrauth scan v1\0",
+            id.0.as_bytes(),
+            &rotation.to_be_bytes(),
+        )
     }
 
     fn mac(&self, random: &[u8], network: &[u8]) -> [u8; BINDING_MAC_BYTES] {
+        self.tag(b"qrauth binding v1\0", random, network)
+    }
+
+    /// The truncated HMAC of `label ‖ first ‖ "\0" ‖ second`: the label keeps the uses of the
+    /// one key apart.
+    fn tag(&self, label: &[u8], first: &[u8], second: &[u8]) -> [u8; BINDING_MAC_BYTES] {
         let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.0);
-        ctx.update(b"qrauth binding v1\0");
-        ctx.update(random);
+        ctx.update(label);
+        ctx.update(first);
         ctx.update(b"\0");
-        ctx.update(network);
+        ctx.update(second);
         let tag = ctx.sign();
         let mut out = [0u8; BINDING_MAC_BYTES];
         out.copy_from_slice(&tag.as_ref()[..BINDING_MAC_BYTES]);

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::QrAuthService;
 use super::response::{ApiBody, ApiResponse};
-use super::status::{needs_new_qr, status_for};
+use super::status::{needs_new_qr, status_body, status_for};
 use crate::error::Error;
 use crate::secret::{BindingSecret, QrCodeId};
 use crate::types::{QrState, QrStatus};
@@ -60,10 +60,7 @@ impl State {
 }
 
 fn event(status: &QrStatus) -> Bytes {
-    let data = status_for(status, None)
-        .ok()
-        .and_then(|b| serde_json::to_string(&b).ok())
-        .unwrap_or_default();
+    let data = serde_json::to_string(&status_body(status)).unwrap_or_default();
     Bytes::from(format!("id: {}\ndata: {data}\n\n", status.version))
 }
 
