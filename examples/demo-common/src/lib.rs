@@ -18,8 +18,8 @@ use async_trait::async_trait;
 use axum::serve::ListenerExt;
 use qrauth_core::store::RedisStore;
 use qrauth_core::{
-    BuiltinProvider, Error, PhoneAuthenticator, PhoneUser, QrAuthService, QrAuthServiceBuilder,
-    Result, SigningAlgorithm, SigningKey,
+    BindingKey, BuiltinProvider, Error, PhoneAuthenticator, PhoneUser, QrAuthService,
+    QrAuthServiceBuilder, Result, SigningAlgorithm, SigningKey,
 };
 
 /// Logs to stderr at `info`, or what `RUST_LOG` says.
@@ -198,6 +198,11 @@ pub struct DemoArgs {
     /// `QRAUTH_SIGNING_KEY`), so that several replicas issue tokens every replica accepts.
     /// Without it a fresh RS256 key is generated at start.
     pub signing_key: Option<std::path::PathBuf>,
+    /// A file of 32 or more secret bytes (`--binding-key FILE`, `QRAUTH_BINDING_KEY`), the
+    /// `BindingKey` that MACs binding cookies and the rotating QR's scan tokens: replicas must
+    /// share it, or a QR shown by one does not scan on another. Without it a random key per
+    /// process.
+    pub binding_key: Option<std::path::PathBuf>,
     /// A Redis to keep sessions and abuse-limit counters in (`--redis URL`, `REDIS_URL`), so
     /// that several replicas serve one login; default: in memory.
     pub redis: Option<String>,
@@ -233,6 +238,7 @@ impl DemoArgs {
     ) -> std::result::Result<Self, String> {
         let mut endpoint = lan::EndpointFlags::from_env(env, "QRAUTH_DEMO_LISTEN")?;
         let mut signing_key = env("QRAUTH_SIGNING_KEY");
+        let mut binding_key = env("QRAUTH_BINDING_KEY");
         let mut redis = env("REDIS_URL").filter(|u| !u.is_empty());
         let node_list = |list: String| -> Vec<String> {
             list.split(',')
@@ -245,6 +251,7 @@ impl DemoArgs {
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--signing-key" => signing_key = args.next(),
+                "--binding-key" => binding_key = args.next(),
                 "--redis" => redis = args.next(),
                 "--redis-cluster" => {
                     redis_cluster = args.next().map(node_list).unwrap_or_default();
@@ -254,7 +261,7 @@ impl DemoArgs {
                 }
                 "--help" | "-h" => {
                     return Err(format!(
-                        "usage: {} [--signing-key PKCS8.pem] [--redis redis://HOST:PORT/ | \
+                        "usage: {} [--signing-key PKCS8.pem] [--binding-key FILE] [--redis redis://HOST:PORT/ | \
                          --redis-cluster redis://HOST:PORT,redis://HOST:PORT,…]",
                         lan::USAGE
                     ));
@@ -271,6 +278,7 @@ impl DemoArgs {
             listen: endpoint.listen,
             public_url: endpoint.public_url,
             signing_key: signing_key.map(Into::into),
+            binding_key: binding_key.map(Into::into),
             redis,
             redis_cluster,
             lan: endpoint.lan,
@@ -327,21 +335,35 @@ pub async fn service_for(args: &DemoArgs) -> Result<QrAuthService> {
         }
         None => None,
     };
+    let signs_alone = key.is_none();
+    let mut service = demo_service_builder(&args.public_url, key)?;
+    if let Some(path) = &args.binding_key {
+        let bytes =
+            std::fs::read(path).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        service = service.binding_key(
+            BindingKey::from_bytes(&bytes)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?,
+        );
+    }
     let builder = match (&args.redis, args.redis_cluster.is_empty()) {
         (_, false) => RedisStore::cluster(args.redis_cluster.iter().cloned()),
         (Some(url), true) => RedisStore::builder(url.as_str()),
-        (None, true) => return demo_service_builder(&args.public_url, key)?.build(),
+        (None, true) => return service.build(),
     };
-    if key.is_none() {
+    if signs_alone {
         eprintln!(
             "warning: --redis without --signing-key: this replica signs with a key of its own, \
              so tokens it issues fail on other replicas"
         );
     }
+    if args.binding_key.is_none() {
+        eprintln!(
+            "warning: --redis without --binding-key: this replica MACs bindings and QR scan \
+             tokens with a key of its own, so a QR it shows does not scan on other replicas"
+        );
+    }
     let store = builder.key_prefix("qrauth-demo:").connect().await?;
-    demo_service_builder(&args.public_url, key)?
-        .store(store)
-        .build()
+    service.store(store).build()
 }
 
 /// [`demo_service`], before `build()`, for callers that change more settings (the store, the
