@@ -1110,6 +1110,19 @@ mod cases {
 
         let alice = server.alice();
         let (token, _) = alice.scan_ok(&qr.id).await;
+        // The stream reports the state it reads after each wake-up: a confirm that lands before
+        // it has read "scanned" would be reported as one change. Confirm once it has.
+        loop {
+            let event = stream.next().await.expect("stream open");
+            all.push(event.clone());
+            if event
+                .data
+                .as_deref()
+                .is_some_and(|d| d.contains(r#""status":"scanned""#))
+            {
+                break;
+            }
+        }
         alice.confirm(&qr.id, &token).await.assert_json(200);
 
         all.extend(stream.rest().await); // returns only at EOF
