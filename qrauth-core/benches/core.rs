@@ -8,7 +8,8 @@
 //! - `flow/builtin_rs256`: one whole login per iteration (generate → scan → confirm → poll →
 //!   exchange), each step one request through `QrAuthService::handle` (no abuse limits), on
 //!   the built-in provider with its default RS256 key; throughput is flows/s.
-//!   `flow_part/sign_one_rs256_jwt` is one of the two signatures each flow makes.
+//!   `flow_part/sign_one_rs256_jwt` is one of the two signatures each flow makes;
+//!   `flow_part/generate` is `POST /qrcode` alone (a new session and its QR image).
 //! - Before criterion runs, the net heap cost of a pending session in a `MemoryStore`, measured
 //!   by a counting global allocator over 100 000 new sessions inserted the way the service
 //!   creates them (`SessionRecord::new` + `SessionStore::insert`, retained for the QR and ticket
@@ -397,6 +398,17 @@ fn flow(c: &mut Criterion) {
         b.to_async(&rt).iter(|| one_flow(&service))
     });
     group.finish();
+
+    // `POST /qrcode` alone: a new session, its QR rendered as an SVG image.
+    c.bench_function("flow_part/generate", |b| {
+        b.to_async(&rt).iter(|| async {
+            let generated = service
+                .handle(Route::Generate, ApiRequest::new(Method::POST))
+                .await;
+            assert_eq!(generated.status, StatusCode::CREATED);
+            generated
+        })
+    });
 
     // What dominates a flow: it signs two RS256 JWTs (access token and id_token).
     let key = provider.keys().current();

@@ -7,11 +7,13 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use qrcode::render::svg;
+use qrcode::EcLevel;
+use qrcode::render::{Renderer, svg};
 use qrcode::types::QrError;
-use qrcode::{EcLevel, QrCode};
 
 use crate::error::{Error, Result};
+
+mod mask;
 
 /// The prefix of every URL returned by [`svg_data_url`].
 pub const DATA_URL_PREFIX: &str = "data:image/svg+xml;base64,";
@@ -23,6 +25,12 @@ pub const MIN_DIMENSION: u32 = 200;
 /// here (version 40, level M, byte mode). Purely numeric or upper-case alphanumeric content can
 /// be somewhat longer; anything longer fails with [`Error::Internal`].
 pub const MAX_CONTENT_LEN: usize = 2331;
+
+/// Medium: what a phone needs of a code on a screen, and a version smaller than `Q` or `H`.
+const EC_LEVEL: EcLevel = EcLevel::M;
+
+/// The standard quiet zone of a (non-micro) QR code, in modules.
+const QUIET_ZONE: u32 = 4;
 
 const DARK: &str = "#000000";
 const LIGHT: &str = "#ffffff";
@@ -38,18 +46,16 @@ const LIGHT: &str = "#ffffff";
 /// For instance `svg("https://example.com/qrauth/scan?id=abc")` is an `<svg …>` document (the
 /// module is private, so the examples are the unit tests below).
 pub fn svg(content: &str) -> Result<String> {
-    let code =
-        QrCode::with_error_correction_level(content.as_bytes(), EcLevel::M).map_err(|e| {
-            Error::Internal(match e {
-                QrError::DataTooLong => format!(
-                    "QR content of {} bytes is too long to encode (at most about {MAX_CONTENT_LEN})",
-                    content.len()
-                ),
-                other => format!("cannot encode QR content: {other}"),
-            })
-        })?;
-    Ok(code
-        .render::<svg::Color<'_>>()
+    let (modules, width) = mask::encode(content.as_bytes(), EC_LEVEL).map_err(|e| {
+        Error::Internal(match e {
+            QrError::DataTooLong => format!(
+                "QR content of {} bytes is too long to encode (at most about {MAX_CONTENT_LEN})",
+                content.len()
+            ),
+            other => format!("cannot encode QR content: {other}"),
+        })
+    })?;
+    Ok(Renderer::<svg::Color<'_>>::new(&modules, width, QUIET_ZONE)
         .quiet_zone(true)
         .min_dimensions(MIN_DIMENSION, MIN_DIMENSION)
         .dark_color(svg::Color(DARK))
@@ -90,6 +96,21 @@ mod tests {
         let start = svg.find("width=\"").expect("width") + "width=\"".len();
         let end = start + svg[start..].find('"').expect("closing quote");
         svg[start..end].parse().expect("number")
+    }
+
+    #[test]
+    fn same_image_as_the_qrcode_crate_renders() {
+        for content in [CONTENT, "a", "扫码登录 ✓", &"x".repeat(500)] {
+            let expected = qrcode::QrCode::with_error_correction_level(content, EC_LEVEL)
+                .unwrap()
+                .render::<svg::Color<'_>>()
+                .quiet_zone(true)
+                .min_dimensions(MIN_DIMENSION, MIN_DIMENSION)
+                .dark_color(svg::Color(DARK))
+                .light_color(svg::Color(LIGHT))
+                .build();
+            assert_eq!(svg(content).unwrap(), expected, "{content:?}");
+        }
     }
 
     #[test]
