@@ -2,7 +2,8 @@
 // launching the system Chromium, watching a page, and playing the phone over HTTP.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { chromium } from 'playwright-core';
 
 /** The texts the widget shows in English (qrauth-core/src/handler/widget.js). */
@@ -102,9 +103,13 @@ export async function openPage(browser, base, { initScripts = [] } = {}) {
   return { context, page, log };
 }
 
+const jsQrSource = readFileSync(createRequire(import.meta.url).resolve('jsqr/dist/jsQR.js'), 'utf8');
+
 /**
- * The widget's QR: its phone URL (`data-qrcode-content`) and the qrcodeId in it. `root` is the
- * element the widget is in (the demo's `#qrauth`; `.qrauth-float` for the floating component).
+ * The widget's QR, read as a phone reads it: the image on screen is drawn to a canvas and
+ * decoded by jsQR, and must say what the widget's `data-qrcode-content` says. Returns that
+ * phone URL and the qrcodeId in it. `root` is the element the widget is in (the demo's
+ * `#qrauth`; `.qrauth-float` for the floating component).
  */
 export async function readQr(page, { other, root = '#qrauth', timeout = 10000 } = {}) {
   const selector = `${root} img[data-qrcode-content]`;
@@ -112,7 +117,24 @@ export async function readQr(page, { other, root = '#qrauth', timeout = 10000 } 
     const img = document.querySelector(selector);
     return img && img.getAttribute('data-qrcode-content') !== other && img.complete;
   }, { selector, other: other ?? null }, { timeout });
-  const content = await page.locator(selector).getAttribute('data-qrcode-content');
+  if (!(await page.evaluate(() => typeof window.jsQR === 'function'))) {
+    await page.evaluate(jsQrSource);
+  }
+  const { content, decoded } = await page.evaluate(async (selector) => {
+    const img = document.querySelector(selector);
+    await img.decode();
+    const canvas = document.createElement('canvas');
+    canvas.width = img.naturalWidth;
+    canvas.height = img.naturalHeight;
+    const context = canvas.getContext('2d');
+    context.drawImage(img, 0, 0);
+    const pixels = context.getImageData(0, 0, canvas.width, canvas.height);
+    const code = window.jsQR(pixels.data, canvas.width, canvas.height, { inversionAttempts: 'dontInvert' });
+    return { content: img.getAttribute('data-qrcode-content'), decoded: code?.data ?? null };
+  }, selector);
+  if (decoded !== content) {
+    throw new Error(`the QR image reads ${JSON.stringify(decoded)}, the widget says ${content}`);
+  }
   const id = new URL(content).searchParams.get('qrcodeId');
   if (!id) throw new Error(`no qrcodeId in ${content}`);
   return { content, id };

@@ -766,7 +766,14 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         sessions.push((i, s?));
     }
     drop(creating);
+    // Measured twice: with the browsers' keep-alive connections still open (their buffers
+    // are the server's too), and once they closed, which leaves what the sessions
+    // themselves (and the per-address limit counters) hold.
     let after_create = trimmed_stats(&client, &base).await?;
+    drop(browsers);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sessions_only = trimmed_stats(&client, &base).await?;
+    let browsers = attack::Browsers::new(0, held.div_ceil(10).clamp(1, HELD_BROWSERS_END))?;
     let mut holders = Vec::with_capacity(held);
     for (i, (cookie, id)) in &sessions {
         let client = browsers.client(*i).clone();
@@ -790,11 +797,17 @@ async fn soak(base: String, held: usize, seconds: u64, rate: u64) -> Result<(), 
         held_stats = stats(&client, &base).await?;
     }
     println!("holding {held} long-polls: {held_stats}");
-    let per_session = (kb(&after_create, "rssKb") - kb(&baseline, "rssKb")) * 1024.0 / held as f64;
-    let per_waiter = (kb(&held_stats, "rssKb") - kb(&after_create, "rssKb")) * 1024.0 / held as f64;
+    let per = |after: &Value, before: &Value| {
+        (kb(after, "rssKb") - kb(before, "rssKb")) * 1024.0 / held as f64
+    };
     println!(
-        "server RSS per pending session {per_session:.0} B; per held long-poll connection \
-         {per_waiter:.0} B (socket buffers included)"
+        "server RSS per pending session {:.0} B once their browsers' connections closed \
+         ({:.0} B while {} keep-alive connections stayed open); per held long-poll \
+         connection {:.0} B (socket buffers included)",
+        per(&sessions_only, &baseline),
+        per(&after_create, &baseline),
+        after_create["fds"].as_u64().unwrap_or(0),
+        per(&held_stats, &sessions_only),
     );
 
     // 2. Status latency while they are held: 1000 plain polls.

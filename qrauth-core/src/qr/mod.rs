@@ -4,12 +4,16 @@
 //! The image uses medium error correction (about 15 % of the code may be damaged or covered),
 //! the standard four-module quiet zone, black on white, and is at least
 //! [`MIN_DIMENSION`] pixels wide so that phones read it at arm's length from a desktop screen.
+//! Each horizontal run of dark modules is one rectangle of the image's one path, in module
+//! units scaled by the `viewBox`: about a third of the size of one square per module, which
+//! every login's `POST /qrcode` answer carries.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use qrcode::EcLevel;
-use qrcode::render::{Renderer, svg};
+use std::fmt::Write;
+
 use qrcode::types::QrError;
+use qrcode::{Color, EcLevel};
 
 use crate::error::{Error, Result};
 
@@ -30,7 +34,7 @@ pub const MAX_CONTENT_LEN: usize = 2331;
 const EC_LEVEL: EcLevel = EcLevel::M;
 
 /// The standard quiet zone of a (non-micro) QR code, in modules.
-const QUIET_ZONE: u32 = 4;
+const QUIET_ZONE: usize = 4;
 
 const DARK: &str = "#000000";
 const LIGHT: &str = "#ffffff";
@@ -55,12 +59,41 @@ pub fn svg(content: &str) -> Result<String> {
             other => format!("cannot encode QR content: {other}"),
         })
     })?;
-    Ok(Renderer::<svg::Color<'_>>::new(&modules, width, QUIET_ZONE)
-        .quiet_zone(true)
-        .min_dimensions(MIN_DIMENSION, MIN_DIMENSION)
-        .dark_color(svg::Color(DARK))
-        .light_color(svg::Color(LIGHT))
-        .build())
+    Ok(render(&modules, width))
+}
+
+/// The SVG document of a QR code's `modules` (row-major, `width × width`).
+fn render(modules: &[Color], width: usize) -> String {
+    let side = width + 2 * QUIET_ZONE;
+    // Whole pixels per module, the fewest that reach the minimum size.
+    let side_px = u32::try_from(side).unwrap_or(u32::MAX);
+    let pixels = MIN_DIMENSION
+        .div_ceil(side_px.max(1))
+        .saturating_mul(side_px);
+    let mut svg = String::with_capacity(512 + modules.len() * 4);
+    let _ = write!(
+        svg,
+        r#"<?xml version="1.0" standalone="yes"?><svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{pixels}" height="{pixels}" viewBox="0 0 {side} {side}" shape-rendering="crispEdges"><rect width="{side}" height="{side}" fill="{LIGHT}"/><path fill="{DARK}" d=""#
+    );
+    for (y, row) in modules.chunks_exact(width.max(1)).enumerate() {
+        let mut x = 0;
+        while x < width {
+            if row[x] != Color::Dark {
+                x += 1;
+                continue;
+            }
+            let run = row[x..].iter().take_while(|m| **m == Color::Dark).count();
+            let _ = write!(
+                svg,
+                "M{} {}h{run}v1h-{run}z",
+                x + QUIET_ZONE,
+                y + QUIET_ZONE
+            );
+            x += run;
+        }
+    }
+    svg.push_str(r#""/></svg>"#);
+    svg
 }
 
 /// Renders `content` as a QR code and returns it as a `data:image/svg+xml;base64,…` URL, ready
@@ -92,24 +125,55 @@ mod tests {
     }
 
     /// The `width="…"` attribute of the root element.
-    fn width(svg: &str) -> u32 {
+    fn width_of(svg: &str) -> u32 {
         let start = svg.find("width=\"").expect("width") + "width=\"".len();
         let end = start + svg[start..].find('"').expect("closing quote");
         svg[start..end].parse().expect("number")
     }
 
+    /// The dark modules the image's path paints, by reading its rectangles back.
+    fn painted(svg: &str, side: usize) -> Vec<bool> {
+        let d = &svg[svg.find(" d=\"").expect("path") + 4..];
+        let d = &d[..d.find('"').expect("end of path")];
+        let mut painted = vec![false; side * side];
+        for rect in d.split('z').filter(|r| !r.is_empty()) {
+            // M{x} {y}h{n}v1h-{n}
+            let numbers: Vec<usize> = rect
+                .split(|c: char| !c.is_ascii_digit())
+                .filter(|n| !n.is_empty())
+                .map(|n| n.parse().unwrap())
+                .collect();
+            let [x, y, n, one, back] = numbers[..] else {
+                panic!("unexpected rectangle {rect:?}")
+            };
+            assert_eq!((one, back), (1, n), "{rect:?}");
+            assert!(rect.starts_with('M') && rect.contains(&format!("h{n}v1h-{n}")));
+            for cell in &mut painted[y * side + x..y * side + x + n] {
+                assert!(!*cell, "painted twice");
+                *cell = true;
+            }
+        }
+        painted
+    }
+
     #[test]
-    fn same_image_as_the_qrcode_crate_renders() {
+    fn the_path_paints_exactly_the_dark_modules_inside_the_quiet_zone() {
         for content in [CONTENT, "a", "扫码登录 ✓", &"x".repeat(500)] {
-            let expected = qrcode::QrCode::with_error_correction_level(content, EC_LEVEL)
-                .unwrap()
-                .render::<svg::Color<'_>>()
-                .quiet_zone(true)
-                .min_dimensions(MIN_DIMENSION, MIN_DIMENSION)
-                .dark_color(svg::Color(DARK))
-                .light_color(svg::Color(LIGHT))
-                .build();
-            assert_eq!(svg(content).unwrap(), expected, "{content:?}");
+            let (modules, width) = mask::encode(content.as_bytes(), EC_LEVEL).unwrap();
+            let side = width + 2 * QUIET_ZONE;
+            let svg = svg(content).unwrap();
+            assert!(
+                svg.contains(&format!(r#"viewBox="0 0 {side} {side}""#)),
+                "{svg}"
+            );
+            let mut expected = vec![false; side * side];
+            for (i, m) in modules.iter().enumerate() {
+                let (x, y) = (i % width + QUIET_ZONE, i / width + QUIET_ZONE);
+                expected[y * side + x] = *m == Color::Dark;
+            }
+            assert_eq!(painted(&svg, side), expected, "{content:?}");
+            // Whole pixels per module.
+            assert_eq!(width_of(&svg) as usize % side, 0);
         }
     }
 
@@ -128,11 +192,11 @@ mod tests {
         let svg = svg(CONTENT).unwrap();
         assert!(svg.contains(r##"fill="#000000""##));
         assert!(svg.contains(r##"fill="#ffffff""##));
-        let w = width(&svg);
+        let w = width_of(&svg);
         assert!(w >= MIN_DIMENSION, "width {w}");
         assert!(w < 3 * MIN_DIMENSION, "width {w}");
         // A tiny content still gets a readable size.
-        assert!(width(&super::svg("a").unwrap()) >= MIN_DIMENSION);
+        assert!(width_of(&super::svg("a").unwrap()) >= MIN_DIMENSION);
     }
 
     #[test]
